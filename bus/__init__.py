@@ -1,0 +1,52 @@
+"""A Redis Streams bus: typed messages, consumer groups, request/reply.
+
+It knows nothing of LLMs. Use::
+
+    codec = Codec([Ping, Pong])
+    async with Bus(redis_url, codec) as bus:
+        sub = bus.subscribe("aio:ping", "pingers", handle, concurrency=8)
+        await sub.start()
+        pong = await bus.ask("aio:ping", Ping(), timeout=1.0)
+"""
+
+from ._aio import Backoff, cancel_and_wait
+from ._bus import Bus
+from ._codec import Codec, Envelope, Failure, Message
+from ._config import BusConfig, StreamConfig
+from ._embedded import EmbeddedRedis, find_redis_server
+from ._errors import (
+    REDIS_DOWN,
+    AskTimeout,
+    BusError,
+    BusUnavailable,
+    DecodeError,
+    RemoteError,
+    Stopped,
+)
+from ._names import Names
+from ._subscription import Delivery, Handler, Subscription
+
+__all__ = [
+    "REDIS_DOWN",
+    "AskTimeout",
+    "Backoff",
+    "Bus",
+    "BusConfig",
+    "BusError",
+    "BusUnavailable",
+    "Codec",
+    "DecodeError",
+    "Delivery",
+    "EmbeddedRedis",
+    "Envelope",
+    "Failure",
+    "Handler",
+    "Message",
+    "Names",
+    "RemoteError",
+    "Stopped",
+    "StreamConfig",
+    "Subscription",
+    "cancel_and_wait",
+    "find_redis_server",
+]

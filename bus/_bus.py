@@ -1,0 +1,334 @@
+"""The bus: publish, ask and subscribe over Redis Streams."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import socket
+import time
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from ._aio import Backoff, WriteBatcher, cancel_and_wait
+from ._codec import CORR, Codec, Failure, Message, xadd_command
+from ._config import BusConfig
+from ._errors import REDIS_DOWN, AskTimeout, BusUnavailable, DecodeError, RemoteError, Stopped
+from ._line import Line, parse_entries
+from ._names import Names
+from ._scripts import Scripts, call
+from ._subscription import Handler, Subscription
+
+__all__ = ["Bus"]
+
+log = structlog.get_logger("bus")
+
+
+def _client(url: str, socket_timeout: float, connect_timeout: float) -> Redis:
+    # No retries inside redis-py: a publish fails fast, a consumer has its own backoff.
+    # RESP2 whatever redis-py's default: the hot path parses replies itself.
+    return Redis.from_url(
+        url,
+        protocol=2,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=connect_timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+
+
+class Bus:
+    """A process's connection to the Redis Streams bus.
+
+    ``start()`` connects, takes a stable process name (the consumer name in every
+    group and the suffix of its reply stream) and starts listening for replies.
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        codec: Codec,
+        config: BusConfig | None = None,
+        *,
+        node_prefix: str | None = None,
+    ) -> None:
+        self.config = config or BusConfig()
+        self.codec = codec
+        self.names = Names(self.config.namespace)
+        cfg = self.config
+        self.redis = _client(
+            redis_url, cfg.command_timeout_ms / 1000, cfg.connect_timeout_ms / 1000
+        )
+        # Blocking reads get their own pool, with a socket timeout longer than BLOCK.
+        self.blocking = _client(
+            redis_url, (cfg.block_ms + cfg.command_timeout_ms) / 1000, cfg.connect_timeout_ms / 1000
+        )
+        self.scripts = Scripts(self.redis)
+        self.writer = WriteBatcher(Line(self.redis.connection_pool))
+        prefix = node_prefix or socket.gethostname() or "node"
+        self._node_prefix = re.sub(r"[^A-Za-z0-9_.-]", "_", prefix)
+        self.node = ""
+        self._lease_token = os.urandom(16).hex()
+        self._pending: dict[bytes, asyncio.Future[Message]] = {}
+        self._clock_base = (0.0, 0.0)  # (redis seconds, local monotonic) at the last sync
+        self._streams: set[str] = set()
+        self._subscriptions: list[Subscription] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+        self.dropped_replies = 0
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, take a process name and listen for replies; raises ``BusUnavailable``."""
+        try:
+            await self.redis.ping()
+            await self._sync_clock()
+            await self._acquire_name()
+            last: Any = await self.redis.xrevrange(self.reply_stream, count=1)
+        except REDIS_DOWN as exc:
+            await self._close_clients()
+            raise BusUnavailable(f"Redis is unreachable: {exc}") from exc
+        start_id: bytes = last[0][0] if last else b"0-0"
+        self._tasks = [
+            asyncio.create_task(self._listen_replies(start_id), name="bus-replies"),
+            asyncio.create_task(self._maintain(), name="bus-maintenance"),
+        ]
+        self._started = True
+        log.info("bus.started", node=self.node)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop subscriptions (draining for ``timeout`` s), fail pending asks, give the
+        name back, close connections."""
+        for sub in list(self._subscriptions):
+            await sub.stop(timeout)
+        for task in self._tasks:
+            await cancel_and_wait(task)
+        self._tasks = []
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(Stopped("the bus was closed before the reply came"))
+        self._pending.clear()
+        if self._started:
+            with contextlib.suppress(*REDIS_DOWN):
+                await self.writer.drain()
+            await self.writer.close()
+            with contextlib.suppress(*REDIS_DOWN):
+                lease = [self.names.node_lease(self.node)]
+                await call(self.scripts.release, lease, [self._lease_token])
+        self._started = False
+        await self._close_clients()
+
+    async def _close_clients(self) -> None:
+        await self.redis.aclose()
+        await self.blocking.aclose()
+
+    async def __aenter__(self) -> Bus:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def reply_stream(self) -> str:
+        return self.names.reply(self.node or "unnamed")
+
+    # -- clock -----------------------------------------------------------------
+
+    async def _sync_clock(self) -> None:
+        before = time.monotonic()
+        seconds, micros = await self.redis.time()
+        after = time.monotonic()
+        self._clock_base = (seconds + micros / 1e6, (before + after) / 2)
+
+    def now_ms(self) -> int:
+        """Milliseconds since the epoch on the Redis server's clock (immune to local skew)."""
+        redis_at_sync, mono_at_sync = self._clock_base
+        return int((redis_at_sync + time.monotonic() - mono_at_sync) * 1000)
+
+    # -- process name ----------------------------------------------------------
+
+    async def _acquire_name(self) -> None:
+        # The lowest free {host}-{i}: a restarted process gets its old name back,
+        # so consumer groups do not grow a consumer per restart.
+        for index in range(10_000):
+            name = f"{self._node_prefix}-{index}"
+            if await self.redis.set(
+                self.names.node_lease(name),
+                self._lease_token,
+                nx=True,
+                px=self.config.node_lease_ms,
+            ):
+                self.node = name
+                return
+        raise RuntimeError("no free process name among 10,000 (lease keys never expire?)")
+
+    # -- publish and ask -------------------------------------------------------
+
+    async def publish(
+        self, stream: str, message: Message, *, deadline_ms: int | None = None
+    ) -> str:
+        """Append ``message`` to ``stream``; returns the entry id or raises ``BusUnavailable``.
+
+        Bounded by the connect and command timeouts: it fails fast when Redis is down.
+        """
+        return await self._append(stream, self.codec.fields(message, deadline_ms=deadline_ms))
+
+    async def _append(self, stream: str, fields: dict[bytes, bytes]) -> str:
+        self._streams.add(stream)
+        max_len = self.config.stream(self.names.short(stream)).max_len
+        try:
+            (entry_id,) = await self.writer.execute(xadd_command(stream, fields, max_len))
+        except REDIS_DOWN as exc:
+            raise BusUnavailable(f"could not publish to {stream}: {exc!r}") from exc
+        if isinstance(entry_id, Exception):
+            raise entry_id
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+    async def ask(self, stream: str, message: Message, timeout: float) -> Message:
+        """Publish ``message`` and wait for its reply.
+
+        Raises ``AskTimeout`` when no reply comes within ``timeout`` seconds (the
+        consumer drops the entry once that deadline passes), ``RemoteError`` when the
+        consumer answered with a failure, ``BusUnavailable`` when Redis is down.
+        """
+        if not self._started:
+            raise Stopped("the bus is not started")
+        corr = os.urandom(12).hex()
+        key = corr.encode()
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[Message] = loop.create_future()
+        self._pending[key] = reply
+        fields = self.codec.fields(
+            message,
+            correlation_id=corr,
+            reply_to=self.reply_stream,
+            deadline_ms=self.now_ms() + int(timeout * 1000),
+        )
+        # The wait for the reply ends by a timer, not a cancellation, so it cannot be
+        # lost (see cancel_and_wait); the publish is bounded by its own timeouts too.
+        timer = loop.call_later(timeout, _expire, reply, stream, timeout)
+        try:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._append(stream, fields)
+            except TimeoutError as exc:
+                if isinstance(exc, BusUnavailable):
+                    raise
+                raise AskTimeout(stream, timeout) from None
+            answer = await reply
+        finally:
+            timer.cancel()
+            self._pending.pop(key, None)
+        if isinstance(answer, Failure):
+            raise RemoteError(answer.kind, answer.message)
+        return answer
+
+    async def _listen_replies(self, last_id: bytes) -> None:
+        backoff = self._backoff()
+        stream = self.reply_stream
+        line = Line(self.blocking.connection_pool)
+        try:
+            while True:
+                try:
+                    response = await line.call(
+                        "XREAD", "COUNT", 256, "BLOCK", self.config.block_ms,
+                        "STREAMS", stream, last_id,
+                    )  # fmt: skip
+                except REDIS_DOWN as exc:
+                    log.warning("bus.replies_unreachable", error=repr(exc))
+                    await backoff.sleep()
+                    continue
+                backoff.reset()
+                for entry_id, fields in parse_entries(response):
+                    last_id = entry_id
+                    self._deliver_reply(fields)
+        finally:
+            await line.close()
+
+    def _deliver_reply(self, fields: dict[bytes, bytes]) -> None:
+        corr = fields.get(CORR)
+        fut = self._pending.pop(corr, None) if corr is not None else None
+        if fut is None or fut.done():
+            self.dropped_replies += 1  # late (its asker gave up) or a duplicate
+            return
+        try:
+            fut.set_result(self.codec.decode(fields).message)
+        except DecodeError as exc:
+            fut.set_exception(exc)
+
+    # -- subscribe -------------------------------------------------------------
+
+    def subscribe(
+        self,
+        stream: str,
+        group: str,
+        handler: Handler,
+        *,
+        concurrency: int = 1,
+        start_id: str = "0",
+    ) -> Subscription:
+        """A consumer of ``stream`` in ``group``; call ``start()`` on it to consume.
+
+        ``handler(message, delivery)`` returns the reply (or ``None``); the entry is
+        acknowledged only after it returns. ``start_id`` is where a new group starts:
+        ``"0"`` (everything the stream holds) or ``"$"`` (only new entries).
+        """
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._streams.add(stream)
+        sub = Subscription(self, stream, group, handler, concurrency, start_id)
+        self._subscriptions.append(sub)
+        return sub
+
+    def _forget(self, sub: Subscription) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscriptions.remove(sub)
+
+    def _backoff(self) -> Backoff:
+        return Backoff(self.config.backoff_base_ms / 1000, self.config.backoff_max_ms / 1000)
+
+    # -- maintenance -----------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        """Renew the name lease, resync the clock, keep the reply stream alive, trim."""
+        every = self.config.node_lease_ms / 3000
+        next_trim = 0.0
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self._renew()
+                if time.monotonic() >= next_trim:
+                    next_trim = time.monotonic() + self.config.trim_interval_ms / 1000
+                    await self.trim()
+            except REDIS_DOWN as exc:
+                log.warning("bus.maintenance_unreachable", error=repr(exc))
+
+    async def _renew(self) -> None:
+        lease = [self.names.node_lease(self.node)]
+        held = await call(self.scripts.lease, lease, [self._lease_token, self.config.node_lease_ms])
+        if held == 0:
+            log.error("bus.name_taken", node=self.node, hint="this process stalled past its lease")
+        elif held == 2:
+            log.warning("bus.name_reacquired", node=self.node)
+        await self.redis.pexpire(self.reply_stream, self.config.reply_ttl_ms)
+        await self._sync_clock()
+
+    async def trim(self) -> None:
+        """Trim every stream this process uses to its retention; prune idle consumers."""
+        for stream in list(self._streams):
+            retention = self.config.stream(self.names.short(stream)).retention_ms
+            await call(self.scripts.trim, [stream], [retention])
+        for sub in list(self._subscriptions):
+            await sub.prune()
+
+
+def _expire(reply: asyncio.Future[Message], stream: str, timeout: float) -> None:
+    if not reply.done():
+        reply.set_exception(AskTimeout(stream, timeout))

@@ -1,0 +1,74 @@
+"""A redis.asyncio connection held for one job and spoken to at the protocol level.
+
+redis-py's command layer (pool checkout, retry wrapper, response callbacks,
+observability hooks) costs about as much CPU as the rest of a round trip; the hot
+path of the bus (XADD, XACK, XREADGROUP, XREAD) skips it and uses a connection's own
+``send_packed_command`` / ``read_response``, with RESP2 replies parsed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis.exceptions
+from redis.asyncio import ConnectionPool
+from redis.asyncio.connection import AbstractConnection
+
+__all__ = ["Entries", "Line", "parse_entries"]
+
+Entries = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+class Line:
+    """One connection for one job (a reader, the writer), reconnected on demand.
+
+    Any failure but a Redis error reply leaves the connection disconnected (redis-py
+    does so when a read fails or is cancelled), so the next call starts on a fresh,
+    in-sync connection.
+    """
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        self._conn: AbstractConnection | None = None
+
+    async def _connection(self) -> AbstractConnection:
+        if self._conn is None:
+            self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        return self._conn
+
+    async def call(self, *args: Any) -> Any:
+        """One command; an error reply is raised as ``redis.exceptions.ResponseError``."""
+        conn = await self._connection()
+        await conn.send_packed_command(conn.pack_command(*args), check_health=False)
+        return await conn.read_response()
+
+    async def call_many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Several commands in one round trip; an error reply is returned in its place."""
+        conn = await self._connection()
+        await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        results: list[Any] = []
+        for _ in commands:
+            try:
+                results.append(await conn.read_response())
+            except redis.exceptions.ResponseError as exc:
+                results.append(exc)
+        return results
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.disconnect()
+            await self._pool.release(conn)
+
+
+def parse_entries(response: Any) -> Entries:
+    """Entries of an XREAD / XREADGROUP reply (RESP2) for a single stream."""
+    if not response:
+        return []
+    out: Entries = []
+    for entry_id, flat in response[0][1]:
+        if flat is None:  # an entry deleted while pending (only when reading history)
+            continue
+        out.append((entry_id, dict(zip(flat[::2], flat[1::2], strict=True))))
+    return out

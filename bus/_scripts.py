@@ -1,0 +1,32 @@
+"""The bus's Lua scripts (``bus/lua/*.lua``), registered once per client."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+__all__ = ["Scripts"]
+
+
+def _source(name: str) -> str:
+    return (resources.files("bus") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+
+
+class Scripts:
+    """One registered script per atomic operation; each call is one EVALSHA."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.claim = redis.register_script(_source("claim"))
+        self.heartbeat = redis.register_script(_source("heartbeat"))
+        self.trim = redis.register_script(_source("trim"))
+        self.prune = redis.register_script(_source("prune"))
+        self.lease = redis.register_script(_source("lease"))
+        self.release = redis.register_script(_source("release"))
+
+
+async def call(script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+    """Run a script (typed helper: redis-py's signature is loose)."""
+    return await script(keys=keys, args=args)

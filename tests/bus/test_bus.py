@@ -1,0 +1,312 @@
+"""The bus contract, against each real Redis server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio
+from structlog.testing import capture_logs
+
+from bus import (
+    AskTimeout,
+    Bus,
+    BusConfig,
+    BusUnavailable,
+    Codec,
+    Delivery,
+    Message,
+    RemoteError,
+    StreamConfig,
+)
+from tests.conftest import MakeBus, eventually
+
+
+class Job(Message, tag="test.job", frozen=True, kw_only=True):
+    n: int = 0
+    sleep: float = 0.0
+    fail: bool = False
+
+
+class Done(Message, tag="test.done", frozen=True, kw_only=True):
+    n: int
+
+
+CODEC = Codec([Job, Done])
+
+
+class Recorder:
+    """A handler that records what it saw and how many ran at once."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+        self.deliveries: list[Delivery] = []
+        self.active = 0
+        self.max_active = 0
+
+    async def __call__(self, message: Message, delivery: Delivery) -> Message | None:
+        assert isinstance(message, Job)
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        self.deliveries.append(delivery)
+        try:
+            if message.sleep:
+                await asyncio.sleep(message.sleep)
+            if message.fail:
+                raise ValueError(f"boom {message.n}")
+            self.seen.append(message.n)
+            return Done(n=message.n)
+        finally:
+            self.active -= 1
+
+
+async def test_publish_and_consume_in_order(make_bus: MakeBus) -> None:
+    bus = await make_bus(CODEC)
+    stream = f"{bus.names.ns}:jobs"
+    for n in range(50):
+        await bus.publish(stream, Job(n=n))
+    handler = Recorder()
+    sub = bus.subscribe(stream, "workers", handler, concurrency=1)
+    await sub.start()
+    await eventually(lambda: len(handler.seen) == 50)
+    assert handler.seen == list(range(50))
+    await sub.stop(1.0)
+    pending = await bus.redis.xpending(stream, "workers")
+    assert pending["pending"] == 0
+
+
+async def test_ask_returns_the_reply(make_bus: MakeBus) -> None:
+    bus = await make_bus(CODEC)
+    stream = f"{bus.names.ns}:jobs"
+    sub = bus.subscribe(stream, "workers", Recorder(), concurrency=4)
+    await sub.start()
+    replies = await asyncio.gather(*(bus.ask(stream, Job(n=n), timeout=5) for n in range(20)))
+    assert replies == [Done(n=n) for n in range(20)]
+    await sub.stop(1.0)
+
+
+async def test_ask_across_processes_shares_the_work(make_bus: MakeBus) -> None:
+    asker = await make_bus(CODEC, node_prefix="asker")
+    workers = [await make_bus(CODEC, node_prefix=f"worker{i}") for i in range(2)]
+    stream = f"{asker.names.ns}:jobs"
+    handlers = [Recorder(), Recorder()]
+    subs = [
+        w.subscribe(stream, "workers", h, concurrency=8)
+        for w, h in zip(workers, handlers, strict=True)
+    ]
+    for sub in subs:
+        await sub.start()
+    replies = await asyncio.gather(
+        *(asker.ask(stream, Job(n=n, sleep=0.01), timeout=5) for n in range(100))
+    )
+    assert sorted(r.n for r in replies if isinstance(r, Done)) == list(range(100))
+    assert sorted(handlers[0].seen + handlers[1].seen) == list(range(100))
+    assert handlers[0].seen and handlers[1].seen
+    for sub in subs:
+        await sub.stop(1.0)
+
+
+async def test_ask_times_out_and_the_late_entry_is_dropped(make_bus: MakeBus) -> None:
+    bus = await make_bus(CODEC)
+    stream = f"{bus.names.ns}:jobs"
+    with pytest.raises(AskTimeout) as caught:
+        await bus.ask(stream, Job(n=1), timeout=0.3)
+    assert isinstance(caught.value, TimeoutError)
+    handler = Recorder()
+    sub = bus.subscribe(stream, "workers", handler)
+    with capture_logs() as logs:
+        await sub.start()
+        await eventually(lambda: any(e["event"] == "bus.expired" for e in logs))
+    assert handler.seen == []  # its asker had gone: the work is not done
+    await eventually(lambda: _pending(bus, stream, "workers", 0))
+    await sub.stop(1.0)
+
+
+async def test_late_and_duplicate_replies_are_dropped(make_bus: MakeBus) -> None:
+    bus = await make_bus(CODEC)
+    stream = f"{bus.names.ns}:jobs"
+    sub = bus.subscribe(stream, "workers", Recorder())
+    await sub.start()
+    with pytest.raises(AskTimeout):
+        await bus.ask(stream, Job(n=1, sleep=0.5), timeout=0.2)
+    await eventually(lambda: bus.dropped_replies == 1)
+    # A stray reply with a correlation id nobody waits for.
+    await bus.redis.xadd(bus.reply_stream, CODEC.fields(Done(n=9), correlation_id="nobody"))
+    await eventually(lambda: bus.dropped_replies == 2)
+    assert await bus.ask(stream, Job(n=2), timeout=5) == Done(n=2)
+    await sub.stop(1.0)
+
+
+async def test_concurrency_bound_holds(make_bus: MakeBus) -> None:
+    bus = await make_bus(CODEC)
+    stream = f"{bus.names.ns}:jobs"
+    handler = Recorder()
+    sub = bus.subscribe(stream, "workers", handler, concurrency=3)
+    await sub.start()
+    await asyncio.gather(*(bus.ask(stream, Job(n=n, sleep=0.05), timeout=10) for n in range(20)))
+    assert handler.max_active == 3
+    assert sorted(handler.seen) == list(range(20))
+    await sub.stop(1.0)
+
+
+async def test_graceful_stop_drains_in_flight_work(make_bus: MakeBus) -> None:
+    bus = await make_bus(CODEC)
+    stream = f"{bus.names.ns}:jobs"
+    handler = Recorder()
+    sub = bus.subscribe(stream, "workers", handler, concurrency=4)
+    await sub.start()
+    asks = [asyncio.create_task(bus.ask(stream, Job(n=n, sleep=0.3), timeout=5)) for n in range(4)]
+    await eventually(lambda: handler.active == 4)
+    await sub.stop(timeout=5.0)
+    assert [await a for a in asks] == [Done(n=n) for n in range(4)]
+    await eventually(lambda: _pending(bus, stream, "workers", 0))
+
+
+async def test_stop_past_its_deadline_fails_the_asker(make_bus: MakeBus) -> None:
+    bus = await make_bus(CODEC)
+    stream = f"{bus.names.ns}:jobs"
+    handler = Recorder()
+    sub = bus.subscribe(stream, "workers", handler, concurrency=2)
+    await sub.start()
+    ask = asyncio.create_task(bus.ask(stream, Job(n=1, sleep=30), timeout=20))
+    await eventually(lambda: handler.active == 1)
+    await sub.stop(timeout=0.2)
+    with pytest.raises(RemoteError) as caught:
+        await asyncio.wait_for(ask, 5)
+    assert caught.value.kind == "stopped"
+    await eventually(lambda: _pending(bus, stream, "workers", 0))
+
+
+async def test_failed_handler_is_retried_then_dead_lettered(make_bus: MakeBus) -> None:
+    bus = await make_bus(CODEC, max_deliveries=2)
+    stream = f"{bus.names.ns}:jobs"
+    handler = Recorder()
+    sub = bus.subscribe(stream, "workers", handler, concurrency=2)
+    await sub.start()
+    with pytest.raises(RemoteError) as caught:
+        await bus.ask(stream, Job(n=7, fail=True), timeout=15)
+    assert caught.value.kind == "dead_letter"
+    assert "ValueError: boom 7" in caught.value.message
+    assert [d.deliveries for d in handler.deliveries] == [1, 2]
+    dead = await bus.redis.xrange(bus.names.dead)
+    assert len(dead) == 1
+    fields = dead[0][1]
+    assert fields[b"reason"].startswith(b"failed 2 deliveries; last error: ValueError: boom 7")
+    assert fields[b"source_stream"] == stream.encode()
+    assert fields[b"type"] == b"test.job"  # the original fields travel along
+    assert CODEC.decode(fields).message == Job(n=7, fail=True)
+    # The consumer keeps going.
+    assert await bus.ask(stream, Job(n=8), timeout=5) == Done(n=8)
+    await eventually(lambda: _pending(bus, stream, "workers", 0))
+    await sub.stop(1.0)
+
+
+async def test_poison_entry_goes_to_dead_letters_and_the_consumer_continues(
+    make_bus: MakeBus,
+) -> None:
+    bus = await make_bus(CODEC)
+    stream = f"{bus.names.ns}:jobs"
+    handler = Recorder()
+    sub = bus.subscribe(stream, "workers", handler)
+    await sub.start()
+    await bus.redis.xadd(stream, {"type": "test.job", "data": "{not json"})
+    await bus.redis.xadd(stream, {"garbage": "1"})
+    await bus.redis.xadd(stream, {"type": "no.such.type", "data": "{}"})
+    assert await bus.ask(stream, Job(n=1), timeout=5) == Done(n=1)
+    dead = await eventually(lambda: _dead(bus, 3))
+    reasons = [fields[b"reason"].decode() for _id, fields in dead]
+    assert reasons[0].startswith("undecodable: bad data for 'test.job'")
+    assert reasons[1] == "undecodable: entry has no 'type' field"
+    assert reasons[2] == "undecodable: unknown message type 'no.such.type'"
+    assert dead[1][1][b"garbage"] == b"1"
+    assert handler.seen == [1]
+    await eventually(lambda: _pending(bus, stream, "workers", 0))
+    await sub.stop(1.0)
+
+
+async def test_a_lost_stream_gets_its_group_back(make_bus: MakeBus) -> None:
+    bus = await make_bus(CODEC)
+    stream = f"{bus.names.ns}:jobs"
+    sub = bus.subscribe(stream, "workers", Recorder())
+    await sub.start()
+    assert await bus.ask(stream, Job(n=1), timeout=5) == Done(n=1)
+    with capture_logs() as logs:
+        await bus.redis.delete(stream)  # as after a restart without persistence
+        await eventually(lambda: any(e["event"] == "bus.group_recreated" for e in logs))
+    recreated = next(e for e in logs if e["event"] == "bus.group_recreated")
+    assert recreated["start_id"] == "0"
+    assert await bus.ask(stream, Job(n=2), timeout=5) == Done(n=2)
+    assert sub.failed.done() is False
+    await sub.stop(1.0)
+
+
+async def test_restarts_do_not_grow_the_consumer_list(redis_url: str, ns: str) -> None:
+    config = BusConfig(namespace=ns, block_ms=100, claim_interval_ms=100, claim_idle_ms=1000)
+    stream = f"{ns}:jobs"
+    for n in range(100):
+        async with Bus(redis_url, CODEC, config) as bus:
+            sub = bus.subscribe(stream, "workers", Recorder())
+            await sub.start()
+            if n % 25 == 0:
+                assert await bus.ask(stream, Job(n=n), timeout=5) == Done(n=n)
+            await sub.stop(1.0)
+    client = redis.asyncio.Redis.from_url(redis_url)
+    consumers = await client.xinfo_consumers(stream, "workers")
+    await client.aclose()
+    assert len(consumers) == 1
+
+
+async def test_idle_consumers_without_pending_entries_are_pruned(make_bus: MakeBus) -> None:
+    bus = await make_bus(CODEC, prune_idle_ms=1)
+    stream = f"{bus.names.ns}:jobs"
+    await bus.redis.xgroup_create(stream, "workers", id="0", mkstream=True)
+    await bus.redis.xgroup_createconsumer(stream, "workers", "gone-1")
+    await bus.redis.xadd(stream, {"type": "test.job", "data": "{}"})
+    await bus.redis.xreadgroup("workers", "gone-2", {stream: ">"})  # gone-2 holds it
+    sub = bus.subscribe(stream, "workers", Recorder())
+    await sub.start()
+    await asyncio.sleep(0.01)
+    assert await sub.prune() == ["gone-1"]
+    names = {c["name"] for c in await bus.redis.xinfo_consumers(stream, "workers")}
+    assert b"gone-2" in names  # a consumer with pending work stays
+    assert b"gone-1" not in names
+    await sub.stop(1.0)
+
+
+async def test_trim_keeps_what_a_group_still_needs(make_bus: MakeBus) -> None:
+    bus = await make_bus(CODEC, streams={"jobs": StreamConfig(retention_ms=1)})
+    stream = f"{bus.names.ns}:jobs"
+    ids = [await bus.publish(stream, Job(n=n)) for n in range(1000)]
+    await bus.redis.xgroup_create(stream, "fast", id="0")
+    await bus.redis.xgroup_create(stream, "slow", id="0")
+    await bus.redis.xreadgroup("fast", "f", {stream: ">"}, count=1000)
+    await bus.redis.xack(stream, "fast", *ids)
+    await bus.redis.xreadgroup("slow", "s", {stream: ">"}, count=600)  # pending from 0
+    await bus.redis.xack(stream, "slow", *ids[:500])  # still pending: 500..599; unread: 600..
+    await asyncio.sleep(0.01)
+    await bus.trim()
+    left = [entry_id.decode() for entry_id, _f in await bus.redis.xrange(stream)]
+    assert len(left) < 1000  # something went
+    assert left[-500:] == ids[500:]  # nothing the slow group still needs
+    await bus.redis.xack(stream, "slow", *ids[500:600])
+    await bus.redis.xreadgroup("slow", "s", {stream: ">"}, count=1000)
+    await bus.redis.xack(stream, "slow", *ids[600:])
+    await bus.trim()
+    assert await bus.redis.xlen(stream) < len(left)
+
+
+async def test_publish_fails_fast_when_redis_is_unreachable(unused_tcp_port: int) -> None:
+    config = BusConfig(connect_timeout_ms=200, command_timeout_ms=200)
+    bus = Bus(f"redis://127.0.0.1:{unused_tcp_port}/0", CODEC, config)
+    with pytest.raises(BusUnavailable):
+        await asyncio.wait_for(bus.start(), 5)
+
+
+async def _pending(bus: Bus, stream: str, group: str, count: int) -> bool:
+    summary = await bus.redis.xpending(stream, group)
+    return bool(summary["pending"] == count)
+
+
+async def _dead(bus: Bus, count: int) -> list[tuple[bytes, dict[bytes, bytes]]] | None:
+    dead = await bus.redis.xrange(bus.names.dead)
+    return dead if len(dead) >= count else None

