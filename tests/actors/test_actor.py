@@ -1,0 +1,132 @@
+"""The actor runtime: lifecycle, dispatch, and the supervisor's restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import ClassVar
+
+import pytest
+from structlog.contextvars import merge_contextvars
+from structlog.testing import capture_logs
+
+from actors import CODEC, Actor, EchoActor, Ping, Pong, Supervisor
+from bus import Bus, Delivery, Message, RemoteError
+from tests.conftest import MakeBus, eventually
+
+
+async def test_echo_actor_answers_and_stops(make_bus: MakeBus) -> None:
+    bus = await make_bus(CODEC)
+    actor = EchoActor(bus, concurrency=4)
+    await actor.start()
+    assert await bus.ask(bus.names.echo, Ping(payload="hi"), timeout=5) == Pong(
+        payload="hi", node=bus.node
+    )
+    await actor.stop(1.0)
+
+
+async def test_a_client_without_our_code_can_ask(make_bus: MakeBus) -> None:
+    """What the README shows with redis-cli: plain XADD in, plain XREAD out."""
+    bus = await make_bus(CODEC)
+    actor = EchoActor(bus)
+    await actor.start()
+    replies = f"{bus.names.ns}:my:replies"
+    await bus.redis.xadd(
+        bus.names.echo,
+        {"type": "ping", "data": '{"payload":"hi"}', "corr": "c-1", "reply_to": replies},
+    )
+    response = await bus.redis.xread({replies: "0"}, block=5000)
+    (_stream, [(_id, fields)]) = response[0]
+    assert fields[b"type"] == b"pong"
+    assert fields[b"corr"] == b"c-1"
+    assert json.loads(fields[b"data"]) == {"type": "pong", "payload": "hi", "node": bus.node}
+    await actor.stop(1.0)
+
+
+async def test_an_unexpected_message_fails_and_is_dead_lettered(make_bus: MakeBus) -> None:
+    bus = await make_bus(CODEC, max_deliveries=1)
+    actor = EchoActor(bus)
+    await actor.start()
+    with pytest.raises(RemoteError, match="echo got an unexpected Pong"):
+        await bus.ask(bus.names.echo, Pong(payload="?"), timeout=10)
+    await actor.stop(1.0)
+
+
+async def test_each_handled_message_is_logged_with_actor_and_request(make_bus: MakeBus) -> None:
+    bus = await make_bus(CODEC)
+
+    class Noisy(EchoActor):
+        async def handle(self, message: Message, delivery: Delivery) -> Message | None:
+            self.log.info("noisy.handled")
+            return await super().handle(message, delivery)
+
+    actor = Noisy(bus)
+    await actor.start()
+    with capture_logs(processors=[merge_contextvars]) as logs:
+        await bus.ask(bus.names.echo, Ping(), timeout=5)
+    line = next(e for e in logs if e["event"] == "noisy.handled")
+    assert line["actor"] == "echo"
+    assert line["message_id"]
+    assert line["request_id"]  # the ask's correlation id when the message has none
+    await actor.stop(1.0)
+
+
+class Fragile(Actor):
+    """Echoes, and crashes its own machinery when told to."""
+
+    group: ClassVar[str] = "fragile"
+    built = 0
+
+    def __init__(self, bus: Bus) -> None:
+        super().__init__(bus, stream=f"{bus.names.ns}:fragile")
+        Fragile.built += 1
+        self.generation = Fragile.built
+
+    async def on_start(self) -> None:
+        self.spawn(self._watch(), "watch")
+
+    async def _watch(self) -> None:
+        await self.bus.redis.blpop([f"{self.bus.names.ns}:crash:{self.generation}"], timeout=0)
+        raise RuntimeError(f"generation {self.generation} broke")
+
+    async def handle(self, message: Message, delivery: Delivery) -> Message | None:
+        assert isinstance(message, Ping)
+        return Pong(payload=f"generation {self.generation}")
+
+
+async def test_supervisor_restarts_a_crashed_actor_with_backoff(make_bus: MakeBus) -> None:
+    bus = await make_bus(CODEC)
+    Fragile.built = 0
+    supervisor = Supervisor([lambda: Fragile(bus)], backoff_base=0.05, backoff_max=0.2)
+    await supervisor.start()
+    stream = f"{bus.names.ns}:fragile"
+    assert await bus.ask(stream, Ping(), timeout=5) == Pong(payload="generation 1")
+    with capture_logs() as logs:
+        await bus.redis.rpush(f"{bus.names.ns}:crash:1", "now")
+        await eventually(lambda: supervisor.restarts == 1)
+    crashed = next(e for e in logs if e["event"] == "actor.crashed")
+    assert crashed["actor"] == "fragile"
+    assert "generation 1 broke" in crashed["error"]
+    restarted = next(e for e in logs if e["event"] == "actor.restarted")
+    assert 0.025 <= restarted["after_s"] <= 0.05  # the first backoff step, jittered
+    assert await bus.ask(stream, Ping(), timeout=5) == Pong(payload="generation 2")
+    await supervisor.stop(1.0)
+
+
+async def test_a_failure_at_start_reaches_the_caller(make_bus: MakeBus) -> None:
+    bus = await make_bus(CODEC)
+
+    class Broken(EchoActor):
+        async def on_start(self) -> None:
+            raise ValueError("bad setting")
+
+    echo_started = asyncio.Event()
+
+    class Tracked(EchoActor):
+        async def on_stop(self) -> None:
+            echo_started.set()
+
+    supervisor = Supervisor([lambda: Tracked(bus), lambda: Broken(bus)])
+    with pytest.raises(ValueError, match="bad setting"):
+        await supervisor.start()
+    assert echo_started.is_set()  # what had started was stopped again
