@@ -1,0 +1,58 @@
+"""The command line: schema, demo, help, config errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "run.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def test_schema_prints_every_message() -> None:
+    result = _run("schema")
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    assert {"ping", "pong", "bus.failure"} <= set(schema["messages"])
+    assert schema["properties"]["type"]["enum"]
+    for ref in schema["messages"].values():
+        assert ref["$ref"].removeprefix("#/$defs/") in schema["$defs"]
+
+
+@pytest.mark.parametrize("command", ["schema", "demo"])
+def test_each_command_has_help(command: str) -> None:
+    result = _run(command, "--help")
+    assert result.returncode == 0
+    assert "usage: run.py " + command in result.stdout
+
+
+def test_demo_runs_on_the_embedded_redis() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    result = _run("demo", "--rounds", "50", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "bus on the embedded Redis" in result.stdout
+    assert "a poison entry went to aio:dead" in result.stdout
+    assert "stopped cleanly" in result.stdout
+
+
+def test_a_bad_config_stops_the_start_naming_the_field(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[bus]\nclaim_idle_ms = -5\n")
+    result = _run("demo", "--config", str(config))
+    assert result.returncode == 2
+    assert "bus.claim_idle_ms" in result.stderr
