@@ -1,0 +1,112 @@
+"""The normalized request and answer every adapter speaks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from bus import Message
+
+__all__ = [
+    "ChatMessage",
+    "Chunk",
+    "Completion",
+    "FinishReason",
+    "ProbeResult",
+    "ProviderRequest",
+    "Usage",
+]
+
+Role = Literal["system", "user", "assistant"]
+# Normalized across providers: "stop" (natural end or a stop sequence), "length"
+# (max_tokens reached), "content_filter" (the provider withheld content), "other".
+FinishReason = Literal["stop", "length", "content_filter", "other"]
+
+
+class ChatMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """One turn of a conversation."""
+
+    role: Role
+    content: str
+
+
+class ProviderRequest(Message, tag="provider.request", frozen=True, kw_only=True):
+    """What to ask a model: a prompt or a list of messages, and the sampling settings.
+
+    Give ``prompt`` or ``messages``, not both. ``model`` empty means the adapter's
+    default model.
+    """
+
+    prompt: str | None = None
+    messages: list[ChatMessage] = []
+    model: str = ""
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    stop: list[str] = []
+    user: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.prompt is None) == (not self.messages):
+            raise ValueError("give either `prompt` or `messages`, not both or neither")
+        if self.messages and not any(m.role != "system" for m in self.messages):
+            raise ValueError("`messages` needs at least one user or assistant message")
+        if len(self.stop) > 4:
+            raise ValueError("`stop` takes at most 4 sequences")
+
+    def chat(self) -> list[ChatMessage]:
+        """The conversation, a prompt becoming one user message."""
+        if self.prompt is not None:
+            return [ChatMessage(role="user", content=self.prompt)]
+        return self.messages
+
+    def split_system(self) -> tuple[str | None, list[ChatMessage]]:
+        """System instructions (joined) apart from the turns, for APIs that want them apart."""
+        chat = self.chat()
+        system = [m.content for m in chat if m.role == "system"]
+        turns = [m for m in chat if m.role != "system"]
+        return ("\n\n".join(system) if system else None), turns
+
+
+class Usage(msgspec.Struct, frozen=True, kw_only=True):
+    """Tokens a call used, as the provider counted them."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+
+class Completion(Message, tag="provider.completion", frozen=True, kw_only=True):
+    """A model's whole answer."""
+
+    content: str
+    finish_reason: FinishReason
+    usage: Usage
+    cost_usd: float
+    provider: str
+    model: str
+    latency_ms: float
+
+
+class Chunk(msgspec.Struct, frozen=True, kw_only=True):
+    """A piece of a streamed answer: text deltas, then one final chunk with the finish
+    reason, the usage and the cost (and no text)."""
+
+    delta: str = ""
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    cost_usd: float | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.finish_reason is not None
+
+
+class ProbeResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of the cheapest real call that proves a provider answers."""
+
+    provider: str
+    ok: bool
+    latency_ms: float
+    detail: str = ""
