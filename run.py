@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import statistics
 import sys
-import time
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from actors import CODEC, EchoActor, Ping, Supervisor, configure_logging
+import msgspec
+
+from actors import CODEC, configure_logging
 from actors.config import Config, ConfigError, load_config
-from bus import Bus, EmbeddedRedis
+from actors.demo import run_demo
+from actors.providers import Catalog, build_adapters
+from actors.providers.simulator import PROVIDERS, Knobs, Simulator
 
 
 def _schema(_args: argparse.Namespace) -> int:
@@ -22,57 +22,83 @@ def _schema(_args: argparse.Namespace) -> int:
     return 0
 
 
-@contextlib.asynccontextmanager
-async def _redis(config: Config, data_dir: str | None) -> AsyncIterator[str]:
-    """The Redis to use: ``REDIS_URL`` (or ``redis_url`` in the config), else an embedded one."""
-    if config.redis_url:
-        yield config.redis_url
-        return
-    with EmbeddedRedis(data_dir=data_dir) as server:
-        yield server.url
-
-
-async def _demo(config: Config, data_dir: str | None, rounds: int) -> None:
-    async with _redis(config, data_dir) as url:
-        where = "embedded Redis at " + url if not config.redis_url else "Redis at " + url
-        print(f"1. bus on the {where}")
-        async with Bus(url, CODEC, config.bus) as bus:
-            supervisor = Supervisor([lambda: EchoActor(bus, concurrency=64)])
-            await supervisor.start()
-            stream = bus.names.echo
-            print(f"2. echo actor consuming {stream} as {bus.node}")
-
-            latencies = []
-            for n in range(rounds):
-                start = time.perf_counter()
-                await bus.ask(stream, Ping(payload=str(n)), timeout=5)
-                latencies.append((time.perf_counter() - start) * 1e6)
-            q = statistics.quantiles(latencies, n=100)
-            print(f"3. {rounds} asks one at a time: p50 {q[49]:.0f} us, p99 {q[98]:.0f} us")
-
-            start = time.perf_counter()
-            await asyncio.gather(
-                *(bus.ask(stream, Ping(payload=str(n)), timeout=10) for n in range(rounds * 4))
-            )
-            rate = rounds * 4 / (time.perf_counter() - start)
-            print(f"4. {rounds * 4} asks all at once: {rate:,.0f} round trips/s")
-
-            poison = await bus.redis.xadd(stream, {"type": "ping", "data": "{not json"})
-            reply = await bus.ask(stream, Ping(payload="after the poison"), timeout=5)
-            dead: Any = await bus.redis.xrevrange(bus.names.dead, count=20)
-            reason = next(f[b"reason"] for _i, f in dead if f[b"source_id"] == poison)
-            print(f"5. a poison entry went to {bus.names.dead}: {reason.decode()!r};")
-            print(f"   the actor kept going and answered {reply!r}")
-
-            await supervisor.stop(timeout=5)
-        print("6. stopped cleanly")
-
-
 def _run_demo(args: argparse.Namespace) -> int:
     config = _config(args)
     configure_logging(args.log_level or "warning")
-    asyncio.run(_demo(config, args.data_dir, args.rounds))
+    asyncio.run(run_demo(config, args.data_dir, args.rounds))
     return 0
+
+
+def _run_probe(args: argparse.Namespace) -> int:
+    config = _config(args)
+    configure_logging(args.log_level or "warning")
+    return asyncio.run(_probe(config))
+
+
+async def _probe(config: Config) -> int:
+    """Probe every configured provider once; 0 when every enabled one answers."""
+    adapters = build_adapters(config.providers, Catalog(overrides=config.catalog))
+    failed = 0
+    for name, _provider in config.providers.items():
+        adapter = adapters.get(name)
+        if adapter is None:
+            print(f"{name:10} disabled (no credentials configured)")
+            continue
+        result = await adapter.probe()
+        await adapter.close()
+        failed += not result.ok
+        status = "ok  " if result.ok else "FAIL"
+        print(f"{name:10} {status} {result.latency_ms:7.1f} ms  {result.detail}")
+    if not adapters:
+        print("no provider is configured: set OPENAI_API_KEY, ANTHROPIC_API_KEY, ...")
+        return 1
+    return 1 if failed else 0
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level or "info")
+    knobs = _knob_settings(args)
+    asyncio.run(_simulate(args.host, args.port, knobs, args.seed))
+    return 0
+
+
+def _knob_settings(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    """Knobs for every provider from the flags, then --knob PROVIDER.NAME=VALUE ones."""
+    every = {
+        name: getattr(args, name)
+        for name in Knobs.__struct_fields__
+        if getattr(args, name, None) is not None
+    }
+    settings: dict[str, dict[str, object]] = {p: dict(every) for p in PROVIDERS}
+    for item in args.knob:
+        target, _, value = item.partition("=")
+        provider, _, name = target.partition(".")
+        if provider not in settings or name not in Knobs.__struct_fields__ or not value:
+            raise SystemExit(f"error: --knob {item!r}: expected PROVIDER.KNOB=VALUE")
+        settings[provider][name] = json.loads(value) if value[0] in "0123456789.-tf" else value
+    return settings
+
+
+async def _simulate(
+    host: str, port: int, settings: dict[str, dict[str, object]], seed: int | None
+) -> None:
+    simulator = Simulator(seed=seed)
+    for provider, changes in settings.items():
+        try:
+            simulator.state.update(provider, changes)
+        except (ValueError, msgspec.ValidationError) as exc:
+            raise SystemExit(f"error: {provider}: {exc}") from None
+    url = await simulator.start(host, port)
+    print(f"simulator listening on {url}", flush=True)
+    print(
+        f"  OPENAI_BASE_URL={url}/v1  AZURE_OPENAI_ENDPOINT={url}  "
+        f"ANTHROPIC_BASE_URL={url}  GOOGLE_BASE_URL={url}",
+        flush=True,
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await simulator.stop()
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -95,15 +121,51 @@ def _parser() -> argparse.ArgumentParser:
     schema.set_defaults(run=_schema)
 
     demo = commands.add_parser(
-        "demo", help="run the bus end to end on an embedded Redis",
+        "demo", help="run the bus and the provider adapters end to end",
         description="Start Redis (embedded unless REDIS_URL is set), an echo actor under "
-        "a supervisor, and show ask/reply latency, throughput and dead-lettering.",
+        "a supervisor, and show ask/reply latency, throughput and dead-lettering; then "
+        "the four provider adapters, through their SDKs, on the provider simulator.",
     )  # fmt: skip
     demo.add_argument("--config", help="TOML config file")
     demo.add_argument("--data-dir", help="directory of the embedded Redis (default: temporary)")
     demo.add_argument("--rounds", type=int, default=500, help="asks to time (default 500)")
     demo.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     demo.set_defaults(run=_run_demo)
+
+    probe = commands.add_parser(
+        "probe", help="probe each configured provider once",
+        description="Build the adapters of the providers configured (file and environment), "
+        "make each one's cheapest real call, and print the outcome; exit 1 if one fails.",
+    )  # fmt: skip
+    probe.add_argument("--config", help="TOML config file")
+    probe.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    probe.set_defaults(run=_run_probe)
+
+    simulate = commands.add_parser(
+        "simulate", help="serve the OpenAI, Azure, Anthropic and Gemini APIs locally",
+        description="A provider simulator: the real HTTP APIs of OpenAI, Azure OpenAI, "
+        "Anthropic and Gemini (streaming included) with deterministic answers and knobs "
+        "for latency, errors, 429s, hangs, cut streams and auth failures. Knob flags "
+        "apply to every provider; --knob PROVIDER.NAME=VALUE to one. At run time: "
+        "GET /_sim/knobs, POST /_sim/knobs/{provider} (JSON), POST /_sim/reset.",
+    )  # fmt: skip
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=8100, help="0: any free port")
+    simulate.add_argument("--seed", type=int, help="seed of the random fates")
+    simulate.add_argument("--latency-ms", type=float, dest="latency_ms")
+    simulate.add_argument("--jitter-ms", type=float, dest="jitter_ms")
+    simulate.add_argument("--chunk-delay-ms", type=float, dest="chunk_delay_ms")
+    simulate.add_argument("--error-rate", type=float, dest="error_rate", help="share of 500/503")
+    simulate.add_argument("--rate-limit-rate", type=float, dest="rate_limit_rate",
+                          help="share of 429s")  # fmt: skip
+    simulate.add_argument("--retry-after-s", type=float, dest="retry_after_s")
+    simulate.add_argument("--hang-rate", type=float, dest="hang_rate", help="share never answered")
+    simulate.add_argument("--cut-rate", type=float, dest="cut_rate", help="share of streams cut")
+    simulate.add_argument("--cut-mode", choices=["abort", "clean"], dest="cut_mode")
+    simulate.add_argument("--auth-failure", action="store_true", default=None, dest="auth_failure")
+    simulate.add_argument("--knob", action="append", default=[], metavar="PROVIDER.NAME=VALUE")
+    simulate.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    simulate.set_defaults(run=_run_simulate)
     return parser
 
 

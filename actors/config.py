@@ -2,7 +2,8 @@
 
 Unknown keys and values of the wrong type or range stop the program with a message
 that names the field (``ConfigError``). Environment variables override the file
-where the README says so (``REDIS_URL`` here).
+where the README says so: ``REDIS_URL`` and the provider variables
+(``actors.providers._config.ENV``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from typing import Any, Literal
 import msgspec
 
 from bus import BusConfig
+
+from .providers import CatalogData, ProvidersConfig
+from .providers._config import apply_env, decode_hook
 
 __all__ = ["Config", "ConfigError", "load_config"]
 
@@ -30,6 +34,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     redis_url: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     bus: BusConfig = BusConfig()
+    providers: ProvidersConfig = ProvidersConfig()
+    # Added to the shipped model catalog, or replacing its entries by name.
+    catalog: CatalogData = CatalogData()
 
 
 def load_config(
@@ -48,6 +55,10 @@ def load_config(
     if env.get("REDIS_URL"):
         raw["redis_url"] = env["REDIS_URL"]
     try:
-        return msgspec.convert(raw, Config)
+        apply_env(raw, env)
+    except ValueError as exc:
+        raise ConfigError(f"invalid environment: {exc}") from None
+    try:
+        return msgspec.convert(raw, Config, dec_hook=decode_hook)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"invalid config: {exc}") from None

@@ -34,7 +34,7 @@ def test_schema_prints_every_message() -> None:
         assert ref["$ref"].removeprefix("#/$defs/") in schema["$defs"]
 
 
-@pytest.mark.parametrize("command", ["schema", "demo"])
+@pytest.mark.parametrize("command", ["schema", "demo", "probe", "simulate"])
 def test_each_command_has_help(command: str) -> None:
     result = _run(command, "--help")
     assert result.returncode == 0
@@ -47,6 +47,10 @@ def test_demo_runs_on_the_embedded_redis() -> None:
     assert result.returncode == 0, result.stderr
     assert "bus on the embedded Redis" in result.stdout
     assert "a poison entry went to aio:dead" in result.stdout
+    for provider in ("openai", "azure", "anthropic", "google"):
+        assert f"   {provider}" in result.stdout
+    assert "RateLimited" in result.stdout and "retry after 7s" in result.stdout
+    assert "Unavailable" in result.stdout and "ProviderTimeout" in result.stdout
     assert "stopped cleanly" in result.stdout
 
 
@@ -56,3 +60,17 @@ def test_a_bad_config_stops_the_start_naming_the_field(tmp_path: Path) -> None:
     result = _run("demo", "--config", str(config))
     assert result.returncode == 2
     assert "bus.claim_idle_ms" in result.stderr
+
+
+def test_probe_checks_each_configured_provider(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
+    result = _run("probe", env=env)
+    assert result.returncode == 1
+    assert "no provider is configured" in result.stdout
+    # One provider, pointed at nothing that answers.
+    env |= {"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    result = _run("probe", env=env)
+    assert result.returncode == 1
+    assert "openai     FAIL" in result.stdout and "unavailable" in result.stdout
+    assert "anthropic  disabled" in result.stdout
+    assert "sk-x" not in result.stdout + result.stderr

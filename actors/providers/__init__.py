@@ -1,0 +1,80 @@
+"""Provider adapters (OpenAI, Azure OpenAI, Anthropic, Google) behind one protocol.
+
+The adapter classes load their SDK on first use (``adapter_class(name)``, or the
+names below, resolved lazily).
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from ._adapter import Adapter
+from ._catalog import Catalog, CatalogData, ModelInfo, UnknownModel
+from ._config import AzureConfig, ProviderConfig, ProvidersConfig, Secret
+from ._errors import (
+    AuthenticationFailed,
+    BadRequest,
+    ContentFiltered,
+    ContextTooLong,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+    ServerError,
+    Unavailable,
+)
+from ._registry import ADAPTER_CLASSES, adapter_class, build_adapters
+from ._tokens import estimate_prompt_tokens, estimate_tokens
+from ._types import ChatMessage, Chunk, Completion, ProbeResult, ProviderRequest, Usage
+
+__all__ = [
+    "ADAPTER_CLASSES",
+    "Adapter",
+    "AnthropicAdapter",
+    "AuthenticationFailed",
+    "AzureConfig",
+    "AzureOpenAIAdapter",
+    "BadRequest",
+    "Catalog",
+    "CatalogData",
+    "ChatMessage",
+    "Chunk",
+    "Completion",
+    "ContentFiltered",
+    "ContextTooLong",
+    "GoogleAdapter",
+    "ModelInfo",
+    "OpenAIAdapter",
+    "ProbeResult",
+    "ProviderConfig",
+    "ProviderError",
+    "ProviderRequest",
+    "ProviderTimeout",
+    "ProvidersConfig",
+    "RateLimited",
+    "Secret",
+    "ServerError",
+    "Unavailable",
+    "UnknownModel",
+    "Usage",
+    "adapter_class",
+    "build_adapters",
+    "estimate_prompt_tokens",
+    "estimate_tokens",
+]
+
+if TYPE_CHECKING:
+    from ._anthropic import AnthropicAdapter
+    from ._azure import AzureOpenAIAdapter
+    from ._google import GoogleAdapter
+    from ._openai import OpenAIAdapter
+
+_LAZY = {
+    "OpenAIAdapter": "openai",
+    "AzureOpenAIAdapter": "azure",
+    "AnthropicAdapter": "anthropic",
+    "GoogleAdapter": "google",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return adapter_class(_LAZY[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,239 @@
+"""What every adapter shares: timing, cost, the final-chunk check, error translation."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import email.utils
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ._catalog import Catalog
+from ._config import ProviderConfig
+from ._errors import (
+    AuthenticationFailed,
+    BadRequest,
+    ContentFiltered,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+    ServerError,
+    Unavailable,
+)
+from ._types import Chunk, Completion, FinishReason, ProbeResult, ProviderRequest, Usage
+
+__all__ = ["Adapter", "RawChunk", "error_for_status", "parse_retry_after", "sse_events"]
+
+# What an adapter's SDK-facing stream yields: a text delta, or the end of the answer.
+RawChunk = str | tuple[FinishReason, Usage]
+
+
+class Adapter(abc.ABC):
+    """One provider behind the common protocol: ``generate``, ``stream``, ``probe``.
+
+    Subclasses build one SDK client (SDK retries off, the provider's timeout, the
+    aiohttp transport where the SDK has one) and implement the ``_`` methods; every
+    exception they let through is translated here into a ``ProviderError``.
+    """
+
+    name: str
+
+    def __init__(self, config: ProviderConfig, catalog: Catalog, default_model: str) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.default_model = default_model
+        self.timeout = config.timeout_ms / 1000
+        self._secret = str(config.api_key)
+
+    # -- to implement ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def _generate(
+        self, request: ProviderRequest, model: str
+    ) -> tuple[str, FinishReason, Usage]:
+        """Content, finish reason and usage of one whole answer."""
+
+    @abc.abstractmethod
+    def _stream(self, request: ProviderRequest, model: str) -> AsyncIterator[RawChunk]:
+        """Text deltas, then ``(finish_reason, usage)`` once the provider said it ended."""
+
+    @abc.abstractmethod
+    async def _probe(self) -> str:
+        """The cheapest real call that proves the provider answers; returns a detail."""
+
+    @abc.abstractmethod
+    def _translate(self, exc: Exception) -> ProviderError | None:
+        """The project's error for an SDK exception (None: not the SDK's)."""
+
+    async def close(self) -> None:  # noqa: B027 - not every adapter holds something
+        """Release the SDK client."""
+
+    # -- the protocol ----------------------------------------------------------------
+
+    def model_for(self, request: ProviderRequest) -> str:
+        return request.model or self.default_model
+
+    async def generate(self, request: ProviderRequest) -> Completion:
+        """The whole answer; raises a ``ProviderError``."""
+        model = self.model_for(request)
+        started = time.perf_counter()
+        try:
+            content, finish, usage = await self._generate(request, model)
+        except Exception as exc:
+            raise self._error(exc) from exc
+        if finish == "content_filter" and not content:
+            raise ContentFiltered(self.name, "the provider withheld the answer")
+        return Completion(
+            content=content,
+            finish_reason=finish,
+            usage=usage,
+            cost_usd=self.catalog.cost(model, usage),
+            provider=self.name,
+            model=model,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[Chunk]:
+        """Text deltas, then one final chunk with finish reason, usage and cost.
+
+        A stream that ends before the provider said it ended (a cut connection, a
+        proxy's early close) raises ``Unavailable``: a truncated answer is never
+        passed off as complete. Each wait for the next piece is bounded by the
+        provider's timeout.
+        """
+        model = self.model_for(request)
+        pieces = self._stream(request, model).__aiter__()
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        raw = await anext(pieces)
+                except StopAsyncIteration:
+                    raise Unavailable(
+                        self.name, "the stream ended before its final event"
+                    ) from None
+                except TimeoutError as exc:
+                    if isinstance(exc, ProviderError):
+                        raise
+                    raise ProviderTimeout(
+                        self.name, f"no stream data within {self.timeout:g}s"
+                    ) from exc
+                except ProviderError:
+                    raise
+                except Exception as exc:
+                    raise self._error(exc) from exc
+                if isinstance(raw, str):
+                    if raw:
+                        yield Chunk(delta=raw)
+                    continue
+                finish, usage = raw
+                yield Chunk(
+                    finish_reason=finish, usage=usage, cost_usd=self.catalog.cost(model, usage)
+                )
+                return
+        finally:
+            await _close(pieces)
+
+    async def probe(self) -> ProbeResult:
+        """Never raises: a failed probe is a result with ``ok=False``."""
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout):
+                detail = await self._probe()
+            ok = True
+        except Exception as exc:
+            error = exc if isinstance(exc, ProviderError) else self._error(exc)
+            detail, ok = f"{error.kind}: {error.message}", False
+        return ProbeResult(
+            provider=self.name,
+            ok=ok,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            detail=detail,
+        )
+
+    # -- errors ------------------------------------------------------------------------
+
+    def _error(self, exc: Exception) -> ProviderError:
+        if isinstance(exc, ProviderError):
+            return exc
+        error = self._translate(exc)
+        if error is None:
+            if isinstance(exc, TimeoutError):
+                error = ProviderTimeout(self.name, f"no answer within {self.timeout:g}s")
+            elif isinstance(exc, ConnectionError | OSError):
+                error = Unavailable(self.name, self.redact(f"{type(exc).__name__}: {exc}"))
+            else:
+                error = ProviderError(self.name, self.redact(f"{type(exc).__name__}: {exc}"))
+        error.message = self.redact(error.message)
+        error.args = (self.redact(str(error.args[0])),) if error.args else ()
+        return error
+
+    def redact(self, text: str) -> str:
+        """Keep the API key out of every message that leaves the adapter."""
+        return text.replace(self._secret, "***") if self._secret else text
+
+
+async def _close(iterator: AsyncIterator[Any]) -> None:
+    closer = getattr(iterator, "aclose", None)
+    if closer is not None:
+        # Closing a broken stream may fail again; the first error is the one to report.
+        with contextlib.suppress(Exception):
+            await closer()
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def error_for_status(
+    provider: str, status: int, message: str, retry_after: float | None = None
+) -> ProviderError:
+    """The error class an HTTP status means, when the body says nothing more precise."""
+    if status == 429:
+        return RateLimited(provider, message, status=status, retry_after=retry_after)
+    if status in (401, 403):
+        return AuthenticationFailed(provider, message, status=status)
+    if status == 408:
+        return ProviderTimeout(provider, message, status=status)
+    if status >= 500:
+        return ServerError(provider, message, status=status)
+    return BadRequest(provider, message, status=status)
+
+
+async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | None, str]]:
+    """Server-sent events as ``(event, data)``; the data lines of one event are joined."""
+    event: str | None = None
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = None, []
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+    # An event not closed by a blank line was cut off: it is dropped, and the caller
+    # sees a stream that ended before its final event.

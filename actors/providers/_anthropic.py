@@ -1,0 +1,209 @@
+"""Anthropic through ``anthropic.AsyncAnthropic`` (Messages API), on the aiohttp transport.
+
+As for OpenAI, calls go through the client's documented low-level ``post`` and
+the answer is decoded with msgspec, which costs a fraction of the typed path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+import httpx2
+import msgspec
+
+from ._adapter import Adapter, RawChunk, error_for_status, parse_retry_after, sse_events
+from ._catalog import Catalog
+from ._config import ProviderConfig
+from ._errors import ContextTooLong, ProviderError, ProviderTimeout, ServerError, Unavailable
+from ._types import FinishReason, ProviderRequest, Usage
+
+__all__ = ["AnthropicAdapter"]
+
+_FINISH: dict[str | None, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "refusal": "content_filter",
+}
+# Anthropic requires max_tokens; without one from the request, the model's maximum
+# output (from the catalog) or this.
+_FALLBACK_MAX_TOKENS = 4096
+
+
+class _Usage(msgspec.Struct, frozen=True):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+class _Block(msgspec.Struct):
+    type: str = ""
+    text: str | None = None
+
+
+class _Message(msgspec.Struct):
+    content: list[_Block] = []
+    stop_reason: str | None = None
+    usage: _Usage = _Usage()
+
+
+class _Delta(msgspec.Struct):
+    text: str | None = None
+    stop_reason: str | None = None
+
+
+class _Error(msgspec.Struct):
+    type: str = ""
+    message: str = ""
+
+
+class _Event(msgspec.Struct):
+    """One event of a streamed answer."""
+
+    type: str
+    message: _Message | None = None
+    delta: _Delta | None = None
+    usage: _Usage | None = None
+    error: _Error | None = None
+
+
+_decode_message = msgspec.json.Decoder(_Message).decode
+_decode_event = msgspec.json.Decoder(_Event).decode
+
+
+class AnthropicAdapter(Adapter):
+    """Anthropic's Messages API: the system prompt apart, ``max_tokens`` always set."""
+
+    name = "anthropic"
+
+    def __init__(self, config: ProviderConfig, catalog: Catalog, default_model: str) -> None:
+        super().__init__(config, catalog, default_model)
+        self.client = anthropic.AsyncAnthropic(
+            api_key=str(config.api_key),
+            base_url=config.base_url or None,
+            timeout=self.timeout,
+            max_retries=0,  # the breaker owns retries and counts every attempt
+            http_client=anthropic.DefaultAioHttpClient(),
+        )
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    def _body(self, request: ProviderRequest, model: str) -> dict[str, Any]:
+        system, turns = request.split_system()
+        max_tokens = request.max_tokens
+        if max_tokens is None:
+            known = self.catalog.canonical(model)
+            max_tokens = (
+                self.catalog.models[known].max_output_tokens if known else _FALLBACK_MAX_TOKENS
+            )
+        body: dict[str, Any] = {
+            "model": model,
+            "max_tokens": max_tokens,
+            "messages": [{"role": m.role, "content": m.content} for m in turns],
+        }
+        if system is not None:
+            body["system"] = system
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop_sequences"] = request.stop
+        if request.user:
+            body["metadata"] = {"user_id": request.user}
+        return body
+
+    async def _generate(
+        self, request: ProviderRequest, model: str
+    ) -> tuple[str, FinishReason, Usage]:
+        response = await self.client.post(
+            "/v1/messages", body=self._body(request, model), cast_to=httpx2.Response
+        )
+        message = _decode_message(response.content)
+        text = "".join(block.text or "" for block in message.content if block.type == "text")
+        usage = _usage(message.usage.input_tokens or 0, message.usage.output_tokens or 0)
+        return text, _FINISH.get(message.stop_reason, "other"), usage
+
+    async def _stream(self, request: ProviderRequest, model: str) -> AsyncIterator[RawChunk]:
+        body = self._body(request, model) | {"stream": True}
+        response = await self.client.post(
+            "/v1/messages", body=body, cast_to=httpx2.Response, stream=True
+        )
+        input_tokens = output_tokens = 0
+        finish: FinishReason | None = None
+        try:
+            async for _name, data in sse_events(response.aiter_lines()):
+                event = _decode_event(data)
+                match event.type:
+                    case "message_start" if event.message is not None:
+                        input_tokens = event.message.usage.input_tokens or 0
+                        output_tokens = event.message.usage.output_tokens or 0
+                    case "content_block_delta" if event.delta is not None:
+                        if event.delta.text:
+                            yield event.delta.text
+                    case "message_delta":
+                        if event.delta is not None:
+                            finish = _FINISH.get(event.delta.stop_reason, "other")
+                        if event.usage is not None:
+                            output_tokens = event.usage.output_tokens or output_tokens
+                            input_tokens = event.usage.input_tokens or input_tokens
+                    case "message_stop" if finish is not None:
+                        yield finish, _usage(input_tokens, output_tokens)
+                        return
+                    case "error":
+                        raise self._error_event(event.error or _Error())
+        finally:
+            await response.aclose()
+
+    async def _probe(self) -> str:
+        page = await self.client.models.list(limit=1)
+        return f"models answer ({len(page.data)} listed)"
+
+    def _translate(self, exc: Exception) -> ProviderError | None:
+        if isinstance(exc, anthropic.APIStatusError):
+            return self._status_error(exc)
+        if isinstance(exc, anthropic.APITimeoutError):
+            return ProviderTimeout(self.name, f"no answer within {self.timeout:g}s")
+        if isinstance(exc, anthropic.APIConnectionError):
+            return Unavailable(self.name, str(exc))
+        # The SDK does not wrap transport errors raised while a stream is read.
+        if isinstance(exc, httpx2.TimeoutException):
+            return ProviderTimeout(self.name, f"no stream data within {self.timeout:g}s")
+        if isinstance(exc, httpx2.TransportError):
+            return Unavailable(self.name, f"the stream broke: {type(exc).__name__}: {exc}")
+        if isinstance(exc, msgspec.DecodeError):
+            return Unavailable(self.name, f"an unreadable answer: {exc}")
+        return None
+
+    def _status_error(self, exc: anthropic.APIStatusError) -> ProviderError:
+        message = _message(exc)
+        status = exc.status_code
+        if status == 400 and "prompt is too long" in message:
+            return ContextTooLong(self.name, message, status=status)
+        return error_for_status(self.name, status, message, parse_retry_after(exc.response.headers))
+
+    def _error_event(self, error: _Error) -> ProviderError:
+        """An error event in the middle of a stream (the HTTP status was 200)."""
+        if error.type == "rate_limit_error":
+            return error_for_status(self.name, 429, error.message)
+        return ServerError(self.name, f"{error.type}: {error.message}")
+
+
+def _usage(input_tokens: int, output_tokens: int) -> Usage:
+    return Usage(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=input_tokens + output_tokens,
+    )
+
+
+def _message(exc: anthropic.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+    return exc.message

@@ -1,0 +1,48 @@
+"""Azure OpenAI through ``openai.AsyncAzureOpenAI``: OpenAI's API on deployments."""
+
+from __future__ import annotations
+
+import openai
+
+from ._catalog import Catalog
+from ._config import AzureConfig
+from ._errors import BadRequest
+from ._openai import OpenAIAdapter
+
+__all__ = ["AzureOpenAIAdapter"]
+
+
+class AzureOpenAIAdapter(OpenAIAdapter):
+    """OpenAI's models on an Azure resource; each model is served by a deployment.
+
+    ``deployment`` serves the default model, ``deployments`` maps other models to
+    theirs; a model with no deployment is a ``BadRequest``.
+    """
+
+    name = "azure"
+    config: AzureConfig
+
+    def __init__(self, config: AzureConfig, catalog: Catalog, default_model: str) -> None:
+        super().__init__(config, catalog, default_model)
+
+    def _client(self) -> openai.AsyncOpenAI:
+        return openai.AsyncAzureOpenAI(
+            azure_endpoint=self.config.base_url,
+            api_version=self.config.api_version,
+            api_key=str(self.config.api_key),
+            timeout=self.timeout,
+            max_retries=0,
+            http_client=openai.DefaultAioHttpClient(),
+        )
+
+    def _target(self, model: str) -> str:
+        if model in self.config.deployments:
+            return self.config.deployments[model]
+        if model == self.default_model and self.config.deployment:
+            return self.config.deployment
+        raise BadRequest(self.name, f"no Azure deployment serves model {model!r}")
+
+    def serves(self, model: str) -> bool:
+        return model in self.config.deployments or (
+            model == self.default_model and bool(self.config.deployment)
+        )

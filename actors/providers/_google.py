@@ -1,0 +1,176 @@
+"""Google Gemini through ``google-genai`` (``Client(...).aio``), on its aiohttp transport."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from google import genai
+from google.genai import errors, types
+
+from ._adapter import Adapter, RawChunk, error_for_status, parse_retry_after
+from ._catalog import Catalog
+from ._config import ProviderConfig
+from ._errors import ContentFiltered, ContextTooLong, ProviderError, ProviderTimeout, Unavailable
+from ._types import FinishReason, ProviderRequest, Usage
+
+__all__ = ["GoogleAdapter"]
+
+_FILTERED = {
+    "SAFETY",
+    "RECITATION",
+    "BLOCKLIST",
+    "PROHIBITED_CONTENT",
+    "SPII",
+    "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT",
+    "MODEL_ARMOR",
+}
+_TOO_LONG = re.compile(r"exceeds the maximum number of tokens|input token count", re.IGNORECASE)
+# Streams are bounded per chunk by the adapter; the SDK's aiohttp timeout is a
+# total deadline that would cut a long, healthy stream.
+_STREAM_DEADLINE_MS = 24 * 3600 * 1000
+
+
+class GoogleAdapter(Adapter):
+    """Gemini's generateContent: roles ``user``/``model``, a separate system instruction."""
+
+    name = "google"
+
+    def __init__(self, config: ProviderConfig, catalog: Catalog, default_model: str) -> None:
+        super().__init__(config, catalog, default_model)
+        options = types.HttpOptions(
+            base_url=config.base_url or None,
+            api_version="v1beta",
+            timeout=config.timeout_ms,
+            # One attempt, which also turns off the SDK's implicit retry on
+            # connection errors: the breaker owns retries.
+            retry_options=types.HttpRetryOptions(attempts=1),
+        )
+        self.client = genai.Client(api_key=str(config.api_key), http_options=options).aio
+        self._stream_options = options.model_copy(update={"timeout": _STREAM_DEADLINE_MS})
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    def _arguments(self, request: ProviderRequest, model: str, *, stream: bool) -> dict[str, Any]:
+        system, turns = request.split_system()
+        contents = [
+            types.Content(
+                role="model" if m.role == "assistant" else "user",
+                parts=[types.Part(text=m.content)],
+            )
+            for m in turns
+        ]
+        config = types.GenerateContentConfig(
+            system_instruction=system,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            max_output_tokens=request.max_tokens,
+            stop_sequences=request.stop or None,
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+            automatic_continuation=False,
+            http_options=self._stream_options if stream else None,
+        )
+        return {"model": model, "contents": contents, "config": config}
+
+    async def _generate(
+        self, request: ProviderRequest, model: str
+    ) -> tuple[str, FinishReason, Usage]:
+        response = await self.client.models.generate_content(
+            **self._arguments(request, model, stream=False)
+        )
+        text, finish = self._read(response)
+        return text, finish or "other", _usage(response.usage_metadata)
+
+    async def _stream(self, request: ProviderRequest, model: str) -> AsyncIterator[RawChunk]:
+        stream = await self.client.models.generate_content_stream(
+            **self._arguments(request, model, stream=True)
+        )
+        usage = Usage()
+        async for chunk in stream:
+            text, finish = self._read(chunk)
+            if chunk.usage_metadata is not None:
+                usage = _usage(chunk.usage_metadata)
+            if text:
+                yield text
+            if finish is not None:
+                yield finish, usage
+                return
+
+    def _read(self, response: types.GenerateContentResponse) -> tuple[str, FinishReason | None]:
+        """Text and finish reason of a response (or chunk); a blocked prompt raises."""
+        if not response.candidates:
+            feedback = response.prompt_feedback
+            if feedback is not None and feedback.block_reason is not None:
+                reason = getattr(feedback.block_reason, "value", feedback.block_reason)
+                raise ContentFiltered(self.name, f"the prompt was blocked ({reason})")
+            return "", None
+        candidate = response.candidates[0]
+        parts = candidate.content.parts if candidate.content and candidate.content.parts else []
+        text = "".join(p.text for p in parts if p.text and not p.thought)
+        if candidate.finish_reason is None:
+            return text, None
+        reason = str(getattr(candidate.finish_reason, "value", candidate.finish_reason))
+        finish: FinishReason = (
+            "stop"
+            if reason == "STOP"
+            else "length"
+            if reason == "MAX_TOKENS"
+            else "content_filter"
+            if reason in _FILTERED
+            else "other"
+        )
+        return text, finish
+
+    async def _probe(self) -> str:
+        pager = await self.client.models.list(config={"page_size": 1})
+        return f"models answer ({len(pager.page)} listed)"
+
+    def _translate(self, exc: Exception) -> ProviderError | None:
+        if isinstance(exc, errors.APIError):
+            return self._api_error(exc)
+        if isinstance(exc, errors.UnknownApiResponseError):
+            return Unavailable(self.name, f"the stream broke mid-event: {exc}")
+        if isinstance(exc, TimeoutError):
+            return ProviderTimeout(self.name, f"no answer within {self.timeout:g}s")
+        if isinstance(exc, aiohttp.ClientError):
+            return Unavailable(self.name, f"{type(exc).__name__}: {exc}")
+        return None
+
+    def _api_error(self, exc: errors.APIError) -> ProviderError:
+        status = exc.code or 500
+        message = exc.message or str(exc.status or "")
+        if status == 400 and _TOO_LONG.search(message):
+            return ContextTooLong(self.name, message, status=status)
+        retry_after = _retry_delay(exc.details)
+        if retry_after is None and exc.response is not None:
+            retry_after = parse_retry_after(getattr(exc.response, "headers", None))
+        return error_for_status(self.name, status, message, retry_after)
+
+
+def _usage(metadata: types.GenerateContentResponseUsageMetadata | None) -> Usage:
+    if metadata is None:
+        return Usage()
+    prompt = metadata.prompt_token_count or 0
+    output = (metadata.candidates_token_count or 0) + (metadata.thoughts_token_count or 0)
+    return Usage(
+        input_tokens=prompt,
+        output_tokens=output,
+        total_tokens=metadata.total_token_count or prompt + output,
+    )
+
+
+def _retry_delay(details: Any) -> float | None:
+    """Seconds from a google.rpc.RetryInfo detail ("retryDelay": "7s")."""
+    error = details.get("error") if isinstance(details, dict) else None
+    for detail in (error or {}).get("details") or ():
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("RetryInfo"):
+            delay = str(detail.get("retryDelay", ""))
+            try:
+                return float(delay.removesuffix("s"))
+            except ValueError:
+                return None
+    return None

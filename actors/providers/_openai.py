@@ -1,0 +1,225 @@
+"""OpenAI through ``openai.AsyncOpenAI``, on the SDK's aiohttp transport.
+
+Calls go through the client's documented low-level ``post`` (the SDK still does
+the URL, auth, headers, timeout and error mapping) and the answer is decoded with
+msgspec: the SDK's typed ``create()`` spends more CPU transforming parameters and
+building pydantic models than the whole call costs otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import httpx2
+import msgspec
+import openai
+
+from ._adapter import Adapter, RawChunk, error_for_status, parse_retry_after, sse_events
+from ._catalog import Catalog
+from ._config import ProviderConfig
+from ._errors import ContentFiltered, ContextTooLong, ProviderError, ProviderTimeout, Unavailable
+from ._types import FinishReason, ProviderRequest, Usage
+
+__all__ = ["OpenAIAdapter"]
+
+_FINISH: dict[str | None, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "content_filter": "content_filter",
+}
+# Connection failures that the SDK's aiohttp transport reports as timeouts.
+_REFUSED = (ConnectionRefusedError, aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError)
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class _Text(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    message: _Text | None = None
+    delta: _Text | None = None
+    finish_reason: str | None = None
+
+
+class _Error(msgspec.Struct):
+    message: str = ""
+    type: str | None = None
+    code: str | None = None
+
+
+class _Answer(msgspec.Struct):
+    """A chat completion, or one chunk of a streamed one."""
+
+    choices: list[_Choice] = []
+    usage: _Usage | None = None
+    error: _Error | None = None
+
+
+_decode = msgspec.json.Decoder(_Answer).decode
+
+
+class OpenAIAdapter(Adapter):
+    """OpenAI's chat completions API; ``model`` is the model id."""
+
+    name = "openai"
+
+    def __init__(self, config: ProviderConfig, catalog: Catalog, default_model: str) -> None:
+        super().__init__(config, catalog, default_model)
+        self.client = self._client()
+
+    def _client(self) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            api_key=str(self.config.api_key),
+            base_url=self.config.base_url or None,
+            timeout=self.timeout,
+            max_retries=0,  # the breaker owns retries and counts every attempt
+            http_client=openai.DefaultAioHttpClient(),
+        )
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    def _target(self, model: str) -> str:
+        """The name the API wants for ``model`` (Azure: its deployment)."""
+        return model
+
+    def _body(self, request: ProviderRequest, model: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self._target(model),
+            "messages": [{"role": m.role, "content": m.content} for m in request.chat()],
+        }
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.max_tokens is not None:
+            body["max_completion_tokens"] = request.max_tokens
+        if request.stop:
+            body["stop"] = request.stop
+        if request.user:
+            body["user"] = request.user
+        return body
+
+    async def _generate(
+        self, request: ProviderRequest, model: str
+    ) -> tuple[str, FinishReason, Usage]:
+        response = await self.client.post(
+            "/chat/completions", body=self._body(request, model), cast_to=httpx2.Response
+        )
+        answer = _decode(response.content)
+        if answer.error is not None:
+            raise self._error_event(answer.error)
+        if not answer.choices or answer.choices[0].message is None:
+            raise Unavailable(self.name, "the answer has no choices")
+        choice = answer.choices[0]
+        text = choice.message.content if choice.message else None
+        return text or "", _FINISH.get(choice.finish_reason, "other"), _usage(answer.usage)
+
+    async def _stream(self, request: ProviderRequest, model: str) -> AsyncIterator[RawChunk]:
+        body = self._body(request, model) | {
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        response = await self.client.post(
+            "/chat/completions", body=body, cast_to=httpx2.Response, stream=True
+        )
+        finish: FinishReason | None = None
+        try:
+            async for _event, data in sse_events(response.aiter_lines()):
+                if data.startswith("[DONE]"):
+                    return  # without the usage chunk: the caller sees no final event
+                chunk = _decode(data)
+                if chunk.error is not None:
+                    raise self._error_event(chunk.error)
+                if chunk.choices:
+                    choice = chunk.choices[0]
+                    if choice.delta is not None and choice.delta.content:
+                        yield choice.delta.content
+                    if choice.finish_reason is not None:
+                        finish = _FINISH.get(choice.finish_reason, "other")
+                if chunk.usage is not None and finish is not None:
+                    yield finish, _usage(chunk.usage)  # the usage chunk comes last
+                    return
+        finally:
+            await response.aclose()
+
+    async def _probe(self) -> str:
+        page = await self.client.models.list()
+        return f"{len(page.data)} models"
+
+    def _translate(self, exc: Exception) -> ProviderError | None:
+        if isinstance(exc, openai.APIStatusError):
+            return self._status_error(exc)
+        if isinstance(exc, openai.APITimeoutError):
+            if _caused_by(exc, _REFUSED):
+                return Unavailable(self.name, _describe(exc))
+            return ProviderTimeout(self.name, f"no answer within {self.timeout:g}s")
+        if isinstance(exc, openai.APIConnectionError):
+            return Unavailable(self.name, _describe(exc))
+        # Transport errors while a stream is read are not wrapped by the SDK.
+        if isinstance(exc, httpx2.TimeoutException):
+            return ProviderTimeout(self.name, f"no stream data within {self.timeout:g}s")
+        if isinstance(exc, httpx2.TransportError):
+            return Unavailable(self.name, f"the stream broke: {type(exc).__name__}: {exc}")
+        if isinstance(exc, msgspec.DecodeError):
+            return Unavailable(self.name, f"an unreadable answer: {exc}")
+        return None
+
+    def _status_error(self, exc: openai.APIStatusError) -> ProviderError:
+        status = exc.status_code
+        message = _message(exc)
+        if exc.code == "context_length_exceeded":
+            return ContextTooLong(self.name, message, status=status)
+        if exc.code == "content_filter":
+            return ContentFiltered(self.name, message, status=status)
+        return error_for_status(self.name, status, message, parse_retry_after(exc.response.headers))
+
+    def _error_event(self, error: _Error) -> ProviderError:
+        """An error inside a 200 answer (a stream's error event)."""
+        if error.code == "context_length_exceeded":
+            return ContextTooLong(self.name, error.message)
+        status = 429 if error.code == "rate_limit_exceeded" else 500
+        return error_for_status(self.name, status, error.message or str(error.type))
+
+
+def _usage(usage: _Usage | None) -> Usage:
+    if usage is None:
+        return Usage()
+    return Usage(
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens or usage.prompt_tokens + usage.completion_tokens,
+    )
+
+
+def _message(exc: openai.APIError) -> str:
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])
+    return exc.message
+
+
+def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, kinds):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _describe(exc: BaseException) -> str:
+    root: BaseException = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    return f"{type(root).__name__}: {root}" if root is not exc else str(exc)

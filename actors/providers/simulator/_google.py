@@ -1,0 +1,166 @@
+"""Gemini's generateContent / streamGenerateContent and models list."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from ._api import Api, Call, json_response, sse
+from ._text import Answer
+
+__all__ = ["GoogleApi"]
+
+_decoder = msgspec.json.Decoder()
+
+_MODELS = (
+    "gemini-1.5-flash",
+    "gemini-1.5-pro",
+    "gemini-2.0-flash",
+    "gemini-2.5-flash",
+    "gemini-2.5-pro",
+)
+_FINISH = {"stop": "STOP", "length": "MAX_TOKENS"}
+_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+
+
+class GoogleApi(Api):
+    provider = "google"
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/{version}/models/{model}:generateContent", self.generate),
+            web.post("/{version}/models/{model}:streamGenerateContent", self.generate),
+            web.get("/{version}/models", self.models),
+        ]
+
+    def _refused(self, request: web.Request) -> web.Response | None:
+        if not (request.headers.get("x-goog-api-key") or request.query.get("key")):
+            return self.error(401, "", "API key not valid. Please pass a valid API key.")
+        return None
+
+    async def generate(self, request: web.Request) -> web.StreamResponse:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        stream = request.path.endswith(":streamGenerateContent")
+        if stream and request.query.get("alt") != "sse":
+            return self.error(400, "", "the simulator streams only with alt=sse")
+        try:
+            body = _decoder.decode(await request.read())
+            system = body.get("systemInstruction") or body.get("system_instruction")
+            roles = {c.get("role", "user") for c in body["contents"]}
+            if not roles <= {"user", "model"}:
+                raise TypeError(f"contents: roles must be user or model, not {roles}")
+            texts = ([_parts_text(system)] if system else []) + [
+                _parts_text(c) for c in body["contents"]
+            ]
+            config = body.get("generationConfig") or body.get("generation_config") or {}
+            max_tokens = config.get("maxOutputTokens") or config.get("max_output_tokens")
+        except (msgspec.DecodeError, KeyError, TypeError, AttributeError) as exc:
+            return self.error(400, "", f"Invalid JSON payload received: {exc!r}")
+        model = request.match_info["model"]
+        call = Call(self.provider, model, texts, max_tokens, stream, {})
+        return await self.serve(request, call)
+
+    def error(
+        self, status: int, kind: str, message: str, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        error: dict[str, Any] = {
+            "code": status,
+            "message": message,
+            "status": _STATUS.get(status, "UNKNOWN"),
+        }
+        if status == 429 and headers and "Retry-After" in headers:
+            error["details"] = [
+                {
+                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                    "retryDelay": f"{headers['Retry-After']}s",
+                }
+            ]
+        return json_response({"error": error}, status, headers)
+
+    def context_error(self, call: Call, tokens: int, window: int) -> web.Response:
+        message = (
+            f"The input token count ({tokens}) exceeds the maximum number of tokens "
+            f"allowed ({window})."
+        )
+        return self.error(400, "", message)
+
+    def blocked(self, call: Call) -> web.Response:
+        body = {
+            "promptFeedback": {"blockReason": "SAFETY"},
+            "usageMetadata": {"promptTokenCount": 0, "totalTokenCount": 0},
+            "modelVersion": call.model,
+        }
+        return json_response(body)
+
+    def _response(
+        self, call: Call, text: str, finish: str | None, usage: Answer | None
+    ) -> dict[str, Any]:
+        candidate: dict[str, Any] = {
+            "content": {"role": "model", "parts": [{"text": text}]},
+            "index": 0,
+        }
+        if finish:
+            candidate["finishReason"] = finish
+        body: dict[str, Any] = {
+            "candidates": [candidate],
+            "modelVersion": call.model,
+            "responseId": hashlib.sha256("\x00".join(call.texts).encode()).hexdigest()[:22],
+        }
+        if usage is not None:
+            body["usageMetadata"] = {
+                "promptTokenCount": usage.input_tokens,
+                "candidatesTokenCount": usage.output_tokens,
+                "totalTokenCount": usage.input_tokens + usage.output_tokens,
+            }
+        return body
+
+    def complete(self, call: Call, result: Answer) -> web.Response:
+        return json_response(self._response(call, result.text, _FINISH[result.finish], result))
+
+    def events(self, call: Call, result: Answer) -> Iterator[bytes]:
+        pieces = result.pieces
+        for piece in pieces[:-1]:
+            yield sse(self._response(call, piece, None, None))
+        yield sse(
+            self._response(call, pieces[-1] if pieces else "", _FINISH[result.finish], result)
+        )
+
+    async def models(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        refusal = await self.gate(request)
+        if refusal is not None:
+            return refusal
+        models = [
+            {
+                "name": f"models/{m}",
+                "displayName": m,
+                "supportedGenerationMethods": ["generateContent", "countTokens"],
+                "inputTokenLimit": self._windows.get(m, 1_048_576),
+                "outputTokenLimit": 8192,
+            }
+            for m in _MODELS
+        ]
+        return json_response({"models": models})
+
+
+def _parts_text(content: Any) -> str:
+    parts = content.get("parts") if isinstance(content, dict) else None
+    if not isinstance(parts, list):
+        raise TypeError("content needs a list of parts")
+    return "".join(p.get("text", "") for p in parts if isinstance(p, dict))

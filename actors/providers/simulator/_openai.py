@@ -1,0 +1,228 @@
+"""OpenAI's chat completions, models and embeddings; Azure OpenAI's deployment paths."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from ._api import Api, Call, json_response, sse
+from ._text import Answer, input_tokens
+
+__all__ = ["AzureApi", "OpenAIApi"]
+
+_decoder = msgspec.json.Decoder()
+
+_OPENAI_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-3.5-turbo", "gpt-4")
+
+
+class OpenAIApi(Api):
+    provider = "openai"
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/chat/completions", self.chat),
+            web.post("/v1/embeddings", self.embeddings),
+        ]
+
+    def _authorized(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization", "").startswith("Bearer ") and len(
+            request.headers["Authorization"]
+        ) > len("Bearer ")
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self.serve(request, await self._parse(request, None))
+
+    async def _parse(self, request: web.Request, deployment: str | None) -> Call | web.Response:
+        if not self._authorized(request):
+            return self.error(401, "invalid_request_error", "missing or malformed credentials")
+        try:
+            body = _decoder.decode(await request.read())
+            messages = body["messages"]
+            texts = [_text_of(m.get("content")) for m in messages]
+        except (msgspec.DecodeError, KeyError, TypeError, AttributeError) as exc:
+            return self.error(400, "invalid_request_error", f"malformed request: {exc}")
+        model = deployment or body.get("model") or ""
+        if not model:
+            return self.error(400, "invalid_request_error", "you must provide a model parameter")
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+        options = body.get("stream_options") or {}
+        return Call(
+            provider=self.provider,
+            model=model,
+            texts=texts,
+            max_tokens=max_tokens,
+            stream=bool(body.get("stream")),
+            extra={"include_usage": bool(options.get("include_usage"))},
+        )
+
+    def error(
+        self, status: int, kind: str, message: str, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+        if status == 429:
+            body["error"]["code"] = "rate_limit_exceeded"
+        return json_response(body, status, headers)
+
+    def context_error(self, call: Call, tokens: int, window: int) -> web.Response:
+        message = (
+            f"This model's maximum context length is {window} tokens. However, your messages "
+            f"resulted in {tokens} tokens. Please reduce the length of the messages."
+        )
+        body = {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+        }
+        return json_response(body, 400)
+
+    def blocked(self, call: Call) -> web.Response:
+        body = {
+            "error": {
+                "message": "The response was filtered due to the prompt triggering the "
+                "content management policy (simulated).",
+                "type": None,
+                "param": "prompt",
+                "code": "content_filter",
+            }
+        }
+        return json_response(body, 400)
+
+    def _head(self, call: Call) -> dict[str, Any]:
+        digest = hashlib.sha256("\x00".join(call.texts).encode()).hexdigest()[:24]
+        return {"id": f"chatcmpl-{digest}", "created": int(time.time()), "model": call.model}
+
+    def complete(self, call: Call, result: Answer) -> web.Response:
+        body = self._head(call) | {
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": result.finish,
+                }
+            ],
+            "usage": _usage(result),
+            "system_fingerprint": "fp_simulated",
+        }
+        return json_response(body)
+
+    def events(self, call: Call, result: Answer) -> Iterator[bytes]:
+        head = self._head(call) | {"object": "chat.completion.chunk"}
+
+        def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return sse(head | {"choices": [choice]})
+
+        yield chunk({"role": "assistant", "content": ""}, None)
+        for piece in result.pieces:
+            yield chunk({"content": piece}, None)
+        yield chunk({}, result.finish)
+        if call.extra.get("include_usage"):
+            yield sse(head | {"choices": [], "usage": _usage(result)})
+        yield sse(b"[DONE]")
+
+    async def models(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self.error(401, "invalid_request_error", "missing or malformed credentials")
+        refusal = await self.gate(request)
+        if refusal is not None:
+            return refusal
+        data = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "system"} for m in _OPENAI_MODELS
+        ]
+        return json_response({"object": "list", "data": data})
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self.error(401, "invalid_request_error", "missing or malformed credentials")
+        refusal = await self.gate(request)
+        if refusal is not None:
+            return refusal
+        body = _decoder.decode(await request.read())
+        inputs = body.get("input")
+        texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        if not texts or not all(isinstance(t, str) for t in texts):
+            return self.error(400, "invalid_request_error", "'input' must be a string or strings")
+        dimensions = int(body.get("dimensions") or 16)
+        as_base64 = body.get("encoding_format") == "base64"
+        data = []
+        for index, text in enumerate(texts):
+            vector = _embedding(text, dimensions)
+            encoded: Any = (
+                base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+                if as_base64
+                else vector
+            )
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        tokens = input_tokens(texts) - 3 - 3 * len(texts)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return json_response(
+            {"object": "list", "data": data, "model": body.get("model", ""), "usage": usage}
+        )
+
+
+class AzureApi(OpenAIApi):
+    provider = "azure"
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/openai/deployments/{deployment}/chat/completions", self.azure_chat),
+            web.post("/openai/deployments/{deployment}/embeddings", self.azure_embeddings),
+            web.get("/openai/models", self.azure_models),
+        ]
+
+    def _authorized(self, request: web.Request) -> bool:
+        return bool(request.headers.get("api-key")) or super()._authorized(request)
+
+    def _version_error(self, request: web.Request) -> web.Response | None:
+        if not request.query.get("api-version"):
+            return self.error(404, "404", "Resource not found: the api-version query is required")
+        return None
+
+    async def azure_chat(self, request: web.Request) -> web.StreamResponse:
+        refused = self._version_error(request)
+        if refused is not None:
+            return refused
+        return await self.serve(
+            request, await self._parse(request, request.match_info["deployment"])
+        )
+
+    async def azure_embeddings(self, request: web.Request) -> web.Response:
+        return self._version_error(request) or await self.embeddings(request)
+
+    async def azure_models(self, request: web.Request) -> web.Response:
+        return self._version_error(request) or await self.models(request)
+
+
+def _usage(result: Answer) -> dict[str, int]:
+    return {
+        "prompt_tokens": result.input_tokens,
+        "completion_tokens": result.output_tokens,
+        "total_tokens": result.input_tokens + result.output_tokens,
+    }
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if content is None:
+        return ""
+    raise TypeError("message content must be a string or a list of parts")
+
+
+def _embedding(text: str, dimensions: int) -> list[float]:
+    raw = hashlib.shake_256(text.encode()).digest(dimensions)
+    return [(b - 127.5) / 127.5 for b in raw]
