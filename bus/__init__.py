@@ -24,7 +24,10 @@ from ._errors import (
     Stopped,
 )
 from ._names import Names
+from ._scripts import call as call_script
+from ._scripts import lua_source
 from ._subscription import Delivery, Handler, Subscription
+from ._tail import Tail, TailHandler
 
 __all__ = [
     "REDIS_DOWN",
@@ -47,6 +50,10 @@ __all__ = [
     "Stopped",
     "StreamConfig",
     "Subscription",
+    "Tail",
+    "TailHandler",
+    "call_script",
     "cancel_and_wait",
     "find_redis_server",
+    "lua_source",
 ]

@@ -8,6 +8,7 @@ import os
 import re
 import socket
 import time
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import structlog
@@ -16,13 +17,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from ._aio import Backoff, WriteBatcher, cancel_and_wait
-from ._codec import CORR, Codec, Failure, Message, xadd_command
+from ._codec import Codec, Failure, Message, xadd_command
 from ._config import BusConfig
-from ._errors import REDIS_DOWN, AskTimeout, BusUnavailable, DecodeError, RemoteError, Stopped
-from ._line import Line, parse_entries
+from ._errors import REDIS_DOWN, AskTimeout, BusUnavailable, RemoteError, Stopped
+from ._line import Line
 from ._names import Names
+from ._replies import Replies, ReplyQueue
 from ._scripts import Scripts, call
 from ._subscription import Handler, Subscription
+from ._tail import Tail, TailHandler
 
 __all__ = ["Bus"]
 
@@ -74,13 +77,13 @@ class Bus:
         self._node_prefix = re.sub(r"[^A-Za-z0-9_.-]", "_", prefix)
         self.node = ""
         self._lease_token = os.urandom(16).hex()
-        self._pending: dict[bytes, asyncio.Future[Message]] = {}
+        self._replies = Replies(self)
         self._clock_base = (0.0, 0.0)  # (redis seconds, local monotonic) at the last sync
         self._streams: set[str] = set()
         self._subscriptions: list[Subscription] = []
+        self._tails: list[Tail] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
-        self.dropped_replies = 0
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -96,7 +99,7 @@ class Bus:
             raise BusUnavailable(f"Redis is unreachable: {exc}") from exc
         start_id: bytes = last[0][0] if last else b"0-0"
         self._tasks = [
-            asyncio.create_task(self._listen_replies(start_id), name="bus-replies"),
+            asyncio.create_task(self._replies.listen(self.reply_stream, start_id), name="replies"),
             asyncio.create_task(self._maintain(), name="bus-maintenance"),
         ]
         self._started = True
@@ -107,13 +110,13 @@ class Bus:
         name back, close connections."""
         for sub in list(self._subscriptions):
             await sub.stop(timeout)
+        for tail in self._tails:
+            await tail.stop()
+        self._tails = []
         for task in self._tasks:
             await cancel_and_wait(task)
         self._tasks = []
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(Stopped("the bus was closed before the reply came"))
-        self._pending.clear()
+        self._replies.fail_all(Stopped("the bus was closed before the reply came"))
         if self._started:
             with contextlib.suppress(*REDIS_DOWN):
                 await self.writer.drain()
@@ -191,6 +194,30 @@ class Bus:
             raise entry_id
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
+    @property
+    def dropped_replies(self) -> int:
+        """Replies that found nobody waiting (late, or duplicates)."""
+        return self._replies.dropped
+
+    def _ask_fields(self, message: Message, corr: str, timeout: float) -> dict[bytes, bytes]:
+        if not self._started:
+            raise Stopped("the bus is not started")
+        return self.codec.fields(
+            message,
+            correlation_id=corr,
+            reply_to=self.reply_stream,
+            deadline_ms=self.now_ms() + int(timeout * 1000),
+        )
+
+    async def _send_ask(self, stream: str, fields: dict[bytes, bytes], timeout: float) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._append(stream, fields)
+        except TimeoutError as exc:
+            if isinstance(exc, BusUnavailable):
+                raise
+            raise AskTimeout(stream, timeout) from None
+
     async def ask(self, stream: str, message: Message, timeout: float) -> Message:
         """Publish ``message`` and wait for its reply.
 
@@ -198,70 +225,69 @@ class Bus:
         consumer drops the entry once that deadline passes), ``RemoteError`` when the
         consumer answered with a failure, ``BusUnavailable`` when Redis is down.
         """
-        if not self._started:
-            raise Stopped("the bus is not started")
         corr = os.urandom(12).hex()
-        key = corr.encode()
+        fields = self._ask_fields(message, corr, timeout)
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Message] = loop.create_future()
-        self._pending[key] = reply
-        fields = self.codec.fields(
-            message,
-            correlation_id=corr,
-            reply_to=self.reply_stream,
-            deadline_ms=self.now_ms() + int(timeout * 1000),
-        )
+        key = corr.encode()
+        self._replies.pending[key] = reply
         # The wait for the reply ends by a timer, not a cancellation, so it cannot be
         # lost (see cancel_and_wait); the publish is bounded by its own timeouts too.
         timer = loop.call_later(timeout, _expire, reply, stream, timeout)
         try:
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._append(stream, fields)
-            except TimeoutError as exc:
-                if isinstance(exc, BusUnavailable):
-                    raise
-                raise AskTimeout(stream, timeout) from None
+            await self._send_ask(stream, fields, timeout)
             answer = await reply
         finally:
             timer.cancel()
-            self._pending.pop(key, None)
+            self._replies.pending.pop(key, None)
         if isinstance(answer, Failure):
             raise RemoteError(answer.kind, answer.message)
         return answer
 
-    async def _listen_replies(self, last_id: bytes) -> None:
-        backoff = self._backoff()
-        stream = self.reply_stream
-        line = Line(self.blocking.connection_pool)
-        try:
-            while True:
-                try:
-                    response = await line.call(
-                        "XREAD", "COUNT", 256, "BLOCK", self.config.block_ms,
-                        "STREAMS", stream, last_id,
-                    )  # fmt: skip
-                except REDIS_DOWN as exc:
-                    log.warning("bus.replies_unreachable", error=repr(exc))
-                    await backoff.sleep()
-                    continue
-                backoff.reset()
-                for entry_id, fields in parse_entries(response):
-                    last_id = entry_id
-                    self._deliver_reply(fields)
-        finally:
-            await line.close()
+    async def ask_stream(
+        self, stream: str, message: Message, timeout: float
+    ) -> AsyncGenerator[Message, None]:
+        """Publish ``message`` and yield its replies, in order, until the caller stops.
 
-    def _deliver_reply(self, fields: dict[bytes, bytes]) -> None:
-        corr = fields.get(CORR)
-        fut = self._pending.pop(corr, None) if corr is not None else None
-        if fut is None or fut.done():
-            self.dropped_replies += 1  # late (its asker gave up) or a duplicate
-            return
+        The consumer sends any number of replies (``reply()`` with the delivery's
+        correlation id) and its handler's return value last; the caller knows which
+        message ends the exchange. The whole exchange is bounded by ``timeout``.
+        """
+        corr = os.urandom(12).hex()
+        fields = self._ask_fields(message, corr, timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        queue = ReplyQueue(stream, timeout)
+        key = corr.encode()
+        self._replies.pending[key] = queue
         try:
-            fut.set_result(self.codec.decode(fields).message)
-        except DecodeError as exc:
-            fut.set_exception(exc)
+            await self._send_ask(stream, fields, timeout)
+            while True:
+                answer = await queue.get(deadline)
+                if isinstance(answer, Failure):
+                    raise RemoteError(answer.kind, answer.message)
+                yield answer
+        finally:
+            self._replies.pending.pop(key, None)
+
+    async def reply(self, reply_to: str, correlation_id: str | None, message: Message) -> None:
+        """Send one reply of a (streaming) ask; raises ``BusUnavailable``."""
+        fields = self.codec.fields(message, correlation_id=correlation_id)
+        try:
+            (result,) = await self.writer.execute(
+                xadd_command(reply_to, fields, self.config.reply_max_len)
+            )
+        except REDIS_DOWN as exc:
+            raise BusUnavailable(f"could not reply on {reply_to}: {exc!r}") from exc
+        if isinstance(result, Exception):
+            raise result
+
+    async def tail(self, stream: str, handler: TailHandler) -> Tail:
+        """Hand every new entry of ``stream`` to ``handler`` in this process (no group)."""
+        tail = Tail(self, stream, handler)
+        await tail.start()
+        self._tails.append(tail)
+        return tail
 
     # -- subscribe -------------------------------------------------------------
 

@@ -14,6 +14,9 @@ key                             type    what
 ``{ns}:reply:{node}``           stream  replies for one process (expires when unused)
 ``{ns}:node:{node}``            string  lease on a process name (token, with a TTL)
 ``{ns}:errors:{stream}``        hash    last handler error per ``{group}/{entry id}``
+``{ns}:breaker:{{p}}``          hash    provider p's circuit breaker (``breaker_*.lua``)
+``{ns}:breaker:{{p}}:window``   list    its sliding window of outcomes (hash of counters
+                                        per second for a time window)
 ==============================  ======  ==============================================
 """
 
@@ -66,6 +69,13 @@ class Names:
 
     def node_lease(self, node: str) -> str:
         return f"{self.ns}:node:{node}"
+
+    def breaker(self, provider: str) -> str:
+        """A breaker's state; braces keep it and its window in one Redis Cluster slot."""
+        return f"{self.ns}:breaker:{{{provider}}}"
+
+    def breaker_window(self, provider: str) -> str:
+        return f"{self.ns}:breaker:{{{provider}}}:window"
 
     def errors(self, stream: str) -> str:
         """Last handler error per entry of ``stream``, kept for the dead-letter reason."""

@@ -8,11 +8,16 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-__all__ = ["Scripts"]
+__all__ = ["Scripts", "call", "lua_source"]
+
+
+def lua_source(package: str, name: str) -> str:
+    """The text of ``{package}/lua/{name}.lua``, shipped as package data."""
+    return (resources.files(package) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
 
 
 def _source(name: str) -> str:
-    return (resources.files("bus") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+    return lua_source("bus", name)
 
 
 class Scripts:

@@ -35,6 +35,7 @@ class Delivery:
     deliveries: int  # 1 on the first delivery, more after a takeover or a failure
     correlation_id: str | None
     deadline_ms: int | None
+    reply_to: str | None = None  # where an ask's replies go (``Bus.reply`` for partial ones)
 
 
 Handler = Callable[[Message, Delivery], Awaitable[Message | None]]
@@ -265,6 +266,7 @@ class Subscription:
             deliveries,
             envelope.correlation_id,
             envelope.deadline_ms,
+            envelope.reply_to,
         )
         try:
             reply = await self._handler(envelope.message, delivery)

@@ -1,0 +1,117 @@
+"""Replies: one reply stream per process, matched to waiting asks by correlation id."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ._codec import CORR, Message
+from ._errors import REDIS_DOWN, AskTimeout, DecodeError
+from ._line import Line, parse_entries
+
+if TYPE_CHECKING:
+    from ._bus import Bus
+
+__all__ = ["Replies", "ReplyQueue"]
+
+log = structlog.get_logger("bus")
+
+
+class ReplyQueue:
+    """The replies of one streaming ask, in order, until its caller stops reading."""
+
+    def __init__(self, stream: str, timeout: float) -> None:
+        self._items: collections.deque[Message | BaseException] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._stream = stream
+        self._timeout = timeout
+
+    def put(self, item: Message | BaseException) -> None:
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self, deadline: float) -> Message:
+        """The next reply; raises ``AskTimeout`` at ``deadline`` (loop time)."""
+        loop = asyncio.get_running_loop()
+        while not self._items:
+            self._waiter = loop.create_future()
+            # A timer, not a cancellation: it cannot be lost (see cancel_and_wait).
+            timer = loop.call_at(deadline, _expire, self._waiter)
+            try:
+                await self._waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+            if not self._items and loop.time() >= deadline:
+                raise AskTimeout(self._stream, self._timeout)
+        item = self._items.popleft()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class Replies:
+    """Waiting asks by correlation id, fed by one listener on the process's reply stream."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+        self.pending: dict[bytes, asyncio.Future[Message] | ReplyQueue] = {}
+        self.dropped = 0
+
+    async def listen(self, stream: str, last_id: bytes) -> None:
+        """Read the reply stream forever (until cancelled)."""
+        backoff = self._bus._backoff()
+        line = Line(self._bus.blocking.connection_pool)
+        block = self._bus.config.block_ms
+        try:
+            while True:
+                try:
+                    response = await line.call(
+                        "XREAD", "COUNT", 256, "BLOCK", block, "STREAMS", stream, last_id
+                    )
+                except REDIS_DOWN as exc:
+                    log.warning("bus.replies_unreachable", error=repr(exc))
+                    await backoff.sleep()
+                    continue
+                backoff.reset()
+                for entry_id, fields in parse_entries(response):
+                    last_id = entry_id
+                    self.deliver(fields)
+        finally:
+            await line.close()
+
+    def deliver(self, fields: dict[bytes, bytes]) -> None:
+        corr = fields.get(CORR)
+        waiting = self.pending.get(corr) if corr is not None else None
+        if waiting is None or (isinstance(waiting, asyncio.Future) and waiting.done()):
+            self.dropped += 1  # late (its asker gave up) or a duplicate
+            return
+        try:
+            reply: Message | BaseException = self._bus.codec.decode(fields).message
+        except DecodeError as exc:
+            reply = exc
+        if isinstance(waiting, ReplyQueue):
+            waiting.put(reply)
+            return
+        del self.pending[corr]  # type: ignore[arg-type]
+        if isinstance(reply, BaseException):
+            waiting.set_exception(reply)
+        else:
+            waiting.set_result(reply)
+
+    def fail_all(self, error: BaseException) -> None:
+        for waiting in self.pending.values():
+            if isinstance(waiting, ReplyQueue):
+                waiting.put(error)
+            elif not waiting.done():
+                waiting.set_exception(error)
+        self.pending.clear()
