@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -12,7 +13,8 @@ import msgspec
 
 from actors import CODEC, configure_logging
 from actors.config import Config, ConfigError, load_config
-from actors.demo import run_demo
+from actors.demo import redis_for, run_demo
+from actors.node import Node, Role
 from actors.providers import Catalog, build_adapters
 from actors.providers.simulator import PROVIDERS, Knobs, Simulator
 
@@ -27,6 +29,39 @@ def _run_demo(args: argparse.Namespace) -> int:
     configure_logging(args.log_level or "warning")
     asyncio.run(run_demo(config, args.data_dir, args.rounds))
     return 0
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    config = _config(args)
+    gateway = config.gateway
+    if args.host is not None or args.port is not None:
+        gateway = msgspec.structs.replace(
+            gateway,
+            host=args.host if args.host is not None else gateway.host,
+            port=args.port if args.port is not None else gateway.port,
+        )
+        config = msgspec.structs.replace(config, gateway=gateway)
+    configure_logging(args.log_level or config.log_level)
+    asyncio.run(_serve(config, args.role, args.data_dir))
+    return 0
+
+
+async def _serve(config: Config, role: Role, data_dir: str | None) -> None:
+    async with redis_for(config, data_dir) as url:
+        node = Node(config, url, role)
+        await node.start()
+        where = node.gateway.url if node.gateway else "no HTTP (worker)"
+        print(f"serving as {role} on {where}; node {node.bus.node}; "
+              f"providers: {', '.join(node.enabled) or 'none'}", flush=True)  # fmt: skip
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopping.set)
+        try:
+            await stopping.wait()
+        finally:
+            print("stopping: draining in-flight requests", flush=True)
+            await node.stop()
 
 
 def _run_probe(args: argparse.Namespace) -> int:
@@ -131,6 +166,21 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rounds", type=int, default=500, help="asks to time (default 500)")
     demo.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     demo.set_defaults(run=_run_demo)
+
+    serve = commands.add_parser(
+        "serve", help="run the gateway and the actors",
+        description="Run every actor in one process (embedded Redis unless REDIS_URL is "
+        "set): the HTTP gateway, the router and one breaker per enabled provider. With "
+        "--role gateway or worker, only that half: several processes, on several "
+        "machines, share one Redis and the consumer groups spread the work.",
+    )  # fmt: skip
+    serve.add_argument("--config", help="TOML config file")
+    serve.add_argument("--host", help="gateway address (default from config: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="gateway port (default from config: 8080)")
+    serve.add_argument("--role", choices=["all", "gateway", "worker"], default="all")
+    serve.add_argument("--data-dir", help="directory of the embedded Redis (default: temporary)")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(run=_run_serve)
 
     probe = commands.add_parser(
         "probe", help="probe each configured provider once",

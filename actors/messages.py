@@ -8,9 +8,38 @@ meaning gets a new tag.
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
+import msgspec
+
 from bus import Codec, Failure, Message
 
-__all__ = ["CODEC", "MESSAGE_TYPES", "Failure", "Ping", "Pong"]
+from .providers import ChatMessage, Completion, ProviderRequest, Usage
+
+__all__ = [
+    "CODEC",
+    "MESSAGE_TYPES",
+    "Attempt",
+    "BreakerClosed",
+    "BreakerHalfOpen",
+    "BreakerOpened",
+    "CallFailed",
+    "Failure",
+    "GenerateFailed",
+    "GenerateRequest",
+    "GenerateResponse",
+    "Ping",
+    "Pong",
+    "ProviderCall",
+    "RequestCompleted",
+    "Strategy",
+    "StreamDelta",
+]
+
+Strategy = Literal["performance", "cost", "round_robin", "weighted"]
+
+
+# -- liveness ------------------------------------------------------------------------
 
 
 class Ping(Message, tag="ping", frozen=True, kw_only=True):
@@ -26,6 +55,219 @@ class Pong(Message, tag="pong", frozen=True, kw_only=True):
     node: str = ""
 
 
-MESSAGE_TYPES: tuple[type[Message], ...] = (Failure, Ping, Pong)
+# -- the request path ---------------------------------------------------------------
+
+
+class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True):
+    """A request for an answer, to ``{ns}:requests`` (the router answers).
+
+    Give ``prompt`` or ``messages``. ``model`` may be a model id, an alias, a tier
+    or ``provider/model``; empty: any enabled provider's default model. With
+    ``fallback`` the answer is never an error: when every candidate fails it is a
+    system response with ``fallback: true``. With ``stream`` the router's replies
+    are ``stream.delta`` messages, then the final ``generate.response`` (without
+    repeating the text) or ``generate.failed``. The deadline travels on the entry
+    (``deadline``, Redis time); ``timeout_ms`` is what the caller asked for.
+    """
+
+    request_id: str
+    user_id: str = "anonymous"
+    session_id: str | None = None
+    prompt: str | None = None
+    messages: list[ChatMessage] = []
+    model: str = ""
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    stop: list[str] = []
+    strategy: Strategy | None = None
+    use_cache: bool = True
+    fallback: bool = False
+    stream: bool = False
+    timeout_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.prompt is None) == (not self.messages):
+            raise ValueError("give either `prompt` or `messages`, not both or neither")
+        if self.messages and not any(m.role != "system" for m in self.messages):
+            raise ValueError("`messages` needs at least one user or assistant message")
+        if len(self.stop) > 4:
+            raise ValueError("`stop` takes at most 4 sequences")
+
+    def provider_request(self, model: str) -> ProviderRequest:
+        """The call to make of one candidate model."""
+        return ProviderRequest(
+            prompt=self.prompt,
+            messages=self.messages,
+            model=model,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=self.max_tokens,
+            stop=self.stop,
+            user=self.user_id,
+        )
+
+    def texts(self) -> list[str]:
+        """Every message text, for token estimates."""
+        return [self.prompt] if self.prompt is not None else [m.content for m in self.messages]
+
+
+class Attempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One try of one candidate: ``outcome`` is ``ok`` or why it did not answer."""
+
+    provider: str
+    model: str
+    outcome: str
+    latency_ms: float = 0.0
+    status: int | None = None
+    message: str = ""
+    retry_after: float | None = None
+
+
+class GenerateResponse(Message, tag="generate.response", frozen=True, kw_only=True):
+    """The router's answer. After a stream, ``content`` is empty (it was streamed)."""
+
+    request_id: str
+    content: str
+    provider: str
+    model: str
+    finish_reason: str
+    usage: Usage
+    cost_usd: float
+    processing_time_ms: float
+    attempts: list[Attempt] = []
+    cache_hit: bool = False
+    fallback: bool = False
+    reason: str = ""
+    handled_by: str = ""  # the process whose router answered
+
+
+class GenerateFailed(Message, tag="generate.failed", frozen=True, kw_only=True):
+    """The router could not answer. ``kind`` says why; ``status`` is its HTTP status.
+
+    Kinds: ``no_provider`` (503: every candidate failed or was unavailable),
+    ``deadline_exceeded`` (504), ``bad_request``, ``context_too_long``,
+    ``content_filtered`` (400), ``stream_interrupted`` (the stream broke after it
+    had started; no other provider can continue it).
+    """
+
+    request_id: str
+    kind: str
+    message: str
+    status: int
+    retry_after: float | None = None
+    attempts: list[Attempt] = []
+
+
+class StreamDelta(Message, tag="stream.delta", frozen=True, kw_only=True):
+    """A piece of a streamed answer's text."""
+
+    text: str
+
+
+class ProviderCall(Message, tag="provider.call", frozen=True, kw_only=True):
+    """A call for one breaker, to ``{ns}:calls:{provider}``.
+
+    The reply is a ``provider.completion`` or a ``provider.failed``. With
+    ``stream_to``, the text goes as ``stream.delta`` replies to that stream and
+    correlation id (the gateway's), and the final reply (to the router) carries the
+    usage with the text accumulated in ``content``.
+    """
+
+    request_id: str
+    request: ProviderRequest
+    stream_to: str | None = None
+    stream_corr: str | None = None
+
+
+class CallFailed(Message, tag="provider.failed", frozen=True, kw_only=True):
+    """A breaker's answer when its provider did not answer (or it did not call it).
+
+    ``kind`` is a provider error kind (``rate_limited``, ``timeout``, ``server_error``,
+    ``unavailable``, ``authentication``, ``bad_request``, ``context_too_long``,
+    ``content_filtered``) or ``breaker_open`` / ``key_invalid`` when the breaker
+    refused. ``started``: a stream had already sent text.
+    """
+
+    provider: str
+    model: str
+    kind: str
+    message: str
+    status: int | None = None
+    retry_after: float | None = None
+    latency_ms: float = 0.0
+    started: bool = False
+
+
+# -- events ---------------------------------------------------------------------------
+
+
+class RequestCompleted(Message, tag="request.completed", frozen=True, kw_only=True):
+    """Published on ``{ns}:events`` for every request, answered or not."""
+
+    request_id: str
+    user_id: str
+    session_id: str | None = None
+    outcome: Literal["ok", "failed", "fallback"]
+    provider: str = ""
+    model: str = ""
+    usage: Usage = Usage()
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    attempts: list[Attempt] = []
+    cache_hit: bool = False
+    stream: bool = False
+    error_kind: str = ""
+    ts_ms: int = 0
+
+
+class BreakerOpened(Message, tag="breaker.opened", frozen=True, kw_only=True):
+    """A provider's breaker opened: calls to it are refused until ``open_until_ms``
+    (0: until an admin resets it, for a rejected key or a forced open)."""
+
+    provider: str
+    reason: str
+    open_until_ms: int = 0
+    failure_rate: float | None = None
+    slow_call_rate: float | None = None
+    calls: int = 0
+    key_invalid: bool = False  # the provider rejected the key (401/403)
+    forced: bool = False  # an operator forced it open
+    ts_ms: int = 0
+
+
+class BreakerHalfOpen(Message, tag="breaker.half_open", frozen=True, kw_only=True):
+    """A provider's breaker lets a few trial calls through."""
+
+    provider: str
+    trials: int
+    ts_ms: int = 0
+
+
+class BreakerClosed(Message, tag="breaker.closed", frozen=True, kw_only=True):
+    """A provider's breaker closed: its trials succeeded, or an admin reset it."""
+
+    provider: str
+    reason: str
+    ts_ms: int = 0
+
+
+MESSAGE_TYPES: tuple[type[Message], ...] = (
+    Failure,
+    Ping,
+    Pong,
+    GenerateRequest,
+    GenerateResponse,
+    GenerateFailed,
+    StreamDelta,
+    ProviderRequest,
+    ProviderCall,
+    Completion,
+    CallFailed,
+    RequestCompleted,
+    BreakerOpened,
+    BreakerHalfOpen,
+    BreakerClosed,
+)
 
 CODEC = Codec(MESSAGE_TYPES)

@@ -1,0 +1,163 @@
+"""Which providers to try for a request, in which order: the router's strategies."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bus import Message
+
+from ._breaker_state import BreakerView
+from .config import RouterConfig
+from .messages import Attempt, GenerateRequest, RequestCompleted, Strategy
+from .providers import Catalog, UnknownModel, estimate_prompt_tokens
+
+__all__ = ["Candidate", "LatencyView", "Planner"]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    provider: str
+    model: str
+
+
+class LatencyView:
+    """Recent latency per provider and model (an exponentially weighted mean), learned
+    from every ``request.completed`` event of every process."""
+
+    def __init__(self, weight: float = 0.2) -> None:
+        self._weight = weight
+        self._mean: dict[tuple[str, str], float] = {}
+
+    def on_event(self, message: Message) -> None:
+        if isinstance(message, RequestCompleted):
+            for attempt in message.attempts:
+                if attempt.outcome == "ok":
+                    self.observe(attempt.provider, attempt.model, attempt.latency_ms)
+
+    def observe(self, provider: str, model: str, latency_ms: float) -> None:
+        key = (provider, model)
+        known = self._mean.get(key)
+        self._mean[key] = (
+            latency_ms if known is None else known + self._weight * (latency_ms - known)
+        )
+
+    def latency(self, provider: str, model: str) -> float | None:
+        return self._mean.get((provider, model))
+
+
+class Planner:
+    """Expands a request's model into ordered candidates across enabled providers.
+
+    ``serves(provider, model)`` says whether an enabled provider can serve a model
+    (Azure only through a deployment). Candidates whose breaker refuses calls are
+    left out and reported as skipped attempts.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        default_models: dict[str, str],
+        serves: Callable[[str, str], bool],
+        config: RouterConfig,
+        latency: LatencyView,
+        breakers: BreakerView,
+    ) -> None:
+        self.catalog = catalog
+        self.default_models = default_models  # enabled providers only
+        self._serves = serves
+        self.config = config
+        self.latency = latency
+        self.breakers = breakers
+        self._turn = itertools.count()
+
+    def plan(self, request: GenerateRequest) -> tuple[list[Candidate], list[Attempt]]:
+        """Candidates to try, in order, and the ones skipped (with why)."""
+        if request.model:
+            pairs = self.catalog.resolve(request.model)  # UnknownModel: a bad request
+        else:
+            pairs = list(self.default_models.items())
+        candidates = [
+            Candidate(p, m) for p, m in pairs if p in self.default_models and self._serves(p, m)
+        ]
+        strategy: Strategy = request.strategy or self.config.strategy
+        candidates, skipped = self._order(strategy, candidates, request)
+        usable = []
+        for candidate in candidates:
+            state = self.breakers.get(candidate.provider)
+            if self.breakers.refuses(candidate.provider):
+                outcome = "key_invalid" if state.key_invalid else "breaker_open"
+                wait = None
+                if state.open_until_ms and not (state.key_invalid or state.forced):
+                    wait = max(0.0, (state.open_until_ms - self.breakers.now_ms()) / 1000)
+                skipped.append(
+                    Attempt(
+                        provider=candidate.provider,
+                        model=candidate.model,
+                        outcome=outcome,
+                        message=state.reason,
+                        retry_after=wait,
+                    )
+                )
+            else:
+                usable.append(candidate)
+        return usable, skipped
+
+    def _order(
+        self, strategy: Strategy, candidates: list[Candidate], request: GenerateRequest
+    ) -> tuple[list[Candidate], list[Attempt]]:
+        if strategy == "cost":
+            return self._by_cost(candidates, request)
+        if strategy == "performance":
+            known = [self.latency.latency(c.provider, c.model) for c in candidates]
+            # Untried candidates count as fast as the fastest known: they get tried.
+            floor = min((k for k in known if k is not None), default=0.0)
+            ranked = sorted(
+                zip(candidates, known, strict=True),
+                key=lambda ck: floor if ck[1] is None else ck[1],
+            )
+            return [c for c, _k in ranked], []
+        if strategy == "round_robin" and candidates:
+            turn = next(self._turn) % len(candidates)
+            return candidates[turn:] + candidates[:turn], []
+        if strategy == "weighted":
+            weights = self.config.weights
+
+            def key(candidate: Candidate) -> float:
+                weight = weights.get(candidate.provider, 1.0)
+                return random.random() ** (1 / weight) if weight > 0 else -1.0
+
+            return sorted(candidates, key=key, reverse=True), []
+        return candidates, []
+
+    def _by_cost(
+        self, candidates: list[Candidate], request: GenerateRequest
+    ) -> tuple[list[Candidate], list[Attempt]]:
+        prompt = estimate_prompt_tokens(request.texts())
+        output = request.max_tokens or self.config.expected_output_tokens
+        fitting: list[tuple[float, Candidate]] = []
+        skipped = []
+        for candidate in candidates:
+            try:
+                info = self.catalog.get(candidate.model)
+            except UnknownModel:
+                fitting.append((float("inf"), candidate))
+                continue
+            too_long = prompt + (request.max_tokens or 0) > info.context_window or (
+                request.max_tokens is not None and request.max_tokens > info.max_output_tokens
+            )
+            if too_long:
+                skipped.append(
+                    Attempt(
+                        provider=candidate.provider,
+                        model=candidate.model,
+                        outcome="context_too_long",
+                        message=f"about {prompt} prompt tokens + max_tokens do not fit",
+                    )
+                )
+                continue
+            fitting.append((info.cost(prompt, min(output, info.max_output_tokens)), candidate))
+        fitting.sort(key=lambda pair: pair[0])
+        return [c for _cost, c in fitting], skipped

@@ -1,0 +1,247 @@
+"""The breaker actor: one per provider, owning its adapter and its circuit breaker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import ClassVar
+
+from bus import REDIS_DOWN, Bus, BusUnavailable, Delivery, Message
+
+from ._actor import Actor
+from ._breaker_state import BreakerState, BreakerStore, BreakerView, Decision
+from .messages import CallFailed, ProviderCall, StreamDelta
+from .providers import Adapter, AuthenticationFailed, Completion, ProviderError, RateLimited
+
+__all__ = ["Breaker"]
+
+
+class Breaker(Actor):
+    """Calls one provider for the router, unless its circuit breaker says not to.
+
+    Consumes ``{ns}:calls:{provider}``; replies ``provider.completion`` or
+    ``provider.failed``. Which errors count against the breaker is their type's
+    ``counts_for_breaker``; a 429 opens it for at least its Retry-After; a 401/403
+    marks the key invalid until an operator resets the breaker. The state lives in
+    Redis (``BreakerStore``); this actor reads it through the process's view and
+    goes to Redis itself only when the view does not say "closed".
+    """
+
+    group: ClassVar[str] = "breaker"
+
+    def __init__(
+        self,
+        bus: Bus,
+        adapter: Adapter,
+        store: BreakerStore,
+        view: BreakerView,
+        *,
+        concurrency: int,
+    ) -> None:
+        super().__init__(bus, stream=bus.names.calls(adapter.name), concurrency=concurrency)
+        self.adapter = adapter
+        self.provider = adapter.name
+        self.store = store
+        self.view = view
+        self.log = self.log.bind(provider=self.provider)
+        self._recording: set[asyncio.Task[None]] = set()
+
+    async def on_stop(self) -> None:
+        if self._recording:
+            await asyncio.wait(self._recording, timeout=self.bus.config.command_timeout_ms / 1000)
+
+    async def handle(self, message: Message, delivery: Delivery) -> Message | None:
+        match message:
+            case ProviderCall():
+                return await self._call(message)
+            case _:
+                raise TypeError(f"breaker got an unexpected {type(message).__name__}")
+
+    async def _call(self, call: ProviderCall) -> Message:
+        model = self.adapter.model_for(call.request)
+        decision = await self._permit()
+        if decision.verdict == "reject":
+            kind = "key_invalid" if self.view.get(self.provider).key_invalid else "breaker_open"
+            retry_after = None
+            if decision.open_until_ms:
+                retry_after = max(0.0, (decision.open_until_ms - self.bus.now_ms()) / 1000)
+            return CallFailed(
+                provider=self.provider,
+                model=model,
+                kind=kind,
+                message=f"the {self.provider} breaker is {decision.state}: {decision.reason}",
+                retry_after=retry_after,
+            )
+        trial = decision.verdict == "trial"
+        started = time.perf_counter()
+        sender = _DeltaSender(self.bus, call.stream_to, call.stream_corr)
+        try:
+            if call.stream_to is None:
+                completion = await self.adapter.generate(call.request)
+            else:
+                completion = await self._stream(call, sender)
+        except ProviderError as error:
+            latency = (time.perf_counter() - started) * 1000
+            await sender.settle()  # no text may reach the reader after our answer
+            self._record(error, latency, trial)
+            return CallFailed(
+                provider=self.provider,
+                model=model,
+                kind=error.kind,
+                message=error.message,
+                status=error.status,
+                retry_after=getattr(error, "retry_after", None),
+                latency_ms=latency,
+                started=sender.started,
+            )
+        self._record(None, completion.latency_ms, trial)
+        return completion
+
+    async def _stream(self, call: ProviderCall, sender: _DeltaSender) -> Completion:
+        started = time.perf_counter()
+        text: list[str] = []
+        async for chunk in self.adapter.stream(call.request):
+            if not chunk.final:
+                text.append(chunk.delta)
+                sender.push(chunk.delta)
+                continue
+            try:
+                await sender.flush()
+            except BusUnavailable as exc:
+                raise _LostStream(self.provider, str(exc)) from exc
+            assert chunk.finish_reason is not None and chunk.usage is not None
+            return Completion(
+                content="".join(text),
+                finish_reason=chunk.finish_reason,
+                usage=chunk.usage,
+                cost_usd=chunk.cost_usd or 0.0,
+                provider=self.provider,
+                model=self.adapter.model_for(call.request),
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
+        raise AssertionError("adapter streams end with a final chunk or raise")
+
+    async def _permit(self) -> Decision:
+        known = self.view.get(self.provider)
+        if known.state == "closed" and not known.key_invalid and not known.forced:
+            return Decision("allow", "closed")
+        if known.refuses(self.bus.now_ms()):  # no need to ask Redis
+            return Decision("reject", known.state, known.open_until_ms, known.reason)
+        decision = await self.store.acquire(self.provider)
+        if decision.transition:
+            self.view.learn(
+                BreakerState(
+                    provider=self.provider,
+                    state=decision.state,
+                    open_until_ms=decision.open_until_ms,
+                    reason=decision.reason,
+                )
+            )
+            await self.store.announce(
+                self.provider,
+                decision.transition,
+                reason=decision.reason,
+                open_until_ms=decision.open_until_ms,
+            )
+        return decision
+
+    def _record(self, error: ProviderError | None, latency_ms: float, trial: bool) -> None:
+        # Off the reply's path: the outcome goes to Redis while the reply goes out.
+        task = asyncio.create_task(self._store_outcome(error, latency_ms, trial))
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
+
+    async def _store_outcome(
+        self, error: ProviderError | None, latency_ms: float, trial: bool
+    ) -> None:
+        if error is None:
+            outcome, kind = "ok", ""
+        elif isinstance(error, AuthenticationFailed):
+            outcome, kind = "fail", "authentication"
+        elif isinstance(error, RateLimited):
+            outcome, kind = "fail", "rate_limited"
+        else:
+            outcome = "fail" if error.counts_for_breaker else "neutral"
+            kind = ""
+        slow = latency_ms >= self.store.config.slow_call_ms
+        try:
+            moved = await self.store.record(
+                self.provider,
+                outcome,
+                slow=slow,
+                trial=trial,
+                kind=kind,
+                retry_after=getattr(error, "retry_after", None),
+            )
+        except REDIS_DOWN as exc:
+            self.log.warning("breaker.outcome_lost", error=repr(exc))
+            return
+        if moved.moved:
+            self.view.learn(
+                BreakerState(
+                    provider=self.provider,
+                    state=moved.state,
+                    open_until_ms=moved.open_until_ms,
+                    key_invalid=kind == "authentication",
+                    reason=moved.reason,
+                )
+            )
+            await self.store.announce(
+                self.provider,
+                moved.moved,
+                reason=moved.reason,
+                open_until_ms=moved.open_until_ms,
+                failure_rate=moved.failure_rate,
+                slow_call_rate=moved.slow_call_rate,
+                calls=moved.calls,
+                key_invalid=kind == "authentication",
+            )
+
+
+class _LostStream(ProviderError):
+    """The stream's text could not be passed on (the bus failed under it)."""
+
+    kind = "unavailable"
+    retryable = True
+
+
+class _DeltaSender:
+    """Passes a stream's text to its reader, coalescing pieces while a send is out."""
+
+    def __init__(self, bus: Bus, to: str | None, corr: str | None) -> None:
+        self._bus = bus
+        self._to = to
+        self._corr = corr
+        self._buffer: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+        self.started = False
+
+    def push(self, text: str) -> None:
+        if not text:
+            return
+        self._buffer.append(text)
+        self.started = True
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        assert self._to is not None
+        while self._buffer:
+            text = "".join(self._buffer)
+            self._buffer.clear()
+            await self._bus.reply(self._to, self._corr, StreamDelta(text=text))
+
+    async def flush(self) -> None:
+        """Send everything pushed so far; raises ``BusUnavailable``."""
+        if self._task is not None:
+            await self._task
+        if self._buffer:
+            await self._drain()
+
+    async def settle(self) -> None:
+        """Let a send in flight finish, drop the rest: the stream is failing anyway."""
+        self._buffer.clear()
+        if self._task is not None:
+            with contextlib.suppress(BusUnavailable):
+                await self._task

@@ -1,0 +1,156 @@
+"""A Python client of the request path over the bus (the gateway speaks it too)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+
+from bus import AskTimeout, Bus, BusError, Message
+
+from .messages import GenerateFailed, GenerateRequest, GenerateResponse, StreamDelta
+from .providers import Usage
+from .router import FALLBACK_TEXT
+
+__all__ = [
+    "Client",
+    "DeadlineExceeded",
+    "GenerateError",
+    "InvalidRequest",
+    "NoProviderAvailable",
+    "StreamInterrupted",
+]
+
+# The caller waits this much past the request's deadline, so that the router's own
+# "deadline exceeded" answer (with its attempts) arrives before the caller gives up.
+_SLACK_S = 1.0
+
+
+class GenerateError(Exception):
+    """The request got no answer. ``kind``, ``status`` (HTTP), ``attempts`` say why."""
+
+    def __init__(self, failed: GenerateFailed) -> None:
+        super().__init__(f"{failed.kind}: {failed.message}")
+        self.failed = failed
+        self.kind = failed.kind
+        self.status = failed.status
+        self.retry_after = failed.retry_after
+        self.attempts = failed.attempts
+
+
+class NoProviderAvailable(GenerateError):
+    """Every candidate provider failed, was held open, or none serves the model (503)."""
+
+
+class DeadlineExceeded(GenerateError, TimeoutError):
+    """The request's deadline passed before an answer (504)."""
+
+
+class InvalidRequest(GenerateError):
+    """The request itself was refused: bad request, context too long, filtered (400)."""
+
+
+class StreamInterrupted(GenerateError):
+    """A stream broke after its first text; no other provider can continue it."""
+
+
+_ERRORS: dict[str, type[GenerateError]] = {
+    "no_provider": NoProviderAvailable,
+    "deadline_exceeded": DeadlineExceeded,
+    "bad_request": InvalidRequest,
+    "context_too_long": InvalidRequest,
+    "content_filtered": InvalidRequest,
+    "stream_interrupted": StreamInterrupted,
+}
+
+
+def error_for(failed: GenerateFailed) -> GenerateError:
+    return _ERRORS.get(failed.kind, GenerateError)(failed)
+
+
+class Client:
+    """Sends ``generate.request`` to ``{ns}:requests`` and awaits the router's answer.
+
+    ``generate`` raises a ``GenerateError``; ``generate_with_fallback`` never raises:
+    when nothing can answer it returns a system response with ``fallback=True``;
+    ``stream`` yields ``StreamDelta`` pieces, then the final ``GenerateResponse``.
+    """
+
+    def __init__(self, bus: Bus, *, timeout_ms: int = 60_000) -> None:
+        self.bus = bus
+        self.timeout_ms = timeout_ms
+
+    def request(self, **fields: Any) -> GenerateRequest:
+        """A request with a fresh id (and this client's timeout unless given)."""
+        fields.setdefault("request_id", uuid.uuid4().hex)
+        fields.setdefault("timeout_ms", self.timeout_ms)
+        return GenerateRequest(**fields)
+
+    def _wait(self, request: GenerateRequest) -> float:
+        return (request.timeout_ms or self.timeout_ms) / 1000 + _SLACK_S
+
+    async def generate(self, request: GenerateRequest) -> GenerateResponse:
+        try:
+            reply = await self.bus.ask(self.bus.names.requests, request, self._wait(request))
+        except AskTimeout:
+            raise DeadlineExceeded(self._lost(request, "deadline_exceeded", 504)) from None
+        if isinstance(reply, GenerateFailed):
+            raise error_for(reply)
+        assert isinstance(reply, GenerateResponse)
+        return reply
+
+    async def generate_with_fallback(self, request: GenerateRequest) -> GenerateResponse:
+        request = _with(request, fallback=True, stream=False)
+        try:
+            return await self.generate(request)
+        except GenerateError as exc:  # the router answered with a failure after all
+            reason = f"{exc.kind}: {exc.failed.message}"
+            attempts = exc.attempts
+        except BusError as exc:  # the bus itself failed: answer from here
+            reason, attempts = f"unavailable: {exc}", []
+        return GenerateResponse(
+            request_id=request.request_id,
+            content=FALLBACK_TEXT,
+            provider="system",
+            model="fallback",
+            finish_reason="stop",
+            usage=Usage(),
+            cost_usd=0.0,
+            processing_time_ms=0.0,
+            attempts=attempts,
+            fallback=True,
+            reason=reason,
+        )
+
+    async def stream(self, request: GenerateRequest) -> AsyncIterator[Message]:
+        """``StreamDelta`` pieces, then the ``GenerateResponse``; raises ``GenerateError``."""
+        request = _with(request, stream=True)
+        replies = self.bus.ask_stream(self.bus.names.requests, request, self._wait(request))
+        try:
+            async for reply in replies:
+                if isinstance(reply, StreamDelta):
+                    yield reply
+                elif isinstance(reply, GenerateFailed):
+                    raise error_for(reply)
+                else:
+                    yield reply
+                    return
+        except AskTimeout:
+            raise DeadlineExceeded(self._lost(request, "deadline_exceeded", 504)) from None
+        finally:
+            await replies.aclose()
+
+    @staticmethod
+    def _lost(request: GenerateRequest, kind: str, status: int) -> GenerateFailed:
+        return GenerateFailed(
+            request_id=request.request_id,
+            kind=kind,
+            message="no answer from the router before the deadline",
+            status=status,
+        )
+
+
+def _with(request: GenerateRequest, **changes: Any) -> GenerateRequest:
+    return msgspec.structs.replace(request, **changes)

@@ -1,0 +1,259 @@
+"""The HTTP gateway: the ``/ai-orchestration`` API and the OpenAI-compatible edge."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import web
+
+from bus import BusError
+
+from ..client import Client, GenerateError
+from ..messages import GenerateRequest, GenerateResponse, StreamDelta
+from ..providers import UnknownModel
+from ._bodies import (
+    BadInput,
+    GenerateBody,
+    decode,
+    error_response,
+    failed_response,
+    json_response,
+    request_id_of,
+    response_body,
+)
+from ._openai import (
+    ChatCompletionBody,
+    chat_messages,
+    completion_body,
+    openai_error,
+    stream_chat,
+)
+from ._openapi import openapi_document
+
+if TYPE_CHECKING:
+    from ..node import Node
+
+__all__ = ["Gateway"]
+
+log = structlog.get_logger("gateway")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Gateway:
+    """HTTP in, bus requests out; runs in a process with the ``gateway`` (or ``all``) role."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.config = node.config.gateway
+        self.client = Client(node.bus, timeout_ms=node.config.router.request_timeout_ms)
+        self.app = web.Application(client_max_size=self.config.max_body_bytes)
+        self.app.add_routes(
+            [
+                web.post("/ai-orchestration/generate", self.generate),
+                web.post("/ai-orchestration/generate-with-fallback", self.generate_with_fallback),
+                web.get("/ai-orchestration/circuit-breakers", self.breakers),
+                web.post("/ai-orchestration/circuit-breakers/{provider}/reset", self.reset_breaker),
+                web.post("/ai-orchestration/circuit-breakers/{provider}/open", self.open_breaker),
+                web.post("/v1/chat/completions", self.chat_completions),
+                web.get("/v1/models", self.models),
+                web.get("/openapi.json", self.openapi),
+                web.get("/health", self.health),
+            ]
+        )
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self._openapi = openapi_document()
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://{self.config.host}:{port}"
+        log.info("gateway.listening", url=self.url)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        if self._runner is not None:
+            await self._runner.shutdown()
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- /ai-orchestration ----------------------------------------------------------
+
+    async def generate(self, request: web.Request) -> web.Response:
+        return await self._generate(request, fallback=False)
+
+    async def generate_with_fallback(self, request: web.Request) -> web.Response:
+        return await self._generate(request, fallback=True)
+
+    async def _generate(self, request: web.Request, *, fallback: bool) -> web.Response:
+        started = time.perf_counter()
+        try:
+            body: GenerateBody = decode(await request.read(), GenerateBody)
+            ask = self._request(request, body)
+        except BadInput as exc:
+            return error_response(400, "invalid_request", str(exc))
+        try:
+            if fallback:
+                answer = await self.client.generate_with_fallback(ask)
+            else:
+                answer = await self.client.generate(ask)
+        except GenerateError as exc:
+            return failed_response(exc.failed)
+        except BusError as exc:
+            return error_response(503, "unavailable", f"the request path is down: {exc}",
+                                  request_id=ask.request_id)  # fmt: skip
+        body_out = response_body(answer, (time.perf_counter() - started) * 1000)
+        return json_response(body_out, headers={"X-Request-ID": answer.request_id})
+
+    def _request(self, request: web.Request, body: GenerateBody) -> GenerateRequest:
+        if (body.prompt is None) == (not body.messages):
+            raise BadInput("give either `prompt` or `messages`, not both or neither")
+        self._check_model(body.model)
+        stop = [body.stop] if isinstance(body.stop, str) else (body.stop or [])
+        return self._build(
+            request,
+            prompt=body.prompt,
+            messages=body.messages,
+            user_id=body.user_id,
+            session_id=body.session_id,
+            model=body.model,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            max_tokens=body.max_tokens,
+            stop=stop,
+            strategy=body.strategy,
+            use_cache=body.use_cache,
+            timeout_ms=body.timeout_ms or self.client.timeout_ms,
+        )
+
+    def _build(self, request: web.Request, **fields: Any) -> GenerateRequest:
+        request_id = request_id_of(request) or uuid.uuid4().hex
+        try:
+            return GenerateRequest(request_id=request_id, **fields)
+        except (TypeError, ValueError) as exc:
+            raise BadInput(str(exc)) from None
+
+    def _check_model(self, model: str) -> None:
+        if not model:
+            return
+        try:
+            self.node.catalog.resolve(model)
+        except UnknownModel as exc:
+            raise BadInput(f"model: {exc}") from None
+
+    # -- OpenAI-compatible -----------------------------------------------------------
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body: ChatCompletionBody = decode(await request.read(), ChatCompletionBody)
+            self._check_model(body.model)
+            stop = [body.stop] if isinstance(body.stop, str) else (body.stop or [])
+            ask = self._build(
+                request,
+                messages=chat_messages(body),
+                user_id=body.user or "anonymous",
+                model=body.model,
+                temperature=body.temperature,
+                top_p=body.top_p,
+                max_tokens=body.max_completion_tokens or body.max_tokens,
+                stop=stop,
+                stream=body.stream,
+                timeout_ms=self.client.timeout_ms,
+            )
+        except BadInput as exc:
+            return openai_error(400, "invalid_request", str(exc))
+        if not body.stream:
+            try:
+                return completion_body(await self.client.generate(ask))
+            except GenerateError as exc:
+                return self._openai_failure(exc)
+            except BusError as exc:
+                return openai_error(503, "unavailable", str(exc), ask.request_id)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return await self._stream(request, ask, body.model, include_usage)
+
+    async def _stream(
+        self, request: web.Request, ask: GenerateRequest, model: str, include_usage: bool
+    ) -> web.StreamResponse:
+        replies = self.client.stream(ask)
+        try:
+            # Failures before the first text still get a proper HTTP status.
+            first = await anext(replies)
+        except GenerateError as exc:
+            return self._openai_failure(exc)
+        except BusError as exc:
+            return openai_error(503, "unavailable", str(exc), ask.request_id)
+        except StopAsyncIteration:
+            return openai_error(502, "bad_gateway", "the stream ended before any answer")
+        if isinstance(first, GenerateResponse):  # an answer with no text at all
+            replies = _one(first)
+            first = StreamDelta(text="")
+        assert isinstance(first, StreamDelta)
+        try:
+            return await stream_chat(
+                request, replies, first, request_id=ask.request_id, model=model,
+                include_usage=include_usage,
+            )  # fmt: skip
+        finally:
+            await replies.aclose()  # type: ignore[attr-defined]
+
+    def _openai_failure(self, exc: GenerateError) -> web.Response:
+        failed = exc.failed
+        return openai_error(failed.status, failed.kind, failed.message, failed.request_id,
+                            failed.retry_after)  # fmt: skip
+
+    async def models(self, _request: web.Request) -> web.Response:
+        node, data = self.node, []
+        for model_id, info in sorted(node.catalog.models.items()):
+            if any(node.serves(p, model_id) for p, _m in node.catalog.resolve(model_id)
+                   if p in node.default_models):  # fmt: skip
+                data.append({"id": model_id, "object": "model", "created": 0,
+                             "owned_by": info.provider})  # fmt: skip
+        for name in sorted([*node.catalog.aliases, *node.catalog.tiers]):
+            data.append({"id": name, "object": "model", "created": 0, "owned_by": "aio"})
+        return json_response({"object": "list", "data": data})
+
+    # -- circuit breakers ------------------------------------------------------------
+
+    async def breakers(self, _request: web.Request) -> web.Response:
+        states = await self.node.store.read(self.node.enabled)
+        return json_response({"circuit_breakers": [s.public() for s in states.values()]})
+
+    async def reset_breaker(self, request: web.Request) -> web.Response:
+        return await self._move_breaker(request, reset=True)
+
+    async def open_breaker(self, request: web.Request) -> web.Response:
+        return await self._move_breaker(request, reset=False)
+
+    async def _move_breaker(self, request: web.Request, *, reset: bool) -> web.Response:
+        provider = request.match_info["provider"]
+        if provider not in self.node.enabled:
+            known = ", ".join(self.node.enabled) or "none"
+            return error_response(404, "not_found", f"no breaker {provider!r} (known: {known})")
+        store = self.node.store
+        moved = await store.reset(provider) if reset else await store.force_open(provider)
+        (state,) = (await store.read([provider])).values()
+        await store.announce(
+            provider, moved, reason=state.reason, open_until_ms=state.open_until_ms,
+            forced=not reset,
+        )  # fmt: skip
+        return json_response(state.public())
+
+    # -- the rest --------------------------------------------------------------------
+
+    async def openapi(self, _request: web.Request) -> web.Response:
+        return json_response(self._openapi)
+
+    async def health(self, _request: web.Request) -> web.Response:
+        return json_response({"status": "ok", "node": self.node.bus.node})
+
+
+async def _one(answer: GenerateResponse) -> AsyncIterator[GenerateResponse]:
+    yield answer

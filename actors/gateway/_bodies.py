@@ -1,0 +1,176 @@
+"""HTTP bodies of the gateway: what it accepts, what it answers, how it refuses."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+import msgspec
+from aiohttp import web
+
+from ..messages import Attempt, GenerateFailed, GenerateResponse, Strategy
+from ..providers import ChatMessage
+
+__all__ = [
+    "BadInput",
+    "GenerateBody",
+    "decode",
+    "error_response",
+    "failed_response",
+    "json_response",
+    "request_id_of",
+    "response_body",
+]
+
+_encoder = msgspec.json.Encoder()
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class BadInput(Exception):
+    """A request the gateway refuses with 400; the message names the field."""
+
+
+class GenerateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /ai-orchestration/generate`` and ``/generate-with-fallback``."""
+
+    prompt: str | None = None
+    messages: list[ChatMessage] = []
+    user_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] = "anonymous"
+    session_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    model: str = ""
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+    stop: list[str] | str | None = None
+    use_cache: bool = True
+    strategy: Strategy | None = None
+    timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=600_000)] | None = None
+
+
+class UsageBody(msgspec.Struct, kw_only=True):
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+class AnswerBody(msgspec.Struct, kw_only=True):
+    content: str
+    provider: str
+    model: str
+    finish_reason: str
+    usage: UsageBody
+    cost_usd: float
+
+
+class OrchestrationBody(msgspec.Struct, kw_only=True):
+    request_id: str
+    provider_selected: str
+    processing_time_ms: float
+    cache_hit: bool
+    attempts: list[Attempt]
+
+
+class ResponseBody(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The answer of ``/ai-orchestration/generate`` (``fallback``/``reason`` only when set)."""
+
+    response: AnswerBody
+    orchestration: OrchestrationBody
+    fallback: bool = False
+    reason: str = ""
+
+
+class ErrorDetail(msgspec.Struct, kw_only=True, omit_defaults=True):
+    type: str
+    message: str
+    request_id: str = ""
+    attempts: list[Attempt] = []
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    """Every error: ``{"error": {"type", "message"}}`` (and the attempts, when any)."""
+
+    error: ErrorDetail
+
+
+def decode(raw: bytes, kind: type[Any]) -> Any:
+    """Decode a JSON body; ``BadInput`` names what is wrong and where."""
+    if not raw:
+        raise BadInput("the request body is empty; send a JSON object")
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as exc:
+        raise BadInput(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise BadInput(f"invalid JSON: {exc}") from None
+
+
+def request_id_of(request: web.Request) -> str | None:
+    """The caller's ``X-Request-ID`` if it is usable; ``BadInput`` if it is not."""
+    given = request.headers.get("X-Request-ID")
+    if given is None:
+        return None
+    if not _REQUEST_ID.match(given):
+        raise BadInput("X-Request-ID: 1 to 128 letters, digits or ._:- please")
+    return given
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=_encoder.encode(body), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def error_response(
+    status: int,
+    kind: str,
+    message: str,
+    *,
+    request_id: str = "",
+    attempts: list[Attempt] | None = None,
+    retry_after: float | None = None,
+) -> web.Response:
+    headers = {"X-Request-ID": request_id} if request_id else {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(retry_after)))
+    detail = ErrorDetail(type=kind, message=message, request_id=request_id, attempts=attempts or [])
+    return json_response(ErrorBody(error=detail), status, headers)
+
+
+def failed_response(failed: GenerateFailed) -> web.Response:
+    return error_response(
+        failed.status,
+        failed.kind,
+        failed.message,
+        request_id=failed.request_id,
+        attempts=failed.attempts,
+        retry_after=failed.retry_after,
+    )
+
+
+def response_body(answer: GenerateResponse, processing_time_ms: float) -> ResponseBody:
+    usage = answer.usage
+    return ResponseBody(
+        response=AnswerBody(
+            content=answer.content,
+            provider=answer.provider,
+            model=answer.model,
+            finish_reason=answer.finish_reason,
+            usage=UsageBody(
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                total_tokens=usage.total_tokens,
+            ),
+            cost_usd=answer.cost_usd,
+        ),
+        orchestration=OrchestrationBody(
+            request_id=answer.request_id,
+            provider_selected=answer.provider,
+            processing_time_ms=round(processing_time_ms, 3),
+            cache_hit=answer.cache_hit,
+            attempts=answer.attempts,
+        ),
+        fallback=answer.fallback,
+        reason=answer.reason,
+    )

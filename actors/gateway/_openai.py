@@ -1,0 +1,195 @@
+"""The OpenAI-compatible edge: ``POST /v1/chat/completions`` and ``GET /v1/models``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import msgspec
+from aiohttp import web
+
+from ..client import GenerateError
+from ..messages import GenerateResponse, StreamDelta
+from ..providers import ChatMessage
+from ._bodies import BadInput, json_response
+
+__all__ = [
+    "ChatCompletionBody",
+    "chat_messages",
+    "completion_body",
+    "openai_error",
+    "stream_chat",
+]
+
+_encoder = msgspec.json.Encoder()
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+
+
+class ContentPart(msgspec.Struct, kw_only=True):
+    type: str
+    text: str | None = None
+
+
+class OpenAIMessage(msgspec.Struct, kw_only=True):
+    role: str
+    content: str | list[ContentPart] | None = None
+
+
+class StreamOptions(msgspec.Struct, kw_only=True):
+    include_usage: bool = False
+
+
+class ChatCompletionBody(msgspec.Struct, kw_only=True):
+    """OpenAI's chat completion request; fields we do not use are ignored."""
+
+    model: str
+    messages: list[OpenAIMessage]
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+    n: int | None = None
+
+
+def chat_messages(body: ChatCompletionBody) -> list[ChatMessage]:
+    """OpenAI messages as ours; ``BadInput`` names a message we cannot pass on."""
+    if body.n not in (None, 1):
+        raise BadInput("n: only one choice (n=1) is supported")
+    if not body.messages:
+        raise BadInput("messages: at least one message is required")
+    out = []
+    for index, message in enumerate(body.messages):
+        role = _ROLES.get(message.role)
+        if role is None:
+            raise BadInput(f"messages[{index}].role: {message.role!r} is not supported")
+        content = message.content
+        if isinstance(content, list):
+            for part_index, part in enumerate(content):
+                if part.type != "text":
+                    raise BadInput(
+                        f"messages[{index}].content[{part_index}]: only text parts are supported"
+                    )
+            content = "".join(part.text or "" for part in content)
+        out.append(ChatMessage(role=role, content=content or ""))  # type: ignore[arg-type]
+    return out
+
+
+def _usage(answer: GenerateResponse) -> dict[str, int]:
+    return {
+        "prompt_tokens": answer.usage.input_tokens,
+        "completion_tokens": answer.usage.output_tokens,
+        "total_tokens": answer.usage.total_tokens,
+    }
+
+
+def _headers(answer: GenerateResponse) -> dict[str, str]:
+    return {
+        "X-Request-ID": answer.request_id,
+        "X-AIO-Provider": answer.provider,
+        "X-AIO-Attempts": str(len(answer.attempts)),
+    }
+
+
+def completion_body(answer: GenerateResponse) -> web.Response:
+    body = {
+        "id": f"chatcmpl-{answer.request_id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": answer.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer.content, "refusal": None},
+                "logprobs": None,
+                "finish_reason": answer.finish_reason,
+            }
+        ],
+        "usage": _usage(answer),
+        "system_fingerprint": None,
+    }
+    return json_response(body, headers=_headers(answer))
+
+
+_ERROR_TYPES = {400: "invalid_request_error", 429: "rate_limit_error", 504: "timeout"}
+
+
+def openai_error(status: int, kind: str, message: str, request_id: str = "",
+                 retry_after: float | None = None) -> web.Response:  # fmt: skip
+    """An error as OpenAI shapes it (``type`` and ``message``, plus ``code`` and ``param``)."""
+    error = {
+        "message": message,
+        "type": _ERROR_TYPES.get(status, "server_error"),
+        "param": message.partition(":")[0] if status == 400 and ":" in message else None,
+        "code": kind,
+    }
+    headers = {"X-Request-ID": request_id} if request_id else {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(retry_after)))
+    return json_response({"error": error}, status, headers)
+
+
+async def stream_chat(
+    request: web.Request,
+    replies: AsyncIterator[Any],
+    first: StreamDelta,
+    *,
+    request_id: str,
+    model: str,
+    include_usage: bool,
+) -> web.StreamResponse:
+    """Relay a streamed answer as OpenAI's SSE chunks; the first text is in hand.
+
+    A failure after the stream started ends it with an error event (never a silent
+    clean end): the OpenAI SDKs raise on it.
+    """
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Request-ID": request_id,
+        }
+    )
+    await response.prepare(request)
+    head = {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
+
+    async def send(payload: dict[str, Any]) -> None:
+        await response.write(b"data: " + _encoder.encode(head | payload) + b"\n\n")
+
+    def choice(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        }
+
+    await send(choice({"role": "assistant", "content": first.text}))
+    try:
+        async for reply in replies:
+            if isinstance(reply, StreamDelta):
+                await send(choice({"content": reply.text}))
+            elif isinstance(reply, GenerateResponse):
+                head["model"] = reply.model
+                await send(choice({}, reply.finish_reason))
+                if include_usage:
+                    await send({"choices": [], "usage": _usage(reply)})
+                await response.write(b"data: [DONE]\n\n")
+                break
+    except GenerateError as exc:
+        await _error_event(response, exc.kind, exc.failed.message)
+    except Exception as exc:  # the request path broke under the stream
+        await _error_event(response, "stream_interrupted", f"{type(exc).__name__}: {exc}")
+    await response.write_eof()
+    return response
+
+
+async def _error_event(response: web.StreamResponse, kind: str, message: str) -> None:
+    error = {"error": {"message": message, "type": "server_error", "code": kind}}
+    await response.write(b"data: " + _encoder.encode(error) + b"\n\n")

@@ -1,0 +1,139 @@
+"""``GET /openapi.json``: every endpoint of the gateway, with schemas from the bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ._bodies import ErrorBody, GenerateBody, ResponseBody
+from ._openai import ChatCompletionBody
+
+__all__ = ["openapi_document"]
+
+
+def _json(ref: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+
+
+_ERRORS = {
+    "400": _json("ErrorBody", "Invalid JSON, a field of the wrong type or out of range, or an "
+                 "unknown model; the message names the field"),
+    "503": _json("ErrorBody", "No provider could answer (Retry-After when known)"),
+    "504": _json("ErrorBody", "The request's deadline passed"),
+}  # fmt: skip
+
+
+def _generate(summary: str, description: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "description": description,
+            "parameters": [
+                {
+                    "name": "X-Request-ID",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+                    "description": "Your id for the request (default: a new one)",
+                }
+            ],
+            "requestBody": {"required": True, **_json("GenerateBody", "The request")},
+            "responses": {"200": _json("ResponseBody", "The answer"), **_ERRORS},
+        }
+    }
+
+
+def _breaker_move(summary: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "parameters": [
+                {"name": "provider", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {
+                "200": {"description": "The breaker's state after the move"},
+                "404": _json("ErrorBody", "No such provider"),
+            },
+        }
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    _schemas, components = msgspec.json.schema_components(
+        [GenerateBody, ResponseBody, ErrorBody, ChatCompletionBody],
+        ref_template="#/components/schemas/{name}",
+    )
+    sse = {"text/event-stream": {"schema": {"type": "string"}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "AI orchestration gateway",
+            "version": "0.1.0",
+            "description": "One gateway in front of OpenAI, Anthropic, Google Gemini and Azure "
+            "OpenAI: provider choice, fallback, circuit breakers.",
+        },
+        "paths": {
+            "/ai-orchestration/generate": _generate(
+                "Generate an answer",
+                "Fails with 503 when no candidate answers, 504 past the deadline.",
+            ),
+            "/ai-orchestration/generate-with-fallback": _generate(
+                "Generate an answer, or a system answer",
+                "Never fails for a provider's sake: when no candidate answers it answers 200 "
+                "with a system response, `fallback: true` and the reason.",
+            ),
+            "/v1/chat/completions": {
+                "post": {
+                    "summary": "OpenAI-compatible chat completions",
+                    "description": "Any OpenAI SDK works unchanged; `model` may be a catalog "
+                    "model, an alias, a tier or provider/model; `user` is the user id. With "
+                    "`stream: true`, SSE chunks (the usage chunk with "
+                    "`stream_options.include_usage`); a failure after the first text ends "
+                    "the stream with an error event.",
+                    "requestBody": {"required": True, **_json("ChatCompletionBody", "The request")},
+                    "responses": {
+                        "200": {
+                            "description": "A chat.completion, or its chunks as SSE",
+                            "content": {"application/json": {"schema": {"type": "object"}}, **sse},
+                        },
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/v1/models": {
+                "get": {
+                    "summary": "Models, aliases and tiers one can ask for",
+                    "responses": {"200": {"description": "An OpenAI model list"}},
+                }
+            },
+            "/ai-orchestration/circuit-breakers": {
+                "get": {
+                    "summary": "Every provider's circuit breaker",
+                    "responses": {"200": {"description": "The breakers' states"}},
+                }
+            },
+            "/ai-orchestration/circuit-breakers/{provider}/reset": _breaker_move(
+                "Close a breaker (and clear a rejected key)"
+            ),
+            "/ai-orchestration/circuit-breakers/{provider}/open": _breaker_move(
+                "Force a breaker open until the next reset"
+            ),
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": {"description": "OpenAPI 3.1"}},
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "Liveness of this gateway process",
+                    "responses": {"200": {"description": "ok"}},
+                }
+            },
+        },
+        "components": {"schemas": components},
+    }

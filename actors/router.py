@@ -1,0 +1,273 @@
+"""The router actor: picks providers, follows fallback chains, retries, keeps deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import ClassVar
+
+import msgspec
+
+from bus import AskTimeout, Bus, BusUnavailable, Delivery, Message, RemoteError
+
+from ._actor import Actor
+from ._planner import Candidate, Planner
+from .config import RouterConfig
+from .messages import (
+    Attempt,
+    CallFailed,
+    GenerateFailed,
+    GenerateRequest,
+    GenerateResponse,
+    ProviderCall,
+    RequestCompleted,
+)
+from .providers import Completion, UnknownModel, Usage
+
+__all__ = ["FALLBACK_TEXT", "Router"]
+
+FALLBACK_TEXT = (
+    "I'm sorry, no language model is available to answer right now. Please try again shortly."
+)
+
+# What a failed call means for the chain: stop (the request itself is at fault),
+# or go to the next candidate at once; other kinds are retried on the same one.
+_FINAL = {"bad_request", "content_filtered"}
+_NEXT = {"rate_limited", "breaker_open", "key_invalid", "authentication", "context_too_long"}
+_STATUS = {"bad_request": 400, "content_filtered": 400, "context_too_long": 400}
+
+
+class Router(Actor):
+    """Answers ``generate.request`` from ``{ns}:requests``.
+
+    For each candidate of the plan (see ``Planner``) it asks that provider's breaker,
+    retrying errors worth retrying with exponential backoff and jitter (never sooner
+    than a Retry-After) while the request's deadline allows, then moves down the
+    chain. Every request ends in a ``request.completed`` event.
+    """
+
+    group: ClassVar[str] = "router"
+
+    def __init__(
+        self,
+        bus: Bus,
+        planner: Planner,
+        config: RouterConfig,
+        retries: dict[str, int],
+    ) -> None:
+        super().__init__(bus, stream=bus.names.requests, concurrency=config.concurrency)
+        self.planner = planner
+        self.config = config
+        self.retries = retries
+        self._events: set[asyncio.Task[None]] = set()
+
+    async def on_stop(self) -> None:
+        if self._events:
+            await asyncio.wait(self._events, timeout=self.bus.config.command_timeout_ms / 1000)
+
+    async def handle(self, message: Message, delivery: Delivery) -> Message | None:
+        match message:
+            case GenerateRequest():
+                return await self._answer(message, delivery)
+            case _:
+                raise TypeError(f"router got an unexpected {type(message).__name__}")
+
+    async def _answer(self, request: GenerateRequest, delivery: Delivery) -> Message:
+        started = time.perf_counter()
+        # The deadline runs from when the request was published (its entry id is the
+        # Redis time of the XADD), so a request taken over after a crash keeps it.
+        timeout_ms = request.timeout_ms or self.config.request_timeout_ms
+        deadline_ms = int(delivery.entry_id.partition("-")[0]) + timeout_ms
+        if delivery.deadline_ms is not None:
+            deadline_ms = min(deadline_ms, delivery.deadline_ms)
+        try:
+            candidates, attempts = self.planner.plan(request)
+        except UnknownModel as exc:
+            return self._finish(
+                request, self._failed(request, "bad_request", f"model: {exc}", []), started
+            )
+        stream_to = delivery.reply_to if request.stream else None
+        result: Message | None = None
+        for candidate in candidates:
+            result = await self._try(request, candidate, deadline_ms, attempts, stream_to, delivery)
+            if result is not None:
+                break
+            if self.bus.now_ms() >= deadline_ms:
+                result = self._deadline(request, attempts)
+                break
+        if result is None:
+            why = _why(attempts) if attempts else "no enabled provider serves this model"
+            result = self._failed(request, "no_provider", why, attempts, _soonest(attempts))
+        return self._finish(request, result, started)
+
+    async def _try(
+        self,
+        request: GenerateRequest,
+        candidate: Candidate,
+        deadline_ms: int,
+        attempts: list[Attempt],
+        stream_to: str | None,
+        delivery: Delivery,
+    ) -> Message | None:
+        """Try one candidate (with retries); a final message, or None for the next one."""
+        provider, model = candidate.provider, candidate.model
+        call = ProviderCall(
+            request_id=request.request_id,
+            request=request.provider_request(model),
+            stream_to=stream_to,
+            stream_corr=delivery.correlation_id if stream_to else None,
+        )
+        for attempt in range(self.retries.get(provider, 0) + 1):
+            remaining = deadline_ms - self.bus.now_ms()
+            if remaining <= 0:
+                return self._deadline(request, attempts)
+            asked = time.perf_counter()
+            try:
+                reply = await self.bus.ask(self.bus.names.calls(provider), call, remaining / 1000)
+            except AskTimeout:
+                attempts.append(
+                    Attempt(provider=provider, model=model, outcome="timeout",
+                            latency_ms=(time.perf_counter() - asked) * 1000,
+                            message="no answer before the request's deadline")
+                )  # fmt: skip
+                return self._deadline(request, attempts)
+            except (RemoteError, BusUnavailable) as exc:
+                attempts.append(
+                    Attempt(provider=provider, model=model, outcome="unavailable", message=str(exc))
+                )
+                return None
+            if isinstance(reply, Completion):
+                attempts.append(
+                    Attempt(provider=provider, model=model, outcome="ok",
+                            latency_ms=reply.latency_ms)
+                )  # fmt: skip
+                return self._answered(request, reply, attempts, streamed=stream_to is not None)
+            assert isinstance(reply, CallFailed)
+            attempts.append(
+                Attempt(provider=provider, model=model, outcome=reply.kind,
+                        latency_ms=reply.latency_ms, status=reply.status, message=reply.message,
+                        retry_after=reply.retry_after)
+            )  # fmt: skip
+            if reply.started:
+                return self._failed(
+                    request, "stream_interrupted",
+                    f"{provider} failed after the stream had started: {reply.message}",
+                    attempts,
+                )  # fmt: skip
+            if reply.kind in _FINAL:
+                return self._failed(request, reply.kind, reply.message, attempts)
+            if reply.kind in _NEXT or attempt == self.retries.get(provider, 0):
+                return None
+            delay = self._backoff(attempt, reply.retry_after)
+            if (deadline_ms - self.bus.now_ms()) / 1000 <= delay:
+                return None
+            await asyncio.sleep(delay)
+        return None
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        base, cap = self.config.retry_base_ms / 1000, self.config.retry_max_ms / 1000
+        delay = min(cap, base * 2**attempt)
+        return max(random.uniform(delay / 2, delay), retry_after or 0.0)
+
+    def _answered(
+        self, request: GenerateRequest, done: Completion, attempts: list[Attempt], *, streamed: bool
+    ) -> GenerateResponse:
+        return GenerateResponse(
+            request_id=request.request_id,
+            content="" if streamed else done.content,
+            provider=done.provider,
+            model=done.model,
+            finish_reason=done.finish_reason,
+            usage=done.usage,
+            cost_usd=done.cost_usd,
+            processing_time_ms=0.0,
+            attempts=attempts,
+        )
+
+    def _deadline(self, request: GenerateRequest, attempts: list[Attempt]) -> GenerateFailed:
+        return self._failed(request, "deadline_exceeded", "the request's deadline passed", attempts)
+
+    def _failed(
+        self,
+        request: GenerateRequest,
+        kind: str,
+        message: str,
+        attempts: list[Attempt],
+        retry_after: float | None = None,
+    ) -> GenerateFailed:
+        status = 504 if kind == "deadline_exceeded" else _STATUS.get(kind, 503)
+        return GenerateFailed(
+            request_id=request.request_id,
+            kind=kind,
+            message=message,
+            status=status,
+            retry_after=retry_after,
+            attempts=list(attempts),
+        )
+
+    def _finish(self, request: GenerateRequest, result: Message, started: float) -> Message:
+        elapsed = (time.perf_counter() - started) * 1000
+        if isinstance(result, GenerateFailed) and request.fallback and not request.stream:
+            # generate-with-fallback never fails: a system answer says why instead.
+            result = GenerateResponse(
+                request_id=request.request_id,
+                content=FALLBACK_TEXT,
+                provider="system",
+                model="fallback",
+                finish_reason="stop",
+                usage=Usage(),
+                cost_usd=0.0,
+                processing_time_ms=elapsed,
+                attempts=result.attempts,
+                fallback=True,
+                reason=f"{result.kind}: {result.message}",
+            )
+        if isinstance(result, GenerateResponse):
+            result = msgspec.structs.replace(
+                result, processing_time_ms=elapsed, handled_by=self.bus.node
+            )
+        self._publish(request, result, elapsed)
+        return result
+
+    def _publish(self, request: GenerateRequest, result: Message, elapsed_ms: float) -> None:
+        if isinstance(result, GenerateResponse):
+            event = RequestCompleted(
+                request_id=request.request_id, user_id=request.user_id,
+                session_id=request.session_id,
+                outcome="fallback" if result.fallback else "ok",
+                provider=result.provider, model=result.model, usage=result.usage,
+                cost_usd=result.cost_usd, latency_ms=elapsed_ms, attempts=result.attempts,
+                cache_hit=result.cache_hit, stream=request.stream,
+                error_kind=result.reason.partition(":")[0] if result.fallback else "",
+                ts_ms=self.bus.now_ms(),
+            )  # fmt: skip
+        else:
+            assert isinstance(result, GenerateFailed)
+            event = RequestCompleted(
+                request_id=request.request_id, user_id=request.user_id,
+                session_id=request.session_id, outcome="failed", latency_ms=elapsed_ms,
+                attempts=result.attempts, stream=request.stream, error_kind=result.kind,
+                ts_ms=self.bus.now_ms(),
+            )  # fmt: skip
+        task = asyncio.create_task(self._send_event(event))
+        self._events.add(task)
+        task.add_done_callback(self._events.discard)
+
+    async def _send_event(self, event: RequestCompleted) -> None:
+        try:
+            await self.bus.publish(self.bus.names.events, event)
+        except BusUnavailable as exc:
+            self.log.warning("router.event_lost", request_id=event.request_id, error=str(exc))
+
+
+def _why(attempts: list[Attempt]) -> str:
+    return "; ".join(f"{a.provider}/{a.model}: {a.outcome}" for a in attempts) or "no candidates"
+
+
+def _soonest(attempts: list[Attempt]) -> float | None:
+    """When every candidate was rate limited or held open: the soonest one may answer."""
+    waits = [a.retry_after for a in attempts if a.outcome != "ok"]
+    if not waits or any(w is None for w in waits):
+        return None
+    return min(w for w in waits if w is not None)

@@ -1,0 +1,168 @@
+"""Circuit breakers through the request path: open, half-open, close, Retry-After, keys."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from actors.client import Client, NoProviderAvailable
+from actors.config import BreakerConfig
+from actors.messages import BreakerClosed, BreakerHalfOpen, BreakerOpened
+from actors.providers.simulator import Simulator
+from bus import Message
+from tests.conftest import eventually
+from tests.request_path.conftest import MakeNode
+
+QUICK = BreakerConfig(
+    window_size=4, minimum_calls=4, failure_rate_threshold=50, open_ms=600,
+    half_open_calls=2, half_open_max_wait_ms=2_000, refresh_ms=200,
+)  # fmt: skip
+
+
+async def _collect(node_bus: object, stream: str, into: list[Message]) -> None:
+    await node_bus.tail(stream, into.append)  # type: ignore[attr-defined]
+
+
+async def _ask(client: Client, **fields: object) -> object:
+    try:
+        return await client.generate(client.request(prompt="hi", model="openai/gpt-4o", **fields))
+    except NoProviderAvailable as exc:
+        return exc
+
+
+async def test_opens_at_its_threshold_half_opens_and_closes(
+    make_node: MakeNode, simulator: Simulator
+) -> None:
+    node = await make_node(providers=("openai",), breaker=QUICK,
+                           provider_overrides={"max_retries": 0})  # fmt: skip
+    events: list[Message] = []
+    alerts: list[Message] = []
+    await _collect(node.bus, node.bus.names.events, events)
+    await _collect(node.bus, node.bus.names.alerts, alerts)
+    client = Client(node.bus)
+    simulator.state.update("openai", {"error_rate": 1})
+    for _ in range(3):  # below minimum_calls: no judgement yet
+        assert isinstance(await _ask(client), NoProviderAvailable)
+    assert node.breakers.get("openai").state == "closed"
+    await _ask(client)  # the 4th failure of 4: 100% >= 50%
+    await eventually(lambda: node.breakers.get("openai").state == "open")
+    await eventually(lambda: any(isinstance(e, BreakerOpened) for e in events))
+    opened = next(e for e in events if isinstance(e, BreakerOpened))
+    assert opened.provider == "openai" and opened.calls == 4 and opened.failure_rate == 100
+    await eventually(lambda: any(isinstance(a, BreakerOpened) for a in alerts))
+    calls_before = simulator.state.calls["openai"]
+    refused = await _ask(client)
+    assert isinstance(refused, NoProviderAvailable)
+    assert refused.attempts[0].outcome == "breaker_open"
+    assert simulator.state.calls["openai"] == calls_before  # not even tried
+    simulator.state.update("openai", {"error_rate": 0})
+    await asyncio.sleep(QUICK.open_ms / 1000)
+    for _ in range(QUICK.half_open_calls):  # the trials
+        answer = await _ask(client)
+        assert not isinstance(answer, Exception), answer
+    await eventually(lambda: node.breakers.get("openai").state == "closed")
+    await eventually(lambda: any(isinstance(e, BreakerClosed) for e in events))
+    kinds = [
+        type(e) for e in events if isinstance(e, BreakerOpened | BreakerHalfOpen | BreakerClosed)
+    ]
+    assert kinds == [BreakerOpened, BreakerHalfOpen, BreakerClosed]
+
+
+async def test_a_failed_trial_reopens(make_node: MakeNode, simulator: Simulator) -> None:
+    node = await make_node(providers=("openai",), breaker=QUICK,
+                           provider_overrides={"max_retries": 0})  # fmt: skip
+    client = Client(node.bus)
+    simulator.state.update("openai", {"error_rate": 1})
+    for _ in range(4):
+        await _ask(client)
+    await eventually(lambda: node.breakers.get("openai").state == "open")
+    await asyncio.sleep(QUICK.open_ms / 1000)
+    failed = await _ask(client)  # the first trial fails
+    assert isinstance(failed, NoProviderAvailable) and failed.attempts[0].outcome == "server_error"
+    await eventually(lambda: node.breakers.get("openai").state == "open")
+
+
+async def test_a_429_holds_it_open_for_its_retry_after(
+    make_node: MakeNode, simulator: Simulator
+) -> None:
+    node = await make_node(providers=("openai",), breaker=QUICK,
+                           provider_overrides={"max_retries": 0})  # fmt: skip
+    client = Client(node.bus)
+    simulator.state.update("openai", {"rate_limit_rate": 1, "retry_after_s": 2})
+    limited = await _ask(client)
+    assert isinstance(limited, NoProviderAvailable)
+    assert limited.attempts[0].outcome == "rate_limited"
+    await eventually(lambda: node.breakers.get("openai").state == "open")
+    state = node.breakers.get("openai")
+    # Open for the Retry-After (2 s), longer than its own open time (0.6 s).
+    assert state.open_until_ms - node.bus.now_ms() > 1_500
+    simulator.state.update("openai", {"rate_limit_rate": 0})
+    await asyncio.sleep(QUICK.open_ms / 1000 + 0.1)
+    refused = await _ask(client)
+    assert isinstance(refused, NoProviderAvailable)
+    assert refused.attempts[0].outcome == "breaker_open"
+    assert refused.retry_after is not None and refused.retry_after > 0.5
+    await asyncio.sleep(state.open_until_ms / 1000 - node.bus.now_ms() / 1000 + 0.05)
+    assert not isinstance(await _ask(client), Exception)
+
+
+async def test_a_later_failure_extends_never_shortens(
+    make_node: MakeNode, simulator: Simulator
+) -> None:
+    node = await make_node(providers=("openai",), breaker=QUICK)
+    store = node.store
+    await store.record("openai", "fail", kind="rate_limited", retry_after=5)
+    long_until = (await store.read(["openai"]))["openai"].open_until_ms
+    await store.record("openai", "fail")  # open_ms is 0.6 s: must not pull 5 s in
+    assert (await store.read(["openai"]))["openai"].open_until_ms == long_until
+    await store.record("openai", "fail", kind="rate_limited", retry_after=9)
+    assert (await store.read(["openai"]))["openai"].open_until_ms >= long_until + 3_900
+
+
+async def test_a_rejected_key_stays_refused_until_reset(
+    make_node: MakeNode, simulator: Simulator
+) -> None:
+    node = await make_node(providers=("openai",), breaker=QUICK)
+    client = Client(node.bus)
+    simulator.state.update("openai", {"auth_failure": True})
+    first = await _ask(client)
+    assert isinstance(first, NoProviderAvailable)
+    assert first.attempts[0].outcome == "authentication"
+    await eventually(lambda: node.breakers.get("openai").key_invalid)
+    simulator.state.update("openai", {"auth_failure": False})
+    await asyncio.sleep(QUICK.open_ms / 1000 + 0.1)  # no timer frees it
+    refused = await _ask(client)
+    assert isinstance(refused, NoProviderAvailable)
+    assert refused.attempts[0].outcome == "key_invalid"
+    await node.store.reset("openai")
+    await node.breakers.refresh()
+    assert not isinstance(await _ask(client), Exception)
+
+
+async def test_a_breaker_opened_in_one_process_is_seen_by_another(
+    make_node: MakeNode, simulator: Simulator
+) -> None:
+    first = await make_node(providers=("openai",), breaker=QUICK)
+    second = await make_node(providers=("openai",), role="gateway", breaker=QUICK)
+    await first.store.force_open("openai", "tested")
+    await first.store.announce("openai", "opened", reason="tested", forced=True)
+    # Within one second (events usually bring it in milliseconds).
+    await eventually(lambda: second.breakers.refuses("openai"), timeout=1.0)
+    await first.store.reset("openai")  # without an event: the periodic re-read finds it
+    await eventually(lambda: not second.breakers.refuses("openai"), timeout=1.0)
+
+
+@pytest.mark.parametrize("window_type", ["count", "time"])
+async def test_bad_requests_do_not_count(
+    make_node: MakeNode, simulator: Simulator, window_type: str
+) -> None:
+    config = BreakerConfig(window_type=window_type, window_size=4, minimum_calls=2, open_ms=600)  # type: ignore[arg-type]
+    node = await make_node(providers=("openai",), breaker=config)
+    for _ in range(6):
+        moved = await node.store.record("openai", "neutral")
+        assert moved.moved == ""
+    assert (await node.store.read(["openai"]))["openai"].state == "closed"
+    await node.store.record("openai", "ok")
+    moved = await node.store.record("openai", "fail")
+    assert moved.moved == "opened" and moved.calls == 2 and moved.failure_rate == 50

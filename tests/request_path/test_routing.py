@@ -1,0 +1,177 @@
+"""The router: strategies, fallback chains, retries, deadlines (over HTTP and the bus)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Any
+
+import aiohttp
+import pytest
+
+from actors.client import Client, DeadlineExceeded, NoProviderAvailable
+from actors.config import RouterConfig
+from actors.messages import RequestCompleted
+from actors.providers import Catalog, estimate_prompt_tokens
+from actors.providers.simulator import Simulator
+from tests.conftest import eventually
+from tests.request_path.conftest import MakeNode
+
+
+async def _generate(http: aiohttp.ClientSession, url: str, **body: Any) -> tuple[int, Any]:
+    async with http.post(f"{url}/ai-orchestration/generate", json=body) as response:
+        return response.status, await response.json()
+
+
+async def test_cost_picks_the_cheapest_candidate_that_fits(
+    make_node: MakeNode, http: aiohttp.ClientSession
+) -> None:
+    node = await make_node(router=RouterConfig(strategy="cost"))
+    assert node.gateway is not None
+    catalog = Catalog()
+    prompt = "Summarize the plot of a short story in two sentences."
+    tokens = estimate_prompt_tokens([prompt])
+    fast = [m for _p, m in catalog.resolve("legacy_fast")]
+    cheapest = min(fast, key=lambda m: catalog.get(m).cost(tokens, 100))
+    status, body = await _generate(http, node.gateway.url, prompt=prompt, model="legacy_fast",
+                                   max_tokens=100)  # fmt: skip
+    assert status == 200
+    assert body["response"]["model"] == cheapest
+    # A window too small for the prompt rules a candidate out before any call.
+    long_prompt = "word " * 10_000  # over 10k tokens: more than gpt-4's 8k window
+    status, body = await _generate(http, node.gateway.url, prompt=long_prompt, model="gpt-4",
+                                   strategy="cost")  # fmt: skip
+    assert status == 503
+    assert body["error"]["attempts"][0]["outcome"] == "context_too_long"
+
+
+async def test_round_robin_takes_turns(make_node: MakeNode, http: aiohttp.ClientSession) -> None:
+    node = await make_node(router=RouterConfig(strategy="round_robin"))
+    assert node.gateway is not None
+    chosen = []
+    for n in range(6):
+        status, body = await _generate(http, node.gateway.url, prompt=f"hi {n}")
+        assert status == 200
+        chosen.append(body["response"]["provider"])
+    assert chosen[:3] != chosen[1:4]
+    assert collections.Counter(chosen) == {"openai": 2, "anthropic": 2, "google": 2}
+
+
+async def test_weighted_follows_the_weights(
+    make_node: MakeNode, http: aiohttp.ClientSession
+) -> None:
+    weights = {"openai": 8, "anthropic": 1, "google": 0}
+    node = await make_node(router=RouterConfig(strategy="weighted", weights=weights))
+    assert node.gateway is not None
+    chosen = collections.Counter()
+    for n in range(90):
+        _status, body = await _generate(http, node.gateway.url, prompt=f"q{n}")
+        chosen[body["response"]["provider"]] += 1
+    assert chosen["google"] == 0  # weight 0: only ever a last resort
+    assert chosen["openai"] > 3 * chosen["anthropic"] > 0
+
+
+async def test_performance_prefers_the_fastest(
+    make_node: MakeNode, http: aiohttp.ClientSession, simulator: Simulator
+) -> None:
+    simulator.state.update("openai", {"latency_ms": 120})
+    simulator.state.update("google", {"latency_ms": 60})
+    node = await make_node(router=RouterConfig(strategy="performance"))
+    assert node.gateway is not None
+    # Each provider answers once (untried ones are tried first), then the fastest wins.
+    for n in range(3):
+        await _generate(http, node.gateway.url, prompt=f"warm {n}", strategy="round_robin")
+    await eventually(lambda: all(node.latency.latency(p, m) is not None
+                                 for p, m in node.default_models.items()))  # fmt: skip
+    for n in range(5):
+        status, body = await _generate(http, node.gateway.url, prompt=f"q{n}")
+        assert status == 200 and body["response"]["provider"] == "anthropic"
+
+
+@pytest.mark.parametrize(
+    ("knobs", "outcome"),
+    [
+        ({"error_rate": 1}, "server_error"),
+        ({"rate_limit_rate": 1, "retry_after_s": 30}, "rate_limited"),
+        ({"hang_rate": 1}, "timeout"),
+    ],
+)
+async def test_falls_back_to_the_next_provider(
+    make_node: MakeNode, http: aiohttp.ClientSession, simulator: Simulator,
+    knobs: dict[str, Any], outcome: str,
+) -> None:  # fmt: skip
+    simulator.state.update("openai", knobs)
+    node = await make_node(
+        providers=("openai", "azure"),
+        router=RouterConfig(strategy="round_robin", retry_base_ms=10),
+        provider_overrides={"timeout_ms": 300, "max_retries": 1},
+    )
+    assert node.gateway is not None
+    status, body = await _generate(http, node.gateway.url, prompt="hi", model="gpt-4o")
+    assert status == 200, body
+    attempts = [(a["provider"], a["outcome"]) for a in body["orchestration"]["attempts"]]
+    if attempts[0][0] == "azure":  # round robin started on the healthy one: ask again
+        status, body = await _generate(http, node.gateway.url, prompt="hi", model="gpt-4o")
+        attempts = [(a["provider"], a["outcome"]) for a in body["orchestration"]["attempts"]]
+    assert attempts[-1] == ("azure", "ok")
+    failed = [o for p, o in attempts if p == "openai"]
+    # Server errors and timeouts are retried once (max_retries=1); a 429 moves on at once.
+    assert failed == ([outcome] if outcome == "rate_limited" else [outcome, outcome])
+    assert body["response"]["provider"] == "azure"
+
+
+async def test_a_passed_deadline_is_a_504(
+    make_node: MakeNode, http: aiohttp.ClientSession, simulator: Simulator
+) -> None:
+    simulator.state.update("openai", {"latency_ms": 2_000})
+    node = await make_node(providers=("openai",), provider_overrides={"timeout_ms": 5_000})
+    assert node.gateway is not None
+    started = asyncio.get_running_loop().time()
+    status, body = await _generate(http, node.gateway.url, prompt="hi", timeout_ms=300)
+    assert status == 504
+    assert body["error"]["type"] == "deadline_exceeded"
+    assert asyncio.get_running_loop().time() - started < 1.5
+
+
+async def test_the_bus_client_raises_typed_errors(
+    make_node: MakeNode, simulator: Simulator
+) -> None:
+    node = await make_node(providers=("openai",))
+    client = Client(node.bus)
+    answer = await client.generate(client.request(prompt="hi", model="gpt-4o"))
+    assert answer.provider == "openai" and answer.content
+    simulator.state.update("openai", {"error_rate": 1})
+    with pytest.raises(NoProviderAvailable) as caught:
+        await client.generate(client.request(prompt="hi"))
+    assert caught.value.status == 503
+    assert [a.outcome for a in caught.value.attempts] == ["server_error", "server_error"]
+    fallback = await client.generate_with_fallback(client.request(prompt="hi"))
+    assert fallback.fallback and fallback.provider == "system"
+    simulator.state.update("openai", {"error_rate": 0, "latency_ms": 1_000})
+    with pytest.raises(DeadlineExceeded):
+        await client.generate(client.request(prompt="hi", timeout_ms=200))
+
+
+async def test_every_request_ends_in_a_request_completed_event(
+    make_node: MakeNode, simulator: Simulator
+) -> None:
+    node = await make_node(providers=("openai",))
+    events: list[RequestCompleted] = []
+
+    def keep(message: object) -> None:
+        if isinstance(message, RequestCompleted):
+            events.append(message)
+
+    await node.bus.tail(node.bus.names.events, keep)
+    client = Client(node.bus)
+    ok = await client.generate(client.request(prompt="hi", user_id="ann", session_id="s1"))
+    simulator.state.update("openai", {"error_rate": 1})
+    with pytest.raises(NoProviderAvailable):
+        await client.generate(client.request(prompt="hi", user_id="bob"))
+    await eventually(lambda: len(events) == 2)
+    first, second = events
+    assert (first.request_id, first.outcome, first.user_id, first.session_id) == (
+        ok.request_id, "ok", "ann", "s1")  # fmt: skip
+    assert first.usage == ok.usage and first.cost_usd == ok.cost_usd
+    assert first.provider == "openai" and first.attempts[0].outcome == "ok"
+    assert (second.outcome, second.error_kind, second.user_id) == ("failed", "no_provider", "bob")
