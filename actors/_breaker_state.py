@@ -105,7 +105,7 @@ class BreakerStore:
     async def acquire(self, provider: str) -> Decision:
         cfg = self.config
         args = [cfg.half_open_calls, cfg.half_open_max_wait_ms, cfg.open_ms]
-        verdict, state, until, moved, reason = await call_script(
+        verdict, state, until, moved, reason = await self.bus.run_script(
             self._acquire, self._keys(provider)[:1], args
         )
         return Decision(_text(verdict), _text(state), int(until), _text(reason), _text(moved))
@@ -128,7 +128,7 @@ class BreakerStore:
             cfg.failure_rate_threshold, cfg.slow_call_rate_threshold,
             cfg.open_ms, cfg.half_open_calls,
         ]  # fmt: skip
-        moved, state, until, failure, slow_rate, calls, reason = await call_script(
+        moved, state, until, failure, slow_rate, calls, reason = await self.bus.run_script(
             self._record, self._keys(provider), args
         )
         return Transition(
@@ -223,8 +223,8 @@ class BreakerView:
     _task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Read every breaker, then keep re-reading; feed it events with ``on_event``."""
         await self.refresh()
-        await self.store.bus.tail(self.store.bus.names.events, self._on_event)
         self._task = asyncio.create_task(self._refresh_loop(), name="breaker-view")
 
     async def stop(self) -> None:
@@ -244,7 +244,7 @@ class BreakerView:
         """A fact about a breaker, from an event or a script's answer."""
         self.states[state.provider] = state
 
-    def _on_event(self, message: Message) -> None:
+    def on_event(self, message: Message) -> None:
         match message:
             case BreakerOpened():
                 self.learn(

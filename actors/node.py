@@ -7,7 +7,7 @@ from typing import Literal
 
 import structlog
 
-from bus import Bus
+from bus import Bus, Message
 
 from ._actor import Actor
 from ._breaker_state import BreakerStore, BreakerView
@@ -62,7 +62,7 @@ class Node:
         await self.bus.start()
         try:
             await self.breakers.start()
-            await self.bus.tail(self.bus.names.events, self.latency.on_event)
+            await self.bus.tail(self.bus.names.events, self._on_event)
             if self.role in ("all", "worker"):
                 await self._start_workers()
             if self.role in ("all", "gateway"):
@@ -71,6 +71,11 @@ class Node:
             await self.stop()
             raise
         log.info("node.started", role=self.role, node=self.bus.node, providers=self.enabled)
+
+    def _on_event(self, message: Message) -> None:
+        # One tail of {ns}:events feeds every view of this process.
+        self.breakers.on_event(message)
+        self.latency.on_event(message)
 
     async def _start_workers(self) -> None:
         self.adapters = build_adapters(self.config.providers, self.catalog)

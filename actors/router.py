@@ -60,11 +60,6 @@ class Router(Actor):
         self.planner = planner
         self.config = config
         self.retries = retries
-        self._events: set[asyncio.Task[None]] = set()
-
-    async def on_stop(self) -> None:
-        if self._events:
-            await asyncio.wait(self._events, timeout=self.bus.config.command_timeout_ms / 1000)
 
     async def handle(self, message: Message, delivery: Delivery) -> Message | None:
         match message:
@@ -250,15 +245,8 @@ class Router(Actor):
                 attempts=result.attempts, stream=request.stream, error_kind=result.kind,
                 ts_ms=self.bus.now_ms(),
             )  # fmt: skip
-        task = asyncio.create_task(self._send_event(event))
-        self._events.add(task)
-        task.add_done_callback(self._events.discard)
-
-    async def _send_event(self, event: RequestCompleted) -> None:
-        try:
-            await self.bus.publish(self.bus.names.events, event)
-        except BusUnavailable as exc:
-            self.log.warning("router.event_lost", request_id=event.request_id, error=str(exc))
+        # With the reply's round trip; a lost event is logged by the bus.
+        self.bus.publish_soon(self.bus.names.events, event)
 
 
 def _why(attempts: list[Attempt]) -> str:

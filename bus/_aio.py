@@ -68,11 +68,13 @@ class WriteBatcher:
     """Writes go out at once when the line is free, and together while it is busy.
 
     ``execute`` sends its commands at once, from the caller's task, when no write is
-    in flight (no added latency, no extra task); while one is in flight, commands
-    queue up and then go out together in one pipeline, so many handlers finishing
-    together, or many callers asking together, share round trips. ``submit`` queues
-    commands nobody waits for (acknowledgements): they are sent even if the submitter
-    is cancelled, and a failure is logged. A command's own error is returned in its
+    in flight (no added latency, no extra task), taking along whatever was
+    ``submit``-ted meanwhile; while a write is in flight, commands queue up and then
+    go out together in one pipeline, so many handlers finishing together, or many
+    callers asking together, share round trips. ``submit`` queues commands nobody
+    waits for (events, acknowledgements): they ride on the next ``execute`` of this
+    loop turn or go out on the next turn; they are sent even if the submitter is
+    cancelled, and a failure is logged. A command's own error is returned in its
     place; a connection failure is raised to every waiting caller.
     """
 
@@ -80,6 +82,7 @@ class WriteBatcher:
         self._line = line
         self._queue: Batch = []
         self._busy = False
+        self._flush_scheduled = False
         self._sender: asyncio.Task[None] | None = None
 
     async def execute(self, *commands: Command) -> list[Any]:
@@ -88,19 +91,35 @@ class WriteBatcher:
             self._queue.append((commands, fut))
             return await fut
         self._busy = True
+        riders, self._queue = self._queue, []
         try:
-            if len(commands) == 1:
+            if not riders and len(commands) == 1:
                 try:
                     return [await self._line.call(*commands[0])]
                 except redis.exceptions.ResponseError as exc:
                     return [exc]
-            return await self._line.call_many(commands)
+            if not riders:
+                return await self._line.call_many(commands)
+            batch: Batch = [*riders, (commands, None)]
+            try:
+                results = await self._line.call_many([c for cs, _f in batch for c in cs])
+            except Exception as exc:
+                self._fail(riders, exc)
+                raise
+            self._hand_out(riders, results)
+            return results[len(results) - len(commands) :]
         finally:
             self._release()
 
     def submit(self, *commands: Command) -> None:
         self._queue.append((commands, None))
-        if not self._busy:
+        if not self._busy and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._busy and self._queue:
             self._busy = True
             self._release()
 
@@ -118,16 +137,20 @@ class WriteBatcher:
                 try:
                     results = await self._line.call_many([c for cs, _f in batch for c in cs])
                 except Exception as exc:
-                    failed = [fut for _c, fut in batch if fut is None]
-                    if failed:
-                        log.warning("bus.write_failed", commands=len(failed), error=repr(exc))
-                    for _commands, fut in batch:
-                        if fut is not None and not fut.done():
-                            fut.set_exception(exc)
+                    self._fail(batch, exc)
                     continue
                 self._hand_out(batch, results)
         finally:
             self._busy = False
+
+    @staticmethod
+    def _fail(batch: Batch, exc: Exception) -> None:
+        unwatched = [fut for _c, fut in batch if fut is None]
+        if unwatched:
+            log.warning("bus.write_failed", commands=len(unwatched), error=repr(exc))
+        for _commands, fut in batch:
+            if fut is not None and not fut.done():
+                fut.set_exception(exc)
 
     @staticmethod
     def _hand_out(batch: Batch, results: list[Any]) -> None:
@@ -144,7 +167,7 @@ class WriteBatcher:
 
     async def drain(self) -> None:
         """Wait until every command already queued has been sent."""
-        while self._busy:
+        while self._busy or self._queue:
             if self._sender is not None and not self._sender.done():
                 await asyncio.wait([self._sender])
             else:

@@ -3,7 +3,8 @@
 redis-py's command layer (pool checkout, retry wrapper, response callbacks,
 observability hooks) costs about as much CPU as the rest of a round trip; the hot
 path of the bus (XADD, XACK, XREADGROUP, XREAD) skips it and uses a connection's own
-``send_packed_command`` / ``read_response``, with RESP2 replies parsed here.
+``send_packed_command`` / ``read_response``, packs commands with hiredis (in C;
+redis-py's asyncio packer is Python) and parses RESP2 replies here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.exceptions
+from hiredis import pack_command  # RESP in C: redis-py's asyncio packer is Python
 from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import AbstractConnection
 
@@ -40,13 +42,14 @@ class Line:
     async def call(self, *args: Any) -> Any:
         """One command; an error reply is raised as ``redis.exceptions.ResponseError``."""
         conn = await self._connection()
-        await conn.send_packed_command(conn.pack_command(*args), check_health=False)
+        await conn.send_packed_command(pack_command(args), check_health=False)
         return await conn.read_response()
 
     async def call_many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Several commands in one round trip; an error reply is returned in its place."""
         conn = await self._connection()
-        await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        packed = b"".join(pack_command(tuple(command)) for command in commands)
+        await conn.send_packed_command(packed, check_health=False)
         results: list[Any] = []
         for _ in commands:
             try:

@@ -291,20 +291,22 @@ class Subscription:
     async def _settle(
         self, entry_id: bytes, deliveries: int, envelope: Envelope, reply: Message | None
     ) -> None:
-        """Send the reply (if asked) at once, then acknowledge.
+        """Send the reply (if asked) and acknowledge, in one round trip, in that order.
 
-        The acknowledgement is queued behind the reply rather than sent with it: the
-        asker's latency holds one round trip, and a crash between the two only
-        redelivers the entry, whose second reply the asker drops.
+        A crash between the two only redelivers the entry, whose second reply the
+        asker drops; an entry without an asker is acknowledged with the next write.
         """
-        if envelope.reply_to is not None and reply is not None:
-            try:
-                await self._bus.writer.execute(self._reply_command(envelope, reply))
-            except REDIS_DOWN as exc:
-                # Not acknowledged: it will be delivered again (at-least-once).
-                log.warning("bus.reply_failed", error=repr(exc))
-                return
-        self._bus.writer.submit(*self._ack_commands(entry_id, deliveries))
+        if envelope.reply_to is None or reply is None:
+            self._bus.writer.submit(*self._ack_commands(entry_id, deliveries))
+            return
+        try:
+            # The reply first, then the acknowledgement, in one round trip.
+            await self._bus.writer.execute(
+                self._reply_command(envelope, reply), *self._ack_commands(entry_id, deliveries)
+            )
+        except REDIS_DOWN as exc:
+            # Not acknowledged: it will be delivered again (at-least-once).
+            log.warning("bus.reply_failed", error=repr(exc))
 
     def _reply_command(self, envelope: Envelope, reply: Message) -> list[Any]:
         assert envelope.reply_to is not None

@@ -166,3 +166,13 @@ async def test_bad_requests_do_not_count(
     await node.store.record("openai", "ok")
     moved = await node.store.record("openai", "fail")
     assert moved.moved == "opened" and moved.calls == 2 and moved.failure_rate == 50
+
+
+async def test_scripts_are_reloaded_when_redis_forgot_them(make_node: MakeNode) -> None:
+    node = await make_node(providers=("openai",), breaker=QUICK)
+    await node.bus.redis.script_flush()  # as after a Redis restart
+    moved = await node.store.record("openai", "ok")
+    assert moved.state == "closed" and moved.calls == 1
+    await node.bus.redis.script_flush()
+    decision = await node.store.acquire("openai")
+    assert decision.verdict == "allow"
