@@ -9,12 +9,17 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
+import msgspec
+import openai
+
 from bus import Bus, EmbeddedRedis
 
 from ._supervisor import Supervisor
-from .config import Config
+from .config import BreakerConfig, Config, GatewayConfig
 from .echo import EchoActor
 from .messages import CODEC, Ping
+from .node import Node
 from .providers import (
     ADAPTER_CLASSES,
     AzureConfig,
@@ -23,6 +28,7 @@ from .providers import (
     ProviderConfig,
     ProviderError,
     ProviderRequest,
+    ProvidersConfig,
     Secret,
     adapter_class,
 )
@@ -48,7 +54,9 @@ async def run_demo(config: Config, data_dir: str | None, rounds: int) -> None:
         print(f"1. bus on the {where}")
         async with Bus(url, CODEC, config.bus) as bus:
             await _bus_demo(bus, rounds)
-    await _providers_demo()
+        async with Simulator(seed=1) as simulator:
+            await _providers_demo(simulator)
+            await _system_demo(config, url, simulator)
     print("stopped cleanly")
 
 
@@ -82,40 +90,40 @@ async def _bus_demo(bus: Bus, rounds: int) -> None:
     await supervisor.stop(timeout=5)
 
 
-async def _providers_demo() -> None:
+async def _providers_demo(simulator: Simulator) -> None:
     catalog = Catalog()
-    async with Simulator(seed=1) as simulator:
-        print(f"6. provider simulator at {simulator.url}; each adapter through its own SDK:")
-        adapters = {name: _adapter(name, simulator.url, catalog) for name in ADAPTER_CLASSES}
-        request = ProviderRequest(
-            messages=[
-                ChatMessage(role="system", content="Answer in one sentence."),
-                ChatMessage(role="user", content="Why does an LLM gateway need a breaker?"),
-            ],
-            max_tokens=60,
-        )
-        try:
-            for name, adapter in adapters.items():
-                done = await adapter.generate(request)
-                chunks = [chunk async for chunk in adapter.stream(request)]
-                u = done.usage
-                print(
-                    f"   {name:9} {done.model:22} {u.input_tokens}+{u.output_tokens} tokens "
-                    f"${done.cost_usd:.6f} {done.latency_ms:5.1f} ms; streamed "
-                    f"{len(chunks) - 1} deltas, then {chunks[-1].finish_reason!r} with usage"
-                )
-            print("7. and when providers misbehave, typed errors:")
-            simulator.state.update("openai", {"rate_limit_rate": 1, "retry_after_s": 7})
-            simulator.state.update("anthropic", {"cut_rate": 1})
-            simulator.state.update("google", {"hang_rate": 1})
-            quick = _adapter("google", simulator.url, catalog, timeout_ms=300)
-            await _show("openai, 429", adapters["openai"].generate(request))
-            await _show("anthropic, cut stream", _drain(adapters["anthropic"].stream(request)))
-            await _show("google, hang (300 ms timeout)", quick.generate(request))
-            await quick.close()
-        finally:
-            for adapter in adapters.values():
-                await adapter.close()
+    print(f"6. provider simulator at {simulator.url}; each adapter through its own SDK:")
+    adapters = {name: _adapter(name, simulator.url, catalog) for name in ADAPTER_CLASSES}
+    request = ProviderRequest(
+        messages=[
+            ChatMessage(role="system", content="Answer in one sentence."),
+            ChatMessage(role="user", content="Why does an LLM gateway need a breaker?"),
+        ],
+        max_tokens=60,
+    )
+    try:
+        for name, adapter in adapters.items():
+            done = await adapter.generate(request)
+            chunks = [chunk async for chunk in adapter.stream(request)]
+            u = done.usage
+            print(
+                f"   {name:9} {done.model:22} {u.input_tokens}+{u.output_tokens} tokens "
+                f"${done.cost_usd:.6f} {done.latency_ms:5.1f} ms; streamed "
+                f"{len(chunks) - 1} deltas, then {chunks[-1].finish_reason!r} with usage"
+            )
+        print("   and when providers misbehave, typed errors:")
+        simulator.state.update("openai", {"rate_limit_rate": 1, "retry_after_s": 7})
+        simulator.state.update("anthropic", {"cut_rate": 1})
+        simulator.state.update("google", {"hang_rate": 1})
+        quick = _adapter("google", simulator.url, catalog, timeout_ms=300)
+        await _show("openai, 429", adapters["openai"].generate(request))
+        await _show("anthropic, cut stream", _drain(adapters["anthropic"].stream(request)))
+        await _show("google, hang (300 ms timeout)", quick.generate(request))
+        await quick.close()
+    finally:
+        for adapter in adapters.values():
+            await adapter.close()
+        simulator.state.reset()
 
 
 def _adapter(name: str, base: str, catalog: Catalog, timeout_ms: int = 10_000) -> Any:
@@ -142,3 +150,91 @@ async def _show(label: str, call: Any) -> None:
 async def _drain(stream: AsyncIterator[Any]) -> None:
     async for _chunk in stream:
         pass
+
+
+async def _system_demo(config: Config, redis_url: str, simulator: Simulator) -> None:
+    """The whole system: gateway, router and one breaker per provider, on the simulator."""
+    providers = ProvidersConfig(
+        openai=ProviderConfig(api_key=Secret("demo"), base_url=f"{simulator.url}/v1",
+                              timeout_ms=2_000),
+        azure=AzureConfig(api_key=Secret("demo"), base_url=simulator.url, deployment="gpt4o",
+                          default_model="gpt-4o", timeout_ms=2_000),
+        anthropic=ProviderConfig(api_key=Secret("demo"), base_url=simulator.url, timeout_ms=2_000),
+        google=ProviderConfig(api_key=Secret("demo"), base_url=simulator.url, timeout_ms=2_000),
+    )  # fmt: skip
+    demo = msgspec.structs.replace(
+        config,
+        bus=msgspec.structs.replace(config.bus, namespace="demo"),
+        providers=providers,
+        gateway=GatewayConfig(port=0),
+        breaker=BreakerConfig(window_size=6, minimum_calls=6, open_ms=2_000),
+    )
+    node = Node(demo, redis_url, "all")
+    await node.start()
+    assert node.gateway is not None
+    base = node.gateway.url
+    print(f"7. the whole system on the simulator, gateway at {base}:")
+    try:
+        async with aiohttp.ClientSession() as http:
+            body = {"prompt": "Why does an LLM gateway need a breaker?", "model": "fast"}
+            status, answer = await _post(http, f"{base}/ai-orchestration/generate", body)
+            chosen = answer["response"]
+            print(f"   POST /ai-orchestration/generate model=fast -> {status} from "
+                  f"{chosen['provider']}/{chosen['model']}, ${chosen['cost_usd']:.6f}, "
+                  f"{answer['orchestration']['processing_time_ms']:.1f} ms")  # fmt: skip
+            for name in ("openai", "azure", "anthropic", "google"):  # tokens over time
+                simulator.state.update(name, {"chunk_delay_ms": 3})
+            await _sdk_demo(base)
+            simulator.state.update("openai", {"error_rate": 1})
+            status, answer = await _post(
+                http, f"{base}/ai-orchestration/generate", {"prompt": "hi", "model": "gpt-4o"}
+            )
+            tries = ", ".join(
+                f"{a['provider']} {a['outcome']}" for a in answer["orchestration"]["attempts"]
+            )
+            print(f"   openai failing (500s), model=gpt-4o -> {status} by "
+                  f"{answer['response']['provider']} after: {tries}")  # fmt: skip
+            for n in range(3):
+                await _post(http, f"{base}/ai-orchestration/generate",
+                            {"prompt": f"again {n}", "model": "openai/gpt-4o"})  # fmt: skip
+            async with http.get(f"{base}/ai-orchestration/circuit-breakers") as response:
+                breakers = (await response.json())["circuit_breakers"]
+            opened = next(b for b in breakers if b["provider"] == "openai")
+            print(f"   the openai breaker: {opened['state']} ({opened['reason']})")
+            for name in ("azure", "anthropic", "google"):
+                simulator.state.update(name, {"error_rate": 1})
+            status, failed = await _post(http, f"{base}/ai-orchestration/generate",
+                                         {"prompt": "hi"})  # fmt: skip
+            print(f"   every provider failing -> {status} {failed['error']['type']}")
+            status, fallback = await _post(
+                http, f"{base}/ai-orchestration/generate-with-fallback", {"prompt": "hi"}
+            )
+            print(f"   ... and /generate-with-fallback -> {status}, fallback="
+                  f"{fallback['fallback']}: {fallback['response']['content'][:48]}...")  # fmt: skip
+    finally:
+        await node.stop(timeout=2)
+
+
+async def _post(http: aiohttp.ClientSession, url: str, body: Any) -> tuple[int, Any]:
+    async with http.post(url, json=body) as response:
+        return response.status, await response.json()
+
+
+async def _sdk_demo(base: str) -> None:
+    client = openai.AsyncOpenAI(api_key="any", base_url=f"{base}/v1", max_retries=0)
+    try:
+        stream = await client.chat.completions.create(
+            model="smart",
+            messages=[{"role": "user", "content": "Stream me a sentence."}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        pieces, usage = 0, None
+        async for chunk in stream:
+            pieces += bool(chunk.choices and chunk.choices[0].delta.content)
+            usage = chunk.usage or usage
+        tokens = f"{usage.prompt_tokens}+{usage.completion_tokens}" if usage else "?"
+        print(f"   the openai SDK, /v1/chat/completions stream=True model=smart -> {pieces} "
+              f"chunks, then usage {tokens} tokens")  # fmt: skip
+    finally:
+        await client.close()

@@ -34,7 +34,7 @@ def test_schema_prints_every_message() -> None:
         assert ref["$ref"].removeprefix("#/$defs/") in schema["$defs"]
 
 
-@pytest.mark.parametrize("command", ["schema", "demo", "probe", "simulate"])
+@pytest.mark.parametrize("command", ["schema", "demo", "probe", "serve", "simulate"])
 def test_each_command_has_help(command: str) -> None:
     result = _run(command, "--help")
     assert result.returncode == 0
@@ -51,6 +51,12 @@ def test_demo_runs_on_the_embedded_redis() -> None:
         assert f"   {provider}" in result.stdout
     assert "RateLimited" in result.stdout and "retry after 7s" in result.stdout
     assert "Unavailable" in result.stdout and "ProviderTimeout" in result.stdout
+    assert "POST /ai-orchestration/generate model=fast -> 200" in result.stdout
+    assert "model=gpt-4o -> 200 by azure" in result.stdout
+    assert "the openai breaker: open" in result.stdout
+    assert "every provider failing -> 503 no_provider" in result.stdout
+    assert "fallback=True" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
     assert "stopped cleanly" in result.stdout
 
 

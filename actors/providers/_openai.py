@@ -132,10 +132,11 @@ class OpenAIAdapter(Adapter):
             "/chat/completions", body=body, cast_to=httpx2.Response, stream=True
         )
         finish: FinishReason | None = None
+        final: tuple[FinishReason, Usage] | None = None
         try:
             async for _event, data in sse_events(response.aiter_lines()):
                 if data.startswith("[DONE]"):
-                    return  # without the usage chunk: the caller sees no final event
+                    break
                 chunk = _decode(data)
                 if chunk.error is not None:
                     raise self._error_event(chunk.error)
@@ -146,8 +147,10 @@ class OpenAIAdapter(Adapter):
                     if choice.finish_reason is not None:
                         finish = _FINISH.get(choice.finish_reason, "other")
                 if chunk.usage is not None and finish is not None:
-                    yield finish, _usage(chunk.usage)  # the usage chunk comes last
-                    return
+                    final = finish, _usage(chunk.usage)  # the usage chunk comes last
+            # Read on to [DONE] so the connection goes back to the pool whole.
+            if final is not None:
+                yield final  # without it the caller sees no final event: an error
         finally:
             await response.aclose()
 

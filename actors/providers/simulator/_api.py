@@ -127,15 +127,18 @@ class Api:
         if cut:
             frames = frames[: max(1, len(frames) // 2)]
         pause = self.state.knobs[self.provider].chunk_delay_ms / 1000
-        for frame in frames:
-            await response.write(frame)
-            if pause:
-                await asyncio.sleep(pause)
-        if cut and self.state.knobs[self.provider].cut_mode == "abort":
-            if request.transport is not None:
-                request.transport.abort()  # connection reset mid-answer
-            return response
-        await response.write_eof()
+        try:
+            for frame in frames:
+                await response.write(frame)
+                if pause:
+                    await asyncio.sleep(pause)
+            if cut and self.state.knobs[self.provider].cut_mode == "abort":
+                if request.transport is not None:
+                    request.transport.abort()  # connection reset mid-answer
+                return response
+            await response.write_eof()
+        except ConnectionResetError:  # the client stopped reading: its choice
+            pass
         return response
 
 
