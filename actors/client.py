@@ -11,8 +11,7 @@ import msgspec
 from bus import AskTimeout, Bus, BusError, Message
 
 from .messages import GenerateFailed, GenerateRequest, GenerateResponse, StreamDelta
-from .providers import Usage
-from .router import FALLBACK_TEXT
+from .router import fallback_answer
 
 __all__ = [
     "Client",
@@ -110,19 +109,7 @@ class Client:
             attempts = exc.attempts
         except BusError as exc:  # the bus itself failed: answer from here
             reason, attempts = f"unavailable: {exc}", []
-        return GenerateResponse(
-            request_id=request.request_id,
-            content=FALLBACK_TEXT,
-            provider="system",
-            model="fallback",
-            finish_reason="stop",
-            usage=Usage(),
-            cost_usd=0.0,
-            processing_time_ms=0.0,
-            attempts=attempts,
-            fallback=True,
-            reason=reason,
-        )
+        return fallback_answer(request.request_id, reason, attempts)
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Message]:
         """``StreamDelta`` pieces, then the ``GenerateResponse``; raises ``GenerateError``."""

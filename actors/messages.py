@@ -15,6 +15,7 @@ import msgspec
 from bus import Codec, Failure, Message
 
 from .providers import ChatMessage, Completion, ProviderRequest, Usage
+from .providers._types import check_conversation
 
 __all__ = [
     "CODEC",
@@ -87,12 +88,7 @@ class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True
     timeout_ms: int | None = None
 
     def __post_init__(self) -> None:
-        if (self.prompt is None) == (not self.messages):
-            raise ValueError("give either `prompt` or `messages`, not both or neither")
-        if self.messages and not any(m.role != "system" for m in self.messages):
-            raise ValueError("`messages` needs at least one user or assistant message")
-        if len(self.stop) > 4:
-            raise ValueError("`stop` takes at most 4 sequences")
+        check_conversation(self.prompt, self.messages, self.stop)
 
     def provider_request(self, model: str) -> ProviderRequest:
         """The call to make of one candidate model."""

@@ -25,11 +25,31 @@ from .messages import (
 )
 from .providers import Completion, UnknownModel, Usage
 
-__all__ = ["FALLBACK_TEXT", "Router"]
+__all__ = ["FALLBACK_TEXT", "Router", "fallback_answer"]
 
 FALLBACK_TEXT = (
     "I'm sorry, no language model is available to answer right now. Please try again shortly."
 )
+
+
+def fallback_answer(
+    request_id: str, reason: str, attempts: list[Attempt], processing_time_ms: float = 0.0
+) -> GenerateResponse:
+    """The system's own answer when no provider can give one."""
+    return GenerateResponse(
+        request_id=request_id,
+        content=FALLBACK_TEXT,
+        provider="system",
+        model="fallback",
+        finish_reason="stop",
+        usage=Usage(),
+        cost_usd=0.0,
+        processing_time_ms=processing_time_ms,
+        attempts=attempts,
+        fallback=True,
+        reason=reason,
+    )
+
 
 # What a failed call means for the chain: stop (the request itself is at fault),
 # or go to the next candidate at once; other kinds are retried on the same one.
@@ -205,18 +225,8 @@ class Router(Actor):
         elapsed = (time.perf_counter() - started) * 1000
         if isinstance(result, GenerateFailed) and request.fallback and not request.stream:
             # generate-with-fallback never fails: a system answer says why instead.
-            result = GenerateResponse(
-                request_id=request.request_id,
-                content=FALLBACK_TEXT,
-                provider="system",
-                model="fallback",
-                finish_reason="stop",
-                usage=Usage(),
-                cost_usd=0.0,
-                processing_time_ms=elapsed,
-                attempts=result.attempts,
-                fallback=True,
-                reason=f"{result.kind}: {result.message}",
+            result = fallback_answer(
+                request.request_id, f"{result.kind}: {result.message}", result.attempts, elapsed
             )
         if isinstance(result, GenerateResponse):
             result = msgspec.structs.replace(

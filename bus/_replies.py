@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import structlog
 
 from ._codec import CORR, Message
-from ._errors import REDIS_DOWN, AskTimeout, DecodeError
-from ._line import Line, parse_entries
+from ._errors import AskTimeout, DecodeError
+from ._tail import follow
 
 if TYPE_CHECKING:
     from ._bus import Bus
@@ -69,25 +69,7 @@ class Replies:
 
     async def listen(self, stream: str, last_id: bytes) -> None:
         """Read the reply stream forever (until cancelled)."""
-        backoff = self._bus._backoff()
-        line = Line(self._bus.blocking.connection_pool)
-        block = self._bus.config.block_ms
-        try:
-            while True:
-                try:
-                    response = await line.call(
-                        "XREAD", "COUNT", 256, "BLOCK", block, "STREAMS", stream, last_id
-                    )
-                except REDIS_DOWN as exc:
-                    log.warning("bus.replies_unreachable", error=repr(exc))
-                    await backoff.sleep()
-                    continue
-                backoff.reset()
-                for entry_id, fields in parse_entries(response):
-                    last_id = entry_id
-                    self.deliver(fields)
-        finally:
-            await line.close()
+        await follow(self._bus, stream, last_id, 256, self.deliver)
 
     def deliver(self, fields: dict[bytes, bytes]) -> None:
         corr = fields.get(CORR)

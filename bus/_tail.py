@@ -16,7 +16,7 @@ from ._line import Line, parse_entries
 if TYPE_CHECKING:
     from ._bus import Bus
 
-__all__ = ["Tail", "TailHandler"]
+__all__ = ["Tail", "TailHandler", "follow"]
 
 log = structlog.get_logger("bus")
 
@@ -49,25 +49,7 @@ class Tail:
             self._task = None
 
     async def _read(self, last_id: bytes) -> None:
-        backoff = self._bus._backoff()
-        line = Line(self._bus.blocking.connection_pool)
-        block = self._bus.config.block_ms
-        try:
-            while True:
-                try:
-                    response = await line.call(
-                        "XREAD", "COUNT", 512, "BLOCK", block, "STREAMS", self.stream, last_id
-                    )
-                except REDIS_DOWN as exc:
-                    log.warning("bus.tail_unreachable", stream=self.stream, error=repr(exc))
-                    await backoff.sleep()
-                    continue
-                backoff.reset()
-                for entry_id, fields in parse_entries(response):
-                    last_id = entry_id
-                    self._hand(fields)
-        finally:
-            await line.close()
+        await follow(self._bus, self.stream, last_id, 512, self._hand)
 
     def _hand(self, fields: dict[bytes, bytes]) -> None:
         try:
@@ -78,3 +60,35 @@ class Tail:
             self._handler(message)
         except Exception:
             log.exception("bus.tail_handler_failed", stream=self.stream)
+
+
+async def follow(
+    bus: Bus,
+    stream: str,
+    last_id: bytes,
+    count: int,
+    handle: Callable[[dict[bytes, bytes]], None],
+) -> None:
+    """Read ``stream`` after ``last_id`` forever (until cancelled), entry by entry.
+
+    On a connection of its own; while Redis is unreachable it backs off and says so.
+    """
+    backoff = bus._backoff()
+    line = Line(bus.blocking.connection_pool)
+    block = bus.config.block_ms
+    try:
+        while True:
+            try:
+                response = await line.call(
+                    "XREAD", "COUNT", count, "BLOCK", block, "STREAMS", stream, last_id
+                )
+            except REDIS_DOWN as exc:
+                log.warning("bus.follow_unreachable", stream=stream, error=repr(exc))
+                await backoff.sleep()
+                continue
+            backoff.reset()
+            for entry_id, fields in parse_entries(response):
+                last_id = entry_id
+                handle(fields)
+    finally:
+        await line.close()

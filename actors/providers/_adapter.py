@@ -24,7 +24,7 @@ from ._errors import (
 )
 from ._types import Chunk, Completion, FinishReason, ProbeResult, ProviderRequest, Usage
 
-__all__ = ["Adapter", "RawChunk", "error_for_status", "parse_retry_after", "sse_events"]
+__all__ = ["Adapter", "RawChunk", "error_for_status", "parse_retry_after"]
 
 # What an adapter's SDK-facing stream yields: a text delta, or the end of the answer.
 RawChunk = str | tuple[FinishReason, Usage]
@@ -220,20 +220,3 @@ def error_for_status(
     if status >= 500:
         return ServerError(provider, message, status=status)
     return BadRequest(provider, message, status=status)
-
-
-async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | None, str]]:
-    """Server-sent events as ``(event, data)``; the data lines of one event are joined."""
-    event: str | None = None
-    data: list[str] = []
-    async for line in lines:
-        if not line:
-            if data:
-                yield event, "\n".join(data)
-            event, data = None, []
-        elif line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
-        elif line.startswith("event:"):
-            event = line[6:].strip()
-    # An event not closed by a blank line was cut off: it is dropped, and the caller
-    # sees a stream that ended before its final event.

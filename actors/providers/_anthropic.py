@@ -13,10 +13,11 @@ import anthropic
 import httpx2
 import msgspec
 
-from ._adapter import Adapter, RawChunk, error_for_status, parse_retry_after, sse_events
+from ._adapter import Adapter, RawChunk, error_for_status, parse_retry_after
 from ._catalog import Catalog
 from ._config import ProviderConfig
 from ._errors import ContextTooLong, ProviderError, ProviderTimeout, ServerError, Unavailable
+from ._raw import read_error, sse_events
 from ._types import FinishReason, ProviderRequest, Usage
 
 __all__ = ["AnthropicAdapter"]
@@ -169,14 +170,7 @@ class AnthropicAdapter(Adapter):
             return ProviderTimeout(self.name, f"no answer within {self.timeout:g}s")
         if isinstance(exc, anthropic.APIConnectionError):
             return Unavailable(self.name, str(exc))
-        # The SDK does not wrap transport errors raised while a stream is read.
-        if isinstance(exc, httpx2.TimeoutException):
-            return ProviderTimeout(self.name, f"no stream data within {self.timeout:g}s")
-        if isinstance(exc, httpx2.TransportError):
-            return Unavailable(self.name, f"the stream broke: {type(exc).__name__}: {exc}")
-        if isinstance(exc, msgspec.DecodeError):
-            return Unavailable(self.name, f"an unreadable answer: {exc}")
-        return None
+        return read_error(self.name, self.timeout, exc)
 
     def _status_error(self, exc: anthropic.APIStatusError) -> ProviderError:
         message = _message(exc)

@@ -16,10 +16,11 @@ import httpx2
 import msgspec
 import openai
 
-from ._adapter import Adapter, RawChunk, error_for_status, parse_retry_after, sse_events
+from ._adapter import Adapter, RawChunk, error_for_status, parse_retry_after
 from ._catalog import Catalog
 from ._config import ProviderConfig
 from ._errors import ContentFiltered, ContextTooLong, ProviderError, ProviderTimeout, Unavailable
+from ._raw import read_error, sse_events
 from ._types import FinishReason, ProviderRequest, Usage
 
 __all__ = ["OpenAIAdapter"]
@@ -167,14 +168,7 @@ class OpenAIAdapter(Adapter):
             return ProviderTimeout(self.name, f"no answer within {self.timeout:g}s")
         if isinstance(exc, openai.APIConnectionError):
             return Unavailable(self.name, _describe(exc))
-        # Transport errors while a stream is read are not wrapped by the SDK.
-        if isinstance(exc, httpx2.TimeoutException):
-            return ProviderTimeout(self.name, f"no stream data within {self.timeout:g}s")
-        if isinstance(exc, httpx2.TransportError):
-            return Unavailable(self.name, f"the stream broke: {type(exc).__name__}: {exc}")
-        if isinstance(exc, msgspec.DecodeError):
-            return Unavailable(self.name, f"an unreadable answer: {exc}")
-        return None
+        return read_error(self.name, self.timeout, exc)
 
     def _status_error(self, exc: openai.APIStatusError) -> ProviderError:
         status = exc.status_code

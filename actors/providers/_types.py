@@ -16,6 +16,7 @@ __all__ = [
     "ProbeResult",
     "ProviderRequest",
     "Usage",
+    "check_conversation",
 ]
 
 Role = Literal["system", "user", "assistant"]
@@ -29,6 +30,16 @@ class ChatMessage(msgspec.Struct, frozen=True, kw_only=True):
 
     role: Role
     content: str
+
+
+def check_conversation(prompt: str | None, messages: list[ChatMessage], stop: list[str]) -> None:
+    """A prompt or messages (with a turn that is not the system's), up to 4 stops."""
+    if (prompt is None) == (not messages):
+        raise ValueError("give either `prompt` or `messages`, not both or neither")
+    if messages and not any(m.role != "system" for m in messages):
+        raise ValueError("`messages` needs at least one user or assistant message")
+    if len(stop) > 4:
+        raise ValueError("`stop` takes at most 4 sequences")
 
 
 class ProviderRequest(Message, tag="provider.request", frozen=True, kw_only=True):
@@ -48,12 +59,7 @@ class ProviderRequest(Message, tag="provider.request", frozen=True, kw_only=True
     user: str | None = None
 
     def __post_init__(self) -> None:
-        if (self.prompt is None) == (not self.messages):
-            raise ValueError("give either `prompt` or `messages`, not both or neither")
-        if self.messages and not any(m.role != "system" for m in self.messages):
-            raise ValueError("`messages` needs at least one user or assistant message")
-        if len(self.stop) > 4:
-            raise ValueError("`stop` takes at most 4 sequences")
+        check_conversation(self.prompt, self.messages, self.stop)
 
     def chat(self) -> list[ChatMessage]:
         """The conversation, a prompt becoming one user message."""
