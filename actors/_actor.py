@@ -1,4 +1,4 @@
-"""The actor base class: an inbox stream, a handler, a lifecycle."""
+"""The actor base class: inbox streams, a handler, a lifecycle."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ __all__ = ["Actor"]
 
 
 class Actor:
-    """An independent unit that others reach only through its inbox stream.
+    """An independent unit that others reach only through its inbox streams.
 
-    Subclasses set ``group`` (the consumer group all its instances share, so that
-    several processes spread the work), implement ``handle`` (dispatch with
+    Subclasses set ``group`` (the consumer group all its instances share, on each of
+    its streams, so that several processes spread the work), implement ``handle``
+    (dispatch with
     ``match``/``case`` over the inbox's message types) and may override ``on_start``
     and ``on_stop``. ``start()`` returns when the actor is consuming; ``stop()``
     drains in-flight messages up to a deadline, then fails what is left with a typed
@@ -28,12 +29,20 @@ class Actor:
 
     group: ClassVar[str]
 
-    def __init__(self, bus: Bus, *, stream: str, concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        stream: str,
+        concurrency: int = 1,
+        also: tuple[str, ...] = (),
+    ) -> None:
         self.bus = bus
-        self.stream = stream
+        self.stream = stream  # its own inbox
+        self.streams = (stream, *also)  # and streams it follows as a group too (events)
         self.concurrency = concurrency
         self.log = structlog.get_logger("actor").bind(actor=self.group)
-        self._subscription: Subscription | None = None
+        self._subscriptions: list[Subscription] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._crash: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
 
@@ -54,23 +63,27 @@ class Actor:
     async def start(self) -> None:
         """Start consuming; a failure in ``on_start`` or in joining the group is raised."""
         await self.on_start()
-        sub = self.bus.subscribe(
-            self.stream, self.group, self._dispatch, concurrency=self.concurrency
-        )
         try:
-            await sub.start()
+            for stream in self.streams:
+                sub = self.bus.subscribe(
+                    stream, self.group, self._dispatch, concurrency=self.concurrency
+                )
+                await sub.start()
+                sub.failed.add_done_callback(lambda f: self._crashed(f.result()))
+                self._subscriptions.append(sub)
         except BaseException:
+            for sub in self._subscriptions:
+                await sub.stop(0)
+            self._subscriptions = []
             await self.on_stop()
             raise
-        sub.failed.add_done_callback(lambda f: self._crashed(f.result()))
-        self._subscription = sub
-        self.log.info("actor.started", stream=self.stream, concurrency=self.concurrency)
+        self.log.info("actor.started", streams=self.streams, concurrency=self.concurrency)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Drain in-flight messages for ``timeout`` seconds, cancel the rest, clean up."""
-        if self._subscription is not None:
-            await self._subscription.stop(timeout)
-            self._subscription = None
+        for sub in self._subscriptions:
+            await sub.stop(timeout)
+        self._subscriptions = []
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

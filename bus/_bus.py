@@ -8,7 +8,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import redis.exceptions
@@ -21,7 +21,7 @@ from redis.commands.core import AsyncScript
 from ._aio import Backoff, WriteBatcher, cancel_and_wait
 from ._codec import Codec, Failure, Message, xadd_command
 from ._config import BusConfig
-from ._errors import REDIS_DOWN, AskTimeout, BusUnavailable, RemoteError, Stopped
+from ._errors import REDIS_DOWN, AskTimeout, BusError, BusUnavailable, RemoteError, Stopped
 from ._line import Line
 from ._names import Names
 from ._replies import Replies, ReplyQueue
@@ -191,15 +191,15 @@ class Bus:
         For events nobody waits on: it rides on the next batched round trip (often a
         reply's), and a failure is logged, not raised.
         """
-        self._streams.add(stream)
-        max_len = self.config.stream(self.names.short(stream)).max_len
-        self.writer.submit(xadd_command(stream, self.codec.fields(message), max_len))
+        self.writer.submit(self._xadd(stream, self.codec.fields(message)))
+
+    def _xadd(self, stream: str, fields: dict[bytes, bytes]) -> list[Any]:
+        self._streams.add(stream)  # trimmed by this process from now on
+        return xadd_command(stream, fields, self.config.stream(self.names.short(stream)).max_len)
 
     async def _append(self, stream: str, fields: dict[bytes, bytes]) -> str:
-        self._streams.add(stream)
-        max_len = self.config.stream(self.names.short(stream)).max_len
         try:
-            (entry_id,) = await self.writer.execute(xadd_command(stream, fields, max_len))
+            (entry_id,) = await self.writer.execute(self._xadd(stream, fields))
         except REDIS_DOWN as exc:
             raise BusUnavailable(f"could not publish to {stream}: {exc!r}") from exc
         if isinstance(entry_id, Exception):
@@ -221,10 +221,6 @@ class Bus:
             deadline_ms=self.now_ms() + int(timeout * 1000),
         )
 
-    async def _send_ask(self, stream: str, fields: dict[bytes, bytes], timeout: float) -> None:
-        # Bounded by the connect and command timeouts (no extra timer on the hot path).
-        await self._append(stream, fields)
-
     async def ask(self, stream: str, message: Message, timeout: float) -> Message:
         """Publish ``message`` and wait for its reply.
 
@@ -232,24 +228,60 @@ class Bus:
         consumer drops the entry once that deadline passes), ``RemoteError`` when the
         consumer answered with a failure, ``BusUnavailable`` when Redis is down.
         """
-        corr = os.urandom(12).hex()
-        fields = self._ask_fields(message, corr, timeout)
-        loop = asyncio.get_running_loop()
-        reply: asyncio.Future[Message] = loop.create_future()
-        key = corr.encode()
-        self._replies.pending[key] = reply
-        # The wait for the reply ends by a timer, not a cancellation, so it cannot be
-        # lost (see cancel_and_wait); the publish is bounded by its own timeouts too.
-        timer = loop.call_later(timeout, _expire, reply, stream, timeout)
-        try:
-            await self._send_ask(stream, fields, timeout)
-            answer = await reply
-        finally:
-            timer.cancel()
-            self._replies.pending.pop(key, None)
-        if isinstance(answer, Failure):
-            raise RemoteError(answer.kind, answer.message)
+        (answer,) = await self.ask_all([(stream, message)], timeout)
+        if isinstance(answer, BusError):
+            raise answer
         return answer
+
+    async def ask_all(
+        self, asks: Sequence[tuple[str, Message]], timeout: float
+    ) -> list[Message | BusError]:
+        """Publish several asks in one round trip and wait for all their replies.
+
+        Each answer is the reply, or in its place the error ``ask`` would raise for it
+        (``AskTimeout``, ``RemoteError``); ``BusUnavailable`` is raised when Redis is
+        down. The whole exchange is bounded by ``timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        waits: list[tuple[bytes, asyncio.Future[Message], asyncio.TimerHandle]] = []
+        commands = []
+        try:
+            for stream, message in asks:
+                corr = os.urandom(12).hex()
+                fields = self._ask_fields(message, corr, timeout)
+                reply: asyncio.Future[Message] = loop.create_future()
+                key = corr.encode()
+                self._replies.pending[key] = reply
+                # The wait ends by a timer, not a cancellation, so it cannot be lost
+                # (see cancel_and_wait); the publish is bounded by its own timeouts.
+                waits.append((key, reply, loop.call_later(timeout, _expire, reply, stream,
+                                                          timeout)))  # fmt: skip
+                commands.append(self._xadd(stream, fields))
+            try:
+                sent = await self.writer.execute(*commands)
+            except REDIS_DOWN as exc:
+                raise BusUnavailable(f"could not publish an ask: {exc!r}") from exc
+            for (_key, reply, _timer), result in zip(waits, sent, strict=True):
+                if isinstance(result, Exception) and not reply.done():
+                    reply.set_exception(result)
+            answers: list[Message | BusError] = []
+            for _key, reply, _timer in waits:
+                try:
+                    answer = await reply
+                except BusError as exc:
+                    answers.append(exc)
+                    continue
+                answers.append(
+                    RemoteError(answer.kind, answer.message)
+                    if isinstance(answer, Failure) else answer
+                )  # fmt: skip
+            return answers
+        finally:
+            for key, reply, timer in waits:
+                timer.cancel()
+                self._replies.pending.pop(key, None)
+                if not reply.done():
+                    reply.cancel()
 
     async def ask_stream(
         self, stream: str, message: Message, timeout: float
@@ -268,7 +300,7 @@ class Bus:
         key = corr.encode()
         self._replies.pending[key] = queue
         try:
-            await self._send_ask(stream, fields, timeout)
+            await self._append(stream, fields)
             while True:
                 answer = await queue.get(deadline)
                 if isinstance(answer, Failure):

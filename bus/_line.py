@@ -9,6 +9,8 @@ redis-py's asyncio packer is Python) and parses RESP2 replies here.
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,16 +48,27 @@ class Line:
         return await conn.read_response()
 
     async def call_many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
-        """Several commands in one round trip; an error reply is returned in its place."""
+        """Several commands in one round trip; an error reply is returned in its place.
+
+        One timer (the connection's socket timeout) bounds all the replies, not one
+        timer each: past the first reply the rest are mostly buffered already.
+        """
         conn = await self._connection()
-        packed = b"".join(pack_command(tuple(command)) for command in commands)
+        packed = b"".join([pack_command(tuple(command)) for command in commands])
         await conn.send_packed_command(packed, check_health=False)
         results: list[Any] = []
-        for _ in commands:
-            try:
-                results.append(await conn.read_response())
-            except redis.exceptions.ResponseError as exc:
-                results.append(exc)
+        try:
+            async with asyncio.timeout(conn.socket_timeout):
+                for _ in commands:
+                    try:
+                        results.append(await conn.read_response(timeout=math.inf))
+                    except redis.exceptions.ResponseError as exc:
+                        results.append(exc)
+        except TimeoutError:
+            await conn.disconnect(nowait=True)  # out of step with its replies now
+            raise redis.exceptions.TimeoutError(
+                f"no reply to {len(commands)} commands within {conn.socket_timeout} s"
+            ) from None
         return results
 
     async def close(self) -> None:

@@ -14,6 +14,10 @@ key                             type    what
 ``{ns}:reply:{node}``           stream  replies for one process (expires when unused)
 ``{ns}:node:{node}``            string  lease on a process name (token, with a TTL)
 ``{ns}:errors:{stream}``        hash    last handler error per ``{group}/{entry id}``
+``{ns}:limiter``                stream  admission asks for the limiter
+``{ns}:quota``                  stream  admission asks for the quota keeper
+``{ns}:limits:{{u}}:*``         ...     user u's rate limits (``limiter_*.lua`` says which)
+``{ns}:quota:{{u}}:*``          ...     user u's quotas (``quota_*.lua`` says which)
 ``{ns}:breaker:{{p}}``          hash    provider p's circuit breaker (``breaker_*.lua``)
 ``{ns}:breaker:{{p}}:window``   list    its sliding window of outcomes (hash of counters
                                         per second for a time window)
@@ -22,9 +26,19 @@ key                             type    what
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
 
-__all__ = ["Names"]
+__all__ = ["Names", "user_tag"]
+
+
+@functools.lru_cache(maxsize=65_536)
+def user_tag(user_id: str) -> str:
+    """The user id as a Redis hash tag: itself when it can be one, else a digest."""
+    if user_id and len(user_id) <= 128 and not any(c in user_id for c in "{}\n "):
+        return user_id
+    return "#" + hashlib.sha256(user_id.encode()).hexdigest()[:24]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +83,22 @@ class Names:
 
     def node_lease(self, node: str) -> str:
         return f"{self.ns}:node:{node}"
+
+    @property
+    def limiter(self) -> str:
+        return f"{self.ns}:limiter"
+
+    @property
+    def quota(self) -> str:
+        return f"{self.ns}:quota"
+
+    def limits(self, user_id: str, part: str) -> str:
+        """A key of one user's rate limits; all of a user's keys share one Cluster slot."""
+        return f"{self.ns}:limits:{{{user_tag(user_id)}}}:{part}"
+
+    def quotas(self, user_id: str, part: str) -> str:
+        """A key of one user's quotas; all of a user's keys share one Cluster slot."""
+        return f"{self.ns}:quota:{{{user_tag(user_id)}}}:{part}"
 
     def breaker(self, provider: str) -> str:
         """A breaker's state; braces keep it and its window in one Redis Cluster slot."""

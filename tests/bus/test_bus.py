@@ -85,6 +85,22 @@ async def test_ask_returns_the_reply(make_bus: MakeBus) -> None:
     await sub.stop(1.0)
 
 
+async def test_ask_all_sends_several_asks_at_once(make_bus: MakeBus) -> None:
+    bus = await make_bus(CODEC)
+    served, failing, silent = (f"{bus.names.ns}:{name}" for name in ("a", "b", "c"))
+    for stream in (served, failing):
+        await bus.subscribe(stream, "workers", Recorder(), concurrency=4).start()
+    answers = await bus.ask_all(
+        [(served, Job(n=1)), (failing, Job(n=2, fail=True)), (silent, Job(n=3)),
+         (served, Job(n=4))],
+        timeout=0.5,
+    )  # fmt: skip
+    assert answers[0] == Done(n=1) and answers[3] == Done(n=4)
+    assert isinstance(answers[1], AskTimeout)  # its handler raised: no reply in time
+    assert isinstance(answers[2], AskTimeout)  # nobody listens there
+    assert len(await bus.redis.xrange(served)) == 2  # each ask one entry
+
+
 async def test_ask_across_processes_shares_the_work(make_bus: MakeBus) -> None:
     asker = await make_bus(CODEC, node_prefix="asker")
     workers = [await make_bus(CODEC, node_prefix=f"worker{i}") for i in range(2)]
