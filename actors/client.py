@@ -14,11 +14,15 @@ from .messages import GenerateFailed, GenerateRequest, GenerateResponse, StreamD
 from .router import fallback_answer
 
 __all__ = [
+    "AdmissionUnavailable",
     "Client",
     "DeadlineExceeded",
     "GenerateError",
     "InvalidRequest",
+    "LimitError",
     "NoProviderAvailable",
+    "QuotaError",
+    "RateLimitError",
     "StreamInterrupted",
 ]
 
@@ -55,7 +59,33 @@ class StreamInterrupted(GenerateError):
     """A stream broke after its first text; no other provider can continue it."""
 
 
+class LimitError(GenerateError):
+    """Refused at admission (429): ``limit_type`` names the limit or quota,
+    ``retry_after`` says in how many seconds it would be admitted (None: waiting will
+    not help), ``limits`` are the user's limits as they stand."""
+
+    def __init__(self, failed: GenerateFailed) -> None:
+        super().__init__(failed)
+        self.limit_type = failed.limit_type
+        self.limits = failed.limits
+
+
+class RateLimitError(LimitError):
+    """A rate limit (requests, tokens or cost per minute or hour, or a burst) refused."""
+
+
+class QuotaError(LimitError):
+    """A quota (monthly, daily or per-session requests, tokens or cost) is used up."""
+
+
+class AdmissionUnavailable(GenerateError):
+    """Limits and quotas could not be checked in time and the policy is fail_closed (503)."""
+
+
 _ERRORS: dict[str, type[GenerateError]] = {
+    "rate_limited": RateLimitError,
+    "quota_exceeded": QuotaError,
+    "admission_unavailable": AdmissionUnavailable,
     "no_provider": NoProviderAvailable,
     "deadline_exceeded": DeadlineExceeded,
     "bad_request": InvalidRequest,
@@ -72,8 +102,9 @@ def error_for(failed: GenerateFailed) -> GenerateError:
 class Client:
     """Sends ``generate.request`` to ``{ns}:requests`` and awaits the router's answer.
 
-    ``generate`` raises a ``GenerateError``; ``generate_with_fallback`` never raises:
-    when nothing can answer it returns a system response with ``fallback=True``;
+    ``generate`` raises a ``GenerateError``; ``generate_with_fallback`` raises only
+    ``LimitError``: when nothing can answer it returns a system response with
+    ``fallback=True``;
     ``stream`` yields ``StreamDelta`` pieces, then the final ``GenerateResponse``.
     """
 
@@ -101,9 +132,14 @@ class Client:
         return reply
 
     async def generate_with_fallback(self, request: GenerateRequest) -> GenerateResponse:
+        """Like ``generate``, but a failure comes back as a system answer (``fallback``);
+        a refusal for a limit or quota still raises ``LimitError``: it is the caller's
+        to see, not to paper over."""
         request = _with(request, fallback=True, stream=False)
         try:
             return await self.generate(request)
+        except LimitError:
+            raise
         except GenerateError as exc:  # the router answered with a failure after all
             reason = f"{exc.kind}: {exc.failed.message}"
             attempts = exc.attempts

@@ -8,8 +8,10 @@ where the README says so: ``REDIS_URL`` and the provider variables
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,11 +23,17 @@ from .providers import CatalogData, ProvidersConfig
 from .providers._config import apply_env, decode_hook
 
 __all__ = [
+    "LIMIT_FIELDS",
+    "QUOTA_FIELDS",
+    "AdmissionConfig",
     "BreakerConfig",
     "Config",
     "ConfigError",
     "GatewayConfig",
+    "LimitsConfig",
+    "QuotaConfig",
     "RouterConfig",
+    "check_limits",
     "load_config",
 ]
 
@@ -79,6 +87,114 @@ class BreakerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     refresh_ms: Positive = 500
 
 
+# A limit: a number of requests, tokens or US dollars, or None for unlimited (in TOML,
+# the string "unlimited").
+Limit = Annotated[float, msgspec.Meta(ge=0)] | None
+
+QUOTA_FIELDS = (
+    "monthly_request_limit",
+    "monthly_token_limit",
+    "monthly_cost_limit",
+    "daily_request_limit",
+    "daily_token_limit",
+    "daily_cost_limit",
+    "per_session_request_limit",
+    "per_session_token_limit",
+    "per_session_cost_limit",
+)
+LIMIT_FIELDS = (
+    "requests_per_minute",
+    "requests_per_hour",
+    "tokens_per_minute",
+    "tokens_per_hour",
+    "cost_per_minute",
+    "cost_per_hour",
+    "burst_limit",
+    "burst_window_ms",
+)
+
+
+def check_limits(changes: object, fields: tuple[str, ...]) -> dict[str, float | None]:
+    """A partial set of limits, checked: known names, each a number >= 0 or None
+    (unlimited). ``ValueError`` names the first field that is wrong."""
+    if not isinstance(changes, dict):
+        raise ValueError("limits: send an object of field names to numbers or null")
+    out: dict[str, float | None] = {}
+    for name, value in changes.items():
+        if name not in fields:
+            raise ValueError(f"{name}: not a known limit (known: {', '.join(fields)})")
+        if value is None:
+            out[name] = None
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{name}: must be a number or null (unlimited), not {value!r}")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name}: must be a finite number >= 0 or null, not {value!r}")
+        if name == "burst_window_ms" and not 0 < value <= 3_600_000:
+            raise ValueError(f"{name}: must be more than 0 and at most 3600000 ms")
+        out[name] = float(value)
+    return out
+
+
+class QuotaConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Default quotas (per user; overridable per user) and how periods run."""
+
+    monthly_request_limit: Limit = 1_000
+    monthly_token_limit: Limit = 1_000_000
+    monthly_cost_limit: Limit = 100.0
+    daily_request_limit: Limit = 100
+    daily_token_limit: Limit = 100_000
+    daily_cost_limit: Limit = 10.0
+    per_session_request_limit: Limit = 50
+    per_session_token_limit: Limit = 50_000
+    per_session_cost_limit: Limit = 5.0
+    # Months and days begin at midnight in this time zone.
+    timezone: str = "UTC"
+    # A quota.warning goes out, once a period, when usage crosses this share.
+    warning_share: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.8
+    # A session's usage is forgotten this long after its last request.
+    session_ttl_ms: Positive = 86_400_000
+    # A reservation whose request never completes is released after this long.
+    reservation_ttl_ms: Positive = 900_000
+    concurrency: Positive = 512
+
+    def __post_init__(self) -> None:
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"quota.timezone: unknown time zone {self.timezone!r}") from None
+
+
+class LimitsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Default rate limits (per user; overridable per user), over sliding windows."""
+
+    requests_per_minute: Limit = 20
+    requests_per_hour: Limit = 1_000
+    tokens_per_minute: Limit = 100_000
+    tokens_per_hour: Limit = 1_000_000
+    cost_per_minute: Limit = 1.0
+    cost_per_hour: Limit = 50.0
+    # More than burst_limit requests within burst_window_ms is a burst, refused.
+    burst_limit: Limit = 5
+    burst_window_ms: Annotated[float, msgspec.Meta(gt=0, le=3_600_000)] | None = 10_000
+    # A reservation whose request never completes is forgotten after this long.
+    reservation_ttl_ms: Positive = 900_000
+    concurrency: Positive = 512
+
+
+class AdmissionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the router admits requests through the limiter and the quota keeper."""
+
+    # When they cannot answer in time (Redis down, actors gone): refuse the request
+    # (fail_closed) or let it through uncharged (fail_open).
+    policy: Literal["fail_closed", "fail_open"] = "fail_closed"
+    timeout_ms: Positive = 500
+    # Output tokens reserved for a request that sets no max_tokens.
+    default_max_tokens: Positive = 1_024
+    # A cache hit counts as a request (with no tokens and no cost) when true.
+    count_cache_hits: bool = True
+
+
 class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The HTTP gateway."""
 
@@ -98,6 +214,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     router: RouterConfig = RouterConfig()
     breaker: BreakerConfig = BreakerConfig()
     gateway: GatewayConfig = GatewayConfig()
+    quota: QuotaConfig = QuotaConfig()
+    limits: LimitsConfig = LimitsConfig()
+    admission: AdmissionConfig = AdmissionConfig()
     # Added to the shipped model catalog, or replacing its entries by name.
     catalog: CatalogData = CatalogData()
 
@@ -117,6 +236,12 @@ def load_config(
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     if env.get("REDIS_URL"):
         raw["redis_url"] = env["REDIS_URL"]
+    for section in ("quota", "limits"):  # TOML has no null: "unlimited" stands for it
+        table = raw.get(section)
+        if isinstance(table, dict):
+            for name, value in table.items():
+                if value == "unlimited":
+                    table[name] = None
     try:
         apply_env(raw, env)
     except ValueError as exc:

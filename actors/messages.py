@@ -20,18 +20,25 @@ from .providers._types import check_conversation
 __all__ = [
     "CODEC",
     "MESSAGE_TYPES",
+    "AdmissionAsk",
+    "AdmissionVerdict",
     "Attempt",
     "BreakerClosed",
     "BreakerHalfOpen",
     "BreakerOpened",
+    "BurstDetected",
     "CallFailed",
     "Failure",
     "GenerateFailed",
     "GenerateRequest",
     "GenerateResponse",
+    "LimitState",
     "Ping",
     "Pong",
     "ProviderCall",
+    "QuotaExceeded",
+    "QuotaWarning",
+    "RateLimitExceeded",
     "RequestCompleted",
     "Strategy",
     "StreamDelta",
@@ -120,6 +127,15 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     retry_after: float | None = None
 
 
+class LimitState(msgspec.Struct, frozen=True, kw_only=True):
+    """A rate limit or quota as it stands for a user (the X-RateLimit-* headers)."""
+
+    name: str  # requests_per_minute, tokens_per_hour, daily_tokens, monthly_cost, ...
+    limit: float
+    remaining: float
+    reset_s: float  # until it has room again (a window) or starts over (a period)
+
+
 class GenerateResponse(Message, tag="generate.response", frozen=True, kw_only=True):
     """The router's answer. After a stream, ``content`` is empty (it was streamed)."""
 
@@ -136,6 +152,7 @@ class GenerateResponse(Message, tag="generate.response", frozen=True, kw_only=Tr
     fallback: bool = False
     reason: str = ""
     handled_by: str = ""  # the process whose router answered
+    limits: list[LimitState] = []
 
 
 class GenerateFailed(Message, tag="generate.failed", frozen=True, kw_only=True):
@@ -144,7 +161,9 @@ class GenerateFailed(Message, tag="generate.failed", frozen=True, kw_only=True):
     Kinds: ``no_provider`` (503: every candidate failed or was unavailable),
     ``deadline_exceeded`` (504), ``bad_request``, ``context_too_long``,
     ``content_filtered`` (400), ``stream_interrupted`` (the stream broke after it
-    had started; no other provider can continue it).
+    had started; no other provider can continue it), ``rate_limited`` and
+    ``quota_exceeded`` (429), ``admission_unavailable`` (503: the limiter or quota
+    keeper could not answer and the policy is fail_closed).
     """
 
     request_id: str
@@ -153,6 +172,8 @@ class GenerateFailed(Message, tag="generate.failed", frozen=True, kw_only=True):
     status: int
     retry_after: float | None = None
     attempts: list[Attempt] = []
+    limits: list[LimitState] = []
+    limit_type: str = ""  # which limit or quota refused it (rate_limited, quota_exceeded)
 
 
 class StreamDelta(Message, tag="stream.delta", frozen=True, kw_only=True):
@@ -193,6 +214,33 @@ class CallFailed(Message, tag="provider.failed", frozen=True, kw_only=True):
     retry_after: float | None = None
     latency_ms: float = 0.0
     started: bool = False
+
+
+# -- admission ------------------------------------------------------------------------
+
+
+class AdmissionAsk(Message, tag="admission.ask", frozen=True, kw_only=True):
+    """To the limiter (``{ns}:limiter``) and the quota keeper (``{ns}:quota``): reserve
+    one request, ``tokens`` and ``cost_usd`` for this user, or say why not."""
+
+    request_id: str
+    user_id: str
+    session_id: str | None = None
+    tokens: int
+    cost_usd: float
+
+
+class AdmissionVerdict(Message, tag="admission.verdict", frozen=True, kw_only=True):
+    """The answer to an ``admission.ask``; ``limits`` are the user's, as they stand."""
+
+    admitted: bool
+    kind: str = ""  # rate_limited | quota_exceeded
+    limit_type: str = ""
+    limit: float | None = None
+    current: float | None = None
+    retry_after_s: float | None = None
+    message: str = ""
+    limits: list[LimitState] = []
 
 
 # -- events ---------------------------------------------------------------------------
@@ -248,6 +296,74 @@ class BreakerClosed(Message, tag="breaker.closed", frozen=True, kw_only=True):
     ts_ms: int = 0
 
 
+# -- alerts ---------------------------------------------------------------------------
+
+
+class QuotaExceeded(Message, tag="quota.exceeded", frozen=True, kw_only=True):
+    """A request was refused for a quota; at most one per user, quota and period.
+
+    ``rejections``: the refusals on that quota in the period so far (this one too).
+    """
+
+    user_id: str
+    quota_type: str  # monthly_requests, daily_tokens, session_cost, ...
+    limit: float
+    current: float
+    period: str  # monthly | daily | per_session
+    resets_at: str  # ISO 8601, UTC ("" for a session: it ends when it idles out)
+    request_id: str
+    ts: str  # ISO 8601, UTC
+    session_id: str | None = None
+    rejections: int = 1
+
+
+class QuotaWarning(Message, tag="quota.warning", frozen=True, kw_only=True):
+    """A user crossed the warning share of a quota; once per quota and period."""
+
+    user_id: str
+    quota_type: str
+    limit: float
+    current: float
+    share: float
+    period: str
+    resets_at: str
+    request_id: str
+    ts: str
+    session_id: str | None = None
+
+
+class RateLimitExceeded(Message, tag="rate-limit.exceeded", frozen=True, kw_only=True):
+    """A request was refused for a rate limit; at most one per user, limit and window.
+
+    ``rejections``: the refusals on that limit in the last day (this one too).
+    """
+
+    user_id: str
+    limit_type: str  # requests_per_minute, tokens_per_hour, burst, ...
+    limit: float
+    current: float
+    window_s: float
+    retry_after_s: float | None
+    request_id: str
+    ts: str
+    rejections: int = 1
+
+
+class BurstDetected(Message, tag="burst.detected", frozen=True, kw_only=True):
+    """A user sent more than ``limit`` requests within ``window_s``; the extra ones are
+    refused (each also a ``rate-limit.exceeded`` with ``limit_type`` ``burst``). At most
+    one per user and burst window."""
+
+    user_id: str
+    limit: float
+    current: float
+    window_s: float
+    retry_after_s: float | None
+    request_id: str
+    ts: str
+    rejections: int = 1
+
+
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     Failure,
     Ping,
@@ -264,6 +380,12 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     BreakerOpened,
     BreakerHalfOpen,
     BreakerClosed,
+    AdmissionAsk,
+    AdmissionVerdict,
+    QuotaExceeded,
+    QuotaWarning,
+    RateLimitExceeded,
+    BurstDetected,
 )
 
 CODEC = Codec(MESSAGE_TYPES)

@@ -10,14 +10,20 @@ import structlog
 from bus import Bus, Message
 
 from ._actor import Actor
+from ._admission import Admission
 from ._breaker_state import BreakerStore, BreakerView
+from ._limits import LimiterStore
+from ._metrics import Metrics
 from ._planner import LatencyView, Planner
+from ._quotas import QuotaStore
 from ._supervisor import Supervisor
 from .breaker import Breaker
 from .config import Config
 from .gateway import Gateway
+from .limiter import Limiter
 from .messages import CODEC
 from .providers import Adapter, AzureConfig, Catalog, build_adapters
+from .quota_keeper import QuotaKeeper
 from .router import Router
 
 __all__ = ["Node", "Role"]
@@ -30,9 +36,9 @@ Role = Literal["all", "gateway", "worker"]
 class Node:
     """Runs what ``role`` asks for in this process, sharing one bus and one set of views.
 
-    ``worker``: the router and one breaker per enabled provider. ``gateway``: the HTTP
-    gateway. ``all``: both. Processes of any role share one Redis; consumer groups
-    spread requests and calls over the workers.
+    ``worker``: the limiter, the quota keeper, the router and one breaker per enabled
+    provider. ``gateway``: the HTTP gateway. ``all``: both. Processes of any role share
+    one Redis; consumer groups spread requests and calls over the workers.
     """
 
     def __init__(self, config: Config, redis_url: str, role: Role = "all") -> None:
@@ -43,6 +49,9 @@ class Node:
         self.enabled = [name for name, p in config.providers.items() if p.enabled]
         self.default_models = {name: config.providers.default_model(name) for name in self.enabled}
         self.store = BreakerStore(self.bus, config.breaker)
+        self.limits = LimiterStore(self.bus, config.limits)
+        self.quotas = QuotaStore(self.bus, config.quota)
+        self.metrics = Metrics()
         self.breakers = BreakerView(self.store, self.enabled)
         self.latency = LatencyView()
         self.adapters: dict[str, Adapter] = {}
@@ -84,9 +93,16 @@ class Node:
             self.breakers,
         )  # fmt: skip
         retries = {name: getattr(self.config.providers, name).max_retries for name in self.enabled}
+        config = self.config
+        admission = Admission(self.bus, config.admission, self.catalog, self.metrics)
+        counts = config.admission.count_cache_hits
         factories: list[Callable[[], Actor]] = [
-            lambda: Router(self.bus, planner, self.config.router, retries)
-        ]
+            lambda: Limiter(self.bus, self.limits, concurrency=config.limits.concurrency,
+                            count_cache_hits=counts),
+            lambda: QuotaKeeper(self.bus, self.quotas, concurrency=config.quota.concurrency,
+                                count_cache_hits=counts),
+            lambda: Router(self.bus, planner, config.router, retries, admission),
+        ]  # fmt: skip
         for adapter in self.adapters.values():
             factories.append(self._breaker_factory(adapter))
         self.supervisor = Supervisor(factories)

@@ -12,6 +12,7 @@ import msgspec
 from bus import AskTimeout, Bus, BusUnavailable, Delivery, Message, RemoteError
 
 from ._actor import Actor
+from ._admission import Admission
 from ._planner import Candidate, Planner
 from .config import RouterConfig
 from .messages import (
@@ -20,6 +21,7 @@ from .messages import (
     GenerateFailed,
     GenerateRequest,
     GenerateResponse,
+    LimitState,
     ProviderCall,
     RequestCompleted,
 )
@@ -55,7 +57,17 @@ def fallback_answer(
 # or go to the next candidate at once; other kinds are retried on the same one.
 _FINAL = {"bad_request", "content_filtered"}
 _NEXT = {"rate_limited", "breaker_open", "key_invalid", "authentication", "context_too_long"}
-_STATUS = {"bad_request": 400, "content_filtered": 400, "context_too_long": 400}
+_STATUS = {
+    "bad_request": 400,
+    "content_filtered": 400,
+    "context_too_long": 400,
+    "rate_limited": 429,
+    "quota_exceeded": 429,
+    "deadline_exceeded": 504,
+}
+# Refusals at admission stay refusals even for generate-with-fallback: a fallback
+# answer must not hide a limit from the caller.
+_NO_FALLBACK = {"rate_limited", "quota_exceeded"}
 
 
 class Router(Actor):
@@ -75,11 +87,13 @@ class Router(Actor):
         planner: Planner,
         config: RouterConfig,
         retries: dict[str, int],
+        admission: Admission | None = None,
     ) -> None:
         super().__init__(bus, stream=bus.names.requests, concurrency=config.concurrency)
         self.planner = planner
         self.config = config
         self.retries = retries
+        self.admission = admission
 
     async def handle(self, message: Message, delivery: Delivery) -> Message | None:
         match message:
@@ -102,6 +116,18 @@ class Router(Actor):
             return self._finish(
                 request, self._failed(request, "bad_request", f"model: {exc}", []), started
             )
+        limits: list[LimitState] = []
+        if candidates and self.admission is not None:
+            admitted = await self.admission.admit(request, candidates)
+            limits = admitted.limits
+            if not admitted.admitted:
+                refused = self._failed(
+                    request, admitted.kind, admitted.message, attempts, admitted.retry_after
+                )
+                refused = msgspec.structs.replace(
+                    refused, status=admitted.status, limit_type=admitted.limit_type
+                )
+                return self._finish(request, refused, started, limits)
         stream_to = delivery.reply_to if request.stream else None
         result: Message | None = None
         for candidate in candidates:
@@ -114,7 +140,7 @@ class Router(Actor):
         if result is None:
             why = _why(attempts) if attempts else "no enabled provider serves this model"
             result = self._failed(request, "no_provider", why, attempts, _soonest(attempts))
-        return self._finish(request, result, started)
+        return self._finish(request, result, started, limits)
 
     async def _try(
         self,
@@ -211,7 +237,7 @@ class Router(Actor):
         attempts: list[Attempt],
         retry_after: float | None = None,
     ) -> GenerateFailed:
-        status = 504 if kind == "deadline_exceeded" else _STATUS.get(kind, 503)
+        status = _STATUS.get(kind, 503)
         return GenerateFailed(
             request_id=request.request_id,
             kind=kind,
@@ -221,17 +247,30 @@ class Router(Actor):
             attempts=list(attempts),
         )
 
-    def _finish(self, request: GenerateRequest, result: Message, started: float) -> Message:
+    def _finish(
+        self,
+        request: GenerateRequest,
+        result: Message,
+        started: float,
+        limits: list[LimitState] | None = None,
+    ) -> Message:
         elapsed = (time.perf_counter() - started) * 1000
-        if isinstance(result, GenerateFailed) and request.fallback and not request.stream:
+        if (
+            isinstance(result, GenerateFailed)
+            and request.fallback
+            and not request.stream
+            and result.kind not in _NO_FALLBACK
+        ):
             # generate-with-fallback never fails: a system answer says why instead.
             result = fallback_answer(
                 request.request_id, f"{result.kind}: {result.message}", result.attempts, elapsed
             )
         if isinstance(result, GenerateResponse):
             result = msgspec.structs.replace(
-                result, processing_time_ms=elapsed, handled_by=self.bus.node
+                result, processing_time_ms=elapsed, handled_by=self.bus.node, limits=limits or []
             )
+        elif isinstance(result, GenerateFailed) and limits:
+            result = msgspec.structs.replace(result, limits=limits)
         self._publish(request, result, elapsed)
         return result
 

@@ -22,9 +22,11 @@ from ._bodies import (
     error_response,
     failed_response,
     json_response,
+    limit_headers,
     request_id_of,
     response_body,
 )
+from ._limits_api import LimitsApi
 from ._openai import (
     ChatCompletionBody,
     chat_messages,
@@ -61,6 +63,8 @@ class Gateway:
                 web.post("/ai-orchestration/circuit-breakers/{provider}/open", self.open_breaker),
                 web.post("/v1/chat/completions", self.chat_completions),
                 web.get("/v1/models", self.models),
+                *LimitsApi(node).routes(),
+                web.get("/metrics", self.metrics),
                 web.get("/openapi.json", self.openapi),
                 web.get("/health", self.health),
             ]
@@ -110,7 +114,8 @@ class Gateway:
             return error_response(503, "unavailable", f"the request path is down: {exc}",
                                   request_id=ask.request_id)  # fmt: skip
         body_out = response_body(answer, (time.perf_counter() - started) * 1000)
-        return json_response(body_out, headers={"X-Request-ID": answer.request_id})
+        headers = {"X-Request-ID": answer.request_id} | limit_headers(answer.limits)
+        return json_response(body_out, headers=headers)
 
     def _request(self, request: web.Request, body: GenerateBody) -> GenerateRequest:
         if (body.prompt is None) == (not body.messages):
@@ -207,7 +212,7 @@ class Gateway:
     def _openai_failure(self, exc: GenerateError) -> web.Response:
         failed = exc.failed
         return openai_error(failed.status, failed.kind, failed.message, failed.request_id,
-                            failed.retry_after)  # fmt: skip
+                            failed.retry_after, failed.limits)  # fmt: skip
 
     async def models(self, _request: web.Request) -> web.Response:
         node, data = self.node, []
@@ -250,6 +255,12 @@ class Gateway:
 
     async def openapi(self, _request: web.Request) -> web.Response:
         return json_response(self._openapi)
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(
+            text=self.node.metrics.render(), content_type="text/plain", charset="utf-8",
+            headers={"X-Prometheus-Format": "0.0.4"},
+        )  # fmt: skip
 
     async def health(self, _request: web.Request) -> web.Response:
         return json_response({"status": "ok", "node": self.node.bus.node})

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
 
-from ..messages import Attempt, GenerateFailed, GenerateResponse, Strategy
+from ..messages import Attempt, GenerateFailed, GenerateResponse, LimitState, Strategy
 from ..providers import ChatMessage
 
 __all__ = [
@@ -18,8 +19,10 @@ __all__ = [
     "error_response",
     "failed_response",
     "json_response",
+    "limit_headers",
     "request_id_of",
     "response_body",
+    "retry_after_header",
 ]
 
 _encoder = msgspec.json.Encoder()
@@ -122,6 +125,27 @@ def json_response(
     )
 
 
+def _number(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:.9g}"
+
+
+def limit_headers(limits: list[LimitState]) -> dict[str, str]:
+    """``X-RateLimit-Limit-*``, ``-Remaining-*`` and ``-Reset-*`` (seconds) per limit,
+    named after it: ``requests_per_minute`` -> ``...-Requests-Per-Minute``."""
+    headers: dict[str, str] = {}
+    for state in limits:
+        name = "-".join(part.capitalize() for part in state.name.split("_"))
+        headers[f"X-RateLimit-Limit-{name}"] = _number(state.limit)
+        headers[f"X-RateLimit-Remaining-{name}"] = _number(state.remaining)
+        headers[f"X-RateLimit-Reset-{name}"] = str(math.ceil(state.reset_s))
+    return headers
+
+
+def retry_after_header(retry_after: float | None) -> dict[str, str]:
+    """``Retry-After`` in whole seconds, rounded up (a client that waits it is admitted)."""
+    return {} if retry_after is None else {"Retry-After": str(max(1, math.ceil(retry_after)))}
+
+
 def error_response(
     status: int,
     kind: str,
@@ -130,10 +154,10 @@ def error_response(
     request_id: str = "",
     attempts: list[Attempt] | None = None,
     retry_after: float | None = None,
+    limits: list[LimitState] | None = None,
 ) -> web.Response:
     headers = {"X-Request-ID": request_id} if request_id else {}
-    if retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(retry_after)))
+    headers |= retry_after_header(retry_after) | limit_headers(limits or [])
     detail = ErrorDetail(type=kind, message=message, request_id=request_id, attempts=attempts or [])
     return json_response(ErrorBody(error=detail), status, headers)
 
@@ -146,6 +170,7 @@ def failed_response(failed: GenerateFailed) -> web.Response:
         request_id=failed.request_id,
         attempts=failed.attempts,
         retry_after=failed.retry_after,
+        limits=failed.limits,
     )
 
 

@@ -10,9 +10,9 @@ import msgspec
 from aiohttp import web
 
 from ..client import GenerateError
-from ..messages import GenerateResponse, StreamDelta
+from ..messages import GenerateResponse, LimitState, StreamDelta
 from ..providers import ChatMessage
-from ._bodies import BadInput, json_response
+from ._bodies import BadInput, json_response, limit_headers, retry_after_header
 
 __all__ = [
     "ChatCompletionBody",
@@ -92,7 +92,7 @@ def _headers(answer: GenerateResponse) -> dict[str, str]:
         "X-Request-ID": answer.request_id,
         "X-AIO-Provider": answer.provider,
         "X-AIO-Attempts": str(len(answer.attempts)),
-    }
+    } | limit_headers(answer.limits)
 
 
 def completion_body(answer: GenerateResponse) -> web.Response:
@@ -119,7 +119,8 @@ _ERROR_TYPES = {400: "invalid_request_error", 429: "rate_limit_error", 504: "tim
 
 
 def openai_error(status: int, kind: str, message: str, request_id: str = "",
-                 retry_after: float | None = None) -> web.Response:  # fmt: skip
+                 retry_after: float | None = None,
+                 limits: list[LimitState] | None = None) -> web.Response:  # fmt: skip
     """An error as OpenAI shapes it (``type`` and ``message``, plus ``code`` and ``param``)."""
     error = {
         "message": message,
@@ -128,8 +129,7 @@ def openai_error(status: int, kind: str, message: str, request_id: str = "",
         "code": kind,
     }
     headers = {"X-Request-ID": request_id} if request_id else {}
-    if retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(retry_after)))
+    headers |= retry_after_header(retry_after) | limit_headers(limits or [])
     return json_response({"error": error}, status, headers)
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from ..config import LIMIT_FIELDS, QUOTA_FIELDS
 from ._bodies import ErrorBody, GenerateBody, ResponseBody
 from ._openai import ChatCompletionBody
 
@@ -22,7 +23,10 @@ def _json(ref: str, description: str) -> dict[str, Any]:
 _ERRORS = {
     "400": _json("ErrorBody", "Invalid JSON, a field of the wrong type or out of range, or an "
                  "unknown model; the message names the field"),
-    "503": _json("ErrorBody", "No provider could answer (Retry-After when known)"),
+    "429": _json("ErrorBody", "A rate limit or quota refused the request: Retry-After (seconds) "
+                 "and X-RateLimit-Limit-*/-Remaining-*/-Reset-* per limit"),
+    "503": _json("ErrorBody", "No provider could answer (Retry-After when known), or limits "
+                 "could not be checked and the admission policy is fail_closed"),
     "504": _json("ErrorBody", "The request's deadline passed"),
 }  # fmt: skip
 
@@ -59,6 +63,52 @@ def _breaker_move(summary: str) -> dict[str, Any]:
                 "404": _json("ErrorBody", "No such provider"),
             },
         }
+    }
+
+
+def _limits_body(fields: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "Only the fields named change; null means unlimited; costs in USD",
+        "properties": {name: {"type": ["number", "null"], "minimum": 0} for name in fields},
+    }
+
+
+def _user_path(summary: str, method: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "parameters": [
+            {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}
+        ],
+        "responses": {
+            "200": {"description": "The user's limits, usage and remaining amounts"},
+            "400": _json("ErrorBody", "A limit that is negative or not a number; the message "
+                         "names the field"),
+            "503": _json("ErrorBody", "Redis cannot be reached"),
+        },
+    }  # fmt: skip
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+    return {method: operation}
+
+
+def _limit_paths() -> dict[str, Any]:
+    quotas, limits = "/ai-orchestration/quotas/{user_id}", "/ai-orchestration/rate-limits/{user_id}"
+    return {
+        quotas: _user_path("A user's quotas: limit, used, remaining, reset time", "get"),
+        quotas + "/config": _user_path(
+            "Override some of a user's quotas (kept in Redis)", "put", _limits_body(QUOTA_FIELDS)
+        ),
+        quotas + "/reset": _user_path("Forget a user's usage this period (overrides stay)", "post"),
+        limits: _user_path("A user's rate limits: limit, used, remaining, reset in", "get"),
+        limits + "/config": _user_path(
+            "Override some of a user's rate limits", "put", _limits_body(LIMIT_FIELDS)
+        ),
+        limits + "/reset": _user_path("Forget a user's recent requests (overrides stay)", "post"),
     }
 
 
@@ -122,6 +172,13 @@ def openapi_document() -> dict[str, Any]:
             "/ai-orchestration/circuit-breakers/{provider}/open": _breaker_move(
                 "Force a breaker open until the next reset"
             ),
+            **_limit_paths(),
+            "/metrics": {
+                "get": {
+                    "summary": "This process's counters, in the Prometheus text format",
+                    "responses": {"200": {"description": "text/plain; version=0.0.4"}},
+                }
+            },
             "/openapi.json": {
                 "get": {
                     "summary": "This document",

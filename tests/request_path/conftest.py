@@ -11,7 +11,17 @@ import msgspec
 import pytest
 import redis.asyncio
 
-from actors.config import BreakerConfig, Config, GatewayConfig, RouterConfig
+from actors.config import (
+    LIMIT_FIELDS,
+    QUOTA_FIELDS,
+    AdmissionConfig,
+    BreakerConfig,
+    Config,
+    GatewayConfig,
+    LimitsConfig,
+    QuotaConfig,
+    RouterConfig,
+)
 from actors.node import Node, Role
 from actors.providers import AzureConfig, ProviderConfig, ProvidersConfig, Secret
 from actors.providers.simulator import Simulator
@@ -19,6 +29,11 @@ from bus import BusConfig
 from tests.conftest import FAST
 
 MakeNode = Callable[..., Awaitable[Node]]
+
+# Tests of routing and breakers send many requests quickly: no limits, no quotas
+# unless a test sets them.
+NO_LIMITS = LimitsConfig(**dict.fromkeys(LIMIT_FIELDS))
+NO_QUOTAS = QuotaConfig(**dict.fromkeys(QUOTA_FIELDS))
 
 
 def providers_for(url: str, names: tuple[str, ...], **overrides: Any) -> ProvidersConfig:
@@ -69,6 +84,9 @@ async def make_node(server_url: str, simulator: Simulator) -> AsyncIterator[Make
         router: RouterConfig | None = None,
         breaker: BreakerConfig | None = None,
         provider_overrides: dict[str, Any] | None = None,
+        limits: LimitsConfig = NO_LIMITS,
+        quota: QuotaConfig = NO_QUOTAS,
+        admission: AdmissionConfig | None = None,
     ) -> Node:
         config = Config(
             bus=bus_config(ns),
@@ -76,6 +94,9 @@ async def make_node(server_url: str, simulator: Simulator) -> AsyncIterator[Make
             router=router or RouterConfig(retry_base_ms=10, retry_max_ms=50),
             breaker=breaker or BreakerConfig(refresh_ms=200),
             gateway=GatewayConfig(port=0),
+            limits=limits,
+            quota=quota,
+            admission=admission or AdmissionConfig(),
         )
         node = Node(config, server_url, role)
         await node.start()

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from actors.client import Client
+from actors.config import LIMIT_FIELDS, QUOTA_FIELDS
 from actors.messages import GenerateResponse
 from actors.node import Node
 from actors.providers.simulator import Simulator
@@ -42,6 +43,10 @@ async def spawn_worker(
             f"{name} = {getattr(FAST, name)}\n"
             for name in ("block_ms", "claim_idle_ms", "claim_interval_ms", "node_lease_ms")
         )
+        + "[limits]\n"
+        + "".join(f'{name} = "unlimited"\n' for name in LIMIT_FIELDS)
+        + "[quota]\n"
+        + "".join(f'{name} = "unlimited"\n' for name in QUOTA_FIELDS)
     )
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
     env |= {

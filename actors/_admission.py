@@ -1,0 +1,120 @@
+"""The router's admission step: limiter and quota keeper asked at once, in parallel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import structlog
+
+from bus import Bus, BusError, Message
+
+from ._metrics import Metrics
+from ._planner import Candidate
+from .config import AdmissionConfig
+from .messages import AdmissionAsk, AdmissionVerdict, GenerateRequest, LimitState
+from .providers import Catalog, UnknownModel, estimate_prompt_tokens
+
+__all__ = ["Admission", "AdmissionResult"]
+
+log = structlog.get_logger("admission")
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionResult:
+    """Admitted or not; when not, why (kind, message, HTTP status, when to retry)."""
+
+    admitted: bool
+    kind: str = ""
+    limit_type: str = ""
+    message: str = ""
+    status: int = 200
+    retry_after: float | None = None
+    limits: list[LimitState] = field(default_factory=list)
+
+
+class Admission:
+    """Reserves a request's estimated tokens and worst-case cost with the limiter and the
+    quota keeper, both asked in one round trip.
+
+    The estimate: the prompt's tokens (an upper estimate) plus ``max_tokens`` (or
+    ``default_max_tokens``); the cost: the dearest candidate's price for that. Refused
+    by either: refused (the other's reservation is released when the router reports
+    the request refused). No answer within ``timeout_ms``: the policy decides.
+    """
+
+    def __init__(self, bus: Bus, config: AdmissionConfig, catalog: Catalog, metrics: Metrics):
+        self.bus = bus
+        self.config = config
+        self.catalog = catalog
+        self.metrics = metrics
+        metrics.describe("aio_admissions_total", "Admission decisions, by result")
+
+    def ask_for(self, request: GenerateRequest, candidates: list[Candidate]) -> AdmissionAsk:
+        prompt = estimate_prompt_tokens(request.texts())
+        output = request.max_tokens or self.config.default_max_tokens
+        cost = 0.0
+        for candidate in candidates:
+            try:
+                info = self.catalog.get(candidate.model)
+            except UnknownModel:
+                continue
+            cost = max(cost, info.cost(prompt, min(output, info.max_output_tokens)))
+        return AdmissionAsk(
+            request_id=request.request_id,
+            user_id=request.user_id,
+            session_id=request.session_id,
+            tokens=prompt + output,
+            cost_usd=cost,
+        )
+
+    async def admit(self, request: GenerateRequest, candidates: list[Candidate]) -> AdmissionResult:
+        ask = self.ask_for(request, candidates)
+        timeout = self.config.timeout_ms / 1000
+        names = self.bus.names
+        answers: list[Message | Exception]
+        try:  # both asks in one round trip
+            answers = list(await self.bus.ask_all([(names.limiter, ask), (names.quota, ask)],
+                                                  timeout))  # fmt: skip
+        except BusError as exc:  # Redis is down
+            answers = [exc]
+        limits: list[LimitState] = []
+        refused: AdmissionVerdict | None = None
+        broken: list[Exception] = []
+        for answer in answers:
+            if isinstance(answer, AdmissionVerdict):
+                limits.extend(answer.limits)
+                if not answer.admitted and refused is None:
+                    refused = answer
+            elif isinstance(answer, Exception):
+                broken.append(answer)
+            else:
+                broken.append(TypeError(f"not a verdict: {type(answer).__name__}"))
+        if refused is not None:
+            self.metrics.inc("aio_admissions_total", result=refused.kind)
+            return AdmissionResult(
+                admitted=False,
+                kind=refused.kind,
+                limit_type=refused.limit_type,
+                message=refused.message,
+                status=429,
+                retry_after=refused.retry_after_s,
+                limits=limits,
+            )
+        if broken:
+            policy = self.config.policy
+            log.warning(
+                "admission.unavailable", policy=policy, request_id=request.request_id,
+                error=repr(broken[0]),
+            )  # fmt: skip
+            self.metrics.inc("aio_admissions_total", result=f"unavailable_{policy}")
+            if policy == "fail_closed":
+                return AdmissionResult(
+                    admitted=False,
+                    kind="admission_unavailable",
+                    message=f"limits and quotas could not be checked: {broken[0]}",
+                    status=503,
+                    limits=limits,
+                )
+            return AdmissionResult(admitted=True, limits=limits)
+        self.metrics.inc("aio_admissions_total", result="admitted")
+        return AdmissionResult(admitted=True, limits=limits)

@@ -1,0 +1,172 @@
+"""Rate limits in Redis: the limiter's Python face over ``lua/limiter_*.lua``.
+
+Key layout (all of one user's keys in one Cluster slot, ``{u}``):
+
+- ``{ns}:limits:{u}:config``  hash: the user's overrides ("null": unlimited; costs in
+  nano-dollars)
+- ``{ns}:limits:{u}:requests`` zset: admitted request ids by admission time (ms)
+- ``{ns}:limits:{u}:tokens``, ``...:cost`` hash: ``s<second>`` and ``m<minute>`` buckets
+- ``{ns}:limits:{u}:reservations`` hash: request id -> "at_ms tokens cost"
+- ``{ns}:limits:{u}:expiring`` zset: request id -> when its reservation is forgotten
+- ``{ns}:limits:{u}:alerts`` hash: rejections and the windows already alerted
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from bus import REDIS_DOWN, Bus, BusUnavailable, lua_source
+
+from ._amounts import check_usage, from_redis, lua_defaults, nano, to_redis, usd
+from .config import LIMIT_FIELDS, LimitsConfig
+from .messages import LimitState
+
+__all__ = ["LimiterStore", "RateVerdict"]
+
+_PARTS = ("config", "requests", "tokens", "cost", "reservations", "expiring", "alerts")
+
+
+@dataclass(frozen=True, slots=True)
+class RateVerdict:
+    """The limiter's answer: admitted, or which limit refused and when to retry."""
+
+    admitted: bool
+    duplicate: bool = False  # already admitted before (a redelivered request)
+    limit_type: str = ""
+    limit: float | None = None
+    current: float | None = None
+    window_s: float | None = None
+    retry_after_s: float | None = None  # None: waiting will not help (too big alone)
+    first_alert: bool = False  # the first refusal on that limit in this window
+    rejections: int = 0
+    limits: list[LimitState] = field(default_factory=list)
+
+
+class _Answer(msgspec.Struct):
+    verdict: str
+    limits: list[list[Any]] | dict[str, Any] = []
+    limit_type: str = ""
+    limit: float = 0
+    current: float = 0
+    window_ms: float = 0
+    retry_after_ms: float = 0
+    first: int = 0
+    rejections: int = 0
+
+
+_decode = msgspec.json.Decoder(_Answer).decode
+
+
+def _is_cost(name: str) -> bool:
+    return name.startswith("cost_")
+
+
+def _shown(name: str, value: float) -> float:
+    return usd(value) if _is_cost(name) else value
+
+
+class LimiterStore:
+    """Sliding-window rate limits per user, reserved then settled, in Redis."""
+
+    def __init__(self, bus: Bus, config: LimitsConfig) -> None:
+        self.bus = bus
+        self.config = config
+        self.admit_script = bus.redis.register_script(lua_source("actors", "limiter_admit"))
+        self._settle = bus.redis.register_script(lua_source("actors", "limiter_settle"))
+        self._defaults = lua_defaults(config, LIMIT_FIELDS, _is_cost)
+
+    def _keys(self, user_id: str) -> list[str]:
+        return [self.bus.names.limits(user_id, part) for part in _PARTS]
+
+    def admit_args(
+        self, user_id: str, request_id: str, tokens: int, cost_usd: float, mode: str = "reserve"
+    ) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of ``admit_script`` for one admission."""
+        check_usage(tokens, cost_usd)
+        args = [request_id, tokens, nano(cost_usd, up=True), mode,
+                self.config.reservation_ttl_ms, *self._defaults]  # fmt: skip
+        return self._keys(user_id), args
+
+    async def admit(
+        self, user_id: str, request_id: str, tokens: int, cost_usd: float, mode: str = "reserve"
+    ) -> RateVerdict:
+        """Reserve (``reserve``), charge for good (``record``) or only ``check``."""
+        keys, args = self.admit_args(user_id, request_id, tokens, cost_usd, mode)
+        try:
+            raw = await self.bus.run_script(self.admit_script, keys, args)
+        except REDIS_DOWN as exc:
+            raise BusUnavailable(f"rate limits unreachable: {exc!r}") from exc
+        answer = _decode(raw)
+        limits = [
+            LimitState(
+                name=str(name),
+                limit=_shown(str(name), float(limit)),
+                remaining=_shown(str(name), max(0.0, float(limit) - float(current))),
+                reset_s=round(float(reset) / 1000, 3),
+            )
+            for name, limit, current, _window, reset in (
+                answer.limits if isinstance(answer.limits, list) else []
+            )
+        ]
+        if answer.verdict in ("ok", "dup"):
+            return RateVerdict(admitted=True, duplicate=answer.verdict == "dup", limits=limits)
+        name = answer.limit_type
+        return RateVerdict(
+            admitted=False,
+            limit_type=name,
+            limit=_shown(name, answer.limit),
+            current=_shown(name, answer.current),
+            window_s=answer.window_ms / 1000,
+            retry_after_s=None if answer.retry_after_ms < 0 else answer.retry_after_ms / 1000,
+            first_alert=answer.first == 1,
+            rejections=answer.rejections,
+            limits=limits,
+        )
+
+    async def check_rate_limit(
+        self, user_id: str, tokens: int = 0, cost: float = 0.0
+    ) -> RateVerdict:
+        """Would a request of this size be admitted now? Changes nothing."""
+        return await self.admit(user_id, "-", tokens, cost, mode="check")
+
+    async def record_request(
+        self, user_id: str, tokens: int = 0, cost: float = 0.0, request_id: str | None = None
+    ) -> RateVerdict:
+        """Admit and charge a request of known size at once (nothing to settle)."""
+        return await self.admit(user_id, request_id or uuid.uuid4().hex, tokens, cost, "record")
+
+    async def settle(
+        self, user_id: str, request_id: str, tokens: int, cost_usd: float, *, counted: bool = True
+    ) -> bool:
+        """Replace a reservation by the real usage (or release it); True if one was held."""
+        check_usage(tokens, cost_usd)
+        keys = self._keys(user_id)[1:6]  # requests, tokens, cost, reservations, expiring
+        args = [request_id, tokens, nano(cost_usd), int(counted)]
+        return bool(await self.bus.run_script(self._settle, keys, args))
+
+    async def status(self, user_id: str) -> list[LimitState]:
+        """Every limit of the user, as it stands."""
+        return (await self.check_rate_limit(user_id)).limits
+
+    async def config_of(self, user_id: str) -> dict[str, float | None]:
+        """The user's limits: overrides where set, else the defaults."""
+        stored = await self.bus.redis.hgetall(self.bus.names.limits(user_id, "config"))
+        return from_redis(stored, LIMIT_FIELDS, self.config, _is_cost)
+
+    async def set_config(self, user_id: str, changes: dict[str, float | None]) -> None:
+        """Override some limits of one user (None: unlimited); others stay as they are."""
+        values = to_redis(changes, LIMIT_FIELDS, _is_cost)
+        if values:
+            await self.bus.redis.hset(
+                self.bus.names.limits(user_id, "config"),
+                mapping=values,  # type: ignore[arg-type]
+            )
+
+    async def reset(self, user_id: str) -> None:
+        """Forget the user's recent requests, charges and alerts (not its overrides)."""
+        keys = self._keys(user_id)
+        await self.bus.redis.delete(*keys[1:])

@@ -1,0 +1,39 @@
+"""Counters a process keeps, in the Prometheus text format (``GET /metrics``)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+__all__ = ["Metrics"]
+
+
+class Metrics:
+    """Monotonic counters by name and labels, for this process."""
+
+    def __init__(self) -> None:
+        self._counters: defaultdict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(
+            float
+        )
+        self._help: dict[str, str] = {}
+
+    def describe(self, name: str, text: str) -> None:
+        self._help[name] = text
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        self._counters[(name, tuple(sorted(labels.items())))] += amount
+
+    def value(self, name: str, **labels: str) -> float:
+        return self._counters.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for name in sorted({n for n, _l in self._counters}):
+            if name in self._help:
+                lines.append(f"# HELP {name} {self._help[name]}")
+            lines.append(f"# TYPE {name} counter")
+            for (counter, labels), value in sorted(self._counters.items()):
+                if counter != name:
+                    continue
+                shown = ",".join(f'{k}="{v}"' for k, v in labels)
+                lines.append(f"{name}{{{shown}}} {value:g}" if shown else f"{name} {value:g}")
+        return "\n".join(lines) + "\n"

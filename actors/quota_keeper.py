@@ -1,0 +1,125 @@
+"""The quota keeper actor: monthly, daily and per-session quotas, reserve then settle."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from bus import Bus, Delivery, Message
+
+from ._actor import Actor
+from ._quotas import QuotaStore, iso
+from ._settlement import settlement
+from .messages import (
+    AdmissionAsk,
+    AdmissionVerdict,
+    LimitState,
+    QuotaExceeded,
+    QuotaWarning,
+    RequestCompleted,
+)
+
+__all__ = ["QuotaKeeper"]
+
+
+class QuotaKeeper(Actor):
+    """Answers ``admission.ask`` on ``{ns}:quota``; settles on ``request.completed``.
+
+    Requests, tokens and cost per calendar month, per calendar day and per session,
+    per user (defaults from config, overrides kept in Redis). The first refusal on a
+    quota in a period goes out as ``quota.exceeded``, crossing the warning share as
+    ``quota.warning`` (once a period), both on ``{ns}:alerts``.
+    """
+
+    group: ClassVar[str] = "quota"
+
+    def __init__(
+        self, bus: Bus, store: QuotaStore, *, concurrency: int, count_cache_hits: bool = True
+    ) -> None:
+        super().__init__(
+            bus, stream=bus.names.quota, also=(bus.names.events,), concurrency=concurrency
+        )
+        self.store = store
+        self.count_cache_hits = count_cache_hits
+
+    async def set_user_quota_config(self, user_id: str, changes: dict[str, float | None]) -> None:
+        """Override some of a user's quotas (None: unlimited); kept in Redis."""
+        await self.store.set_user_quota_config(user_id, changes)
+
+    async def get_usage(self, user_id: str, session_id: str | None = None) -> dict[str, Any]:
+        """Each quota: limit, used, remaining, reset time."""
+        return await self.store.get_usage(user_id, session_id)
+
+    async def reset(self, user_id: str) -> None:
+        """Forget a user's usage in the current periods and sessions."""
+        await self.store.reset(user_id)
+
+    async def handle(self, message: Message, delivery: Delivery) -> Message | None:
+        match message:
+            case AdmissionAsk():
+                return await self._admit(message)
+            case RequestCompleted():
+                counted, tokens, cost = settlement(message, count_cache_hits=self.count_cache_hits)
+                await self.store.settle(
+                    message.user_id, message.request_id, tokens, cost, counted=counted
+                )
+                return None
+            case _:
+                return None  # other events are not ours
+
+    async def _admit(self, ask: AdmissionAsk) -> AdmissionVerdict:
+        verdict = await self.store.admit(
+            ask.user_id, ask.session_id, ask.request_id, ask.tokens, ask.cost_usd
+        )
+        now = self.bus.now_ms()
+        limits = [
+            LimitState(
+                name=name,
+                limit=limit,
+                remaining=max(0.0, limit - used),
+                reset_s=max(0.0, (resets - now) / 1000) if resets else 0.0,
+            )
+            for name, limit, used, resets in verdict.quotas
+        ]
+        alerts = self.bus.names.alerts
+        for name, limit, used in verdict.warnings:
+            period = _period(name)
+            resets = self.store.resets_at(period, self.store.periods(now))
+            self.bus.publish_soon(
+                alerts,
+                QuotaWarning(
+                    user_id=ask.user_id, quota_type=name, limit=limit, current=used,
+                    share=self.store.config.warning_share, period=period,
+                    resets_at=iso(resets) if resets else "", request_id=ask.request_id,
+                    ts=iso(now), session_id=ask.session_id,
+                ),
+            )  # fmt: skip
+        if verdict.admitted:
+            return AdmissionVerdict(admitted=True, limits=limits)
+        resets_at = iso(verdict.resets_at_ms) if verdict.resets_at_ms else ""
+        if verdict.first_alert:
+            self.bus.publish_soon(
+                alerts,
+                QuotaExceeded(
+                    user_id=ask.user_id, quota_type=verdict.quota_type,
+                    limit=verdict.limit or 0.0, current=verdict.current or 0.0,
+                    period=verdict.period, resets_at=resets_at, request_id=ask.request_id,
+                    ts=iso(now), session_id=ask.session_id, rejections=verdict.rejections,
+                ),
+            )  # fmt: skip
+        wait = (verdict.resets_at_ms - now) / 1000 if verdict.resets_at_ms else None
+        return AdmissionVerdict(
+            admitted=False,
+            kind="quota_exceeded",
+            limit_type=verdict.quota_type,
+            limit=verdict.limit,
+            current=verdict.current,
+            retry_after_s=wait,
+            message=f"{verdict.quota_type}: {verdict.current:g} of {verdict.limit:g} used"
+            + (f"; resets at {resets_at}" if resets_at else " in this session"),
+            limits=limits,
+        )
+
+
+def _period(quota_type: str) -> str:
+    head = quota_type.partition("_")[0]
+    return {"monthly": "monthly", "daily": "daily"}.get(head, "per_session")

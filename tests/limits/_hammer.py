@@ -1,0 +1,75 @@
+"""A worker process that fires many requests at once, for the exactness tests.
+
+python -m tests.limits._hammer '<json>' with: url, ns, simulator, count, user,
+limits and quota (config tables), skew_s (this process's clock is off by that much).
+
+It starts a node (limiter, quota keeper, router, breaker), prints "ready", waits
+for the key ``{ns}:go``, sends ``count`` requests at once and prints a JSON line:
+{"admitted": n, "refused": {kind: n}, "usage": [total tokens of each answer],
+"clock_off_s": how far its clock is from the Redis server's}.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+_settings = json.loads(sys.argv[1])
+if _settings.get("skew_s"):
+    # A process whose clock is wrong: everything that reads the wall clock is off.
+    _real_time, _real_time_ns = time.time, time.time_ns
+    _skew = float(_settings["skew_s"])
+    time.time = lambda: _real_time() + _skew
+    time.time_ns = lambda: _real_time_ns() + int(_skew * 1e9)
+
+import asyncio  # noqa: E402
+import collections  # noqa: E402
+
+from actors._logging import configure_logging  # noqa: E402
+from actors.client import Client, GenerateError  # noqa: E402
+from actors.config import Config, GatewayConfig, LimitsConfig, QuotaConfig  # noqa: E402
+from actors.node import Node  # noqa: E402
+from tests.request_path.conftest import bus_config, providers_for  # noqa: E402
+
+
+async def main(settings: dict[str, object]) -> None:
+    configure_logging("error")
+    ns = str(settings["ns"])
+    config = Config(
+        bus=bus_config(ns),
+        providers=providers_for(str(settings["simulator"]), ("openai",)),
+        gateway=GatewayConfig(port=0),
+        limits=LimitsConfig(**settings["limits"]),  # type: ignore[arg-type]
+        quota=QuotaConfig(**settings["quota"]),  # type: ignore[arg-type]
+    )
+    node = Node(config, str(settings["url"]), "worker")
+    await node.start()
+    try:
+        print("ready", flush=True)
+        await node.bus.redis.blpop([f"{ns}:go"], timeout=60)  # the start signal
+        client = Client(node.bus, timeout_ms=30_000)
+        refused: collections.Counter[str] = collections.Counter()
+        usage: list[int] = []
+
+        async def one(index: int) -> None:
+            request = client.request(prompt=f"question {index}", user_id=str(settings["user"]),
+                                     max_tokens=int(settings.get("max_tokens", 16)))  # fmt: skip
+            try:
+                answer = await client.generate(request)
+            except GenerateError as exc:
+                refused[exc.kind] += 1
+            else:
+                usage.append(answer.usage.total_tokens)
+
+        await asyncio.gather(*(one(i) for i in range(int(settings["count"]))))  # type: ignore[call-overload]
+        clock_off_s = time.time() - node.bus.now_ms() / 1000  # this clock against Redis's
+        result = {"admitted": len(usage), "refused": refused, "usage": usage,
+                  "clock_off_s": clock_off_s}  # fmt: skip
+        print(json.dumps(result), flush=True)
+    finally:
+        await node.stop(timeout=5.0)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(_settings))

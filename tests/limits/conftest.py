@@ -1,0 +1,66 @@
+"""Fixtures of the limits and quotas tests: stores on a real Redis, nodes with limits."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from actors._limits import LimiterStore
+from actors._quotas import QuotaStore
+from actors.config import LIMIT_FIELDS, QUOTA_FIELDS, LimitsConfig, QuotaConfig
+from actors.messages import CODEC
+from bus import Bus
+from tests.request_path.conftest import (  # noqa: F401  (fixtures)
+    _clean,
+    bus_config,
+    http,
+    make_node,
+    simulator,
+)
+
+# Everything unlimited, so that a test sets only the limits it is about.
+NO_LIMITS: dict[str, Any] = dict.fromkeys(LIMIT_FIELDS)
+NO_QUOTAS: dict[str, Any] = dict.fromkeys(QUOTA_FIELDS)
+
+
+def limits(**given: Any) -> LimitsConfig:
+    return LimitsConfig(**{**NO_LIMITS, **given})
+
+
+def quotas(**given: Any) -> QuotaConfig:
+    return QuotaConfig(**{**NO_QUOTAS, **given})
+
+
+@pytest.fixture
+async def bus(server_url: str) -> AsyncIterator[Bus]:
+    ns = f"lq{uuid.uuid4().hex[:10]}"
+    async with Bus(server_url, CODEC, bus_config(ns)) as started:
+        yield started
+    await _clean(server_url, ns)
+
+
+MakeLimiter = Callable[..., LimiterStore]
+MakeQuotas = Callable[..., QuotaStore]
+
+
+@pytest.fixture
+def make_limiter(bus: Bus) -> MakeLimiter:
+    def make(**given: Any) -> LimiterStore:
+        return LimiterStore(bus, limits(**given))
+
+    return make
+
+
+@pytest.fixture
+def make_quotas(bus: Bus) -> MakeQuotas:
+    def make(**given: Any) -> QuotaStore:
+        return QuotaStore(bus, quotas(**given))
+
+    return make
+
+
+def user() -> str:
+    return f"user-{uuid.uuid4().hex[:8]}"
