@@ -13,9 +13,10 @@ import aiohttp
 import msgspec
 import openai
 
-from bus import Bus, EmbeddedRedis
+from bus import Bus, EmbeddedRedis, Message
 
 from ._supervisor import Supervisor
+from .alerts import Alerts
 from .config import BreakerConfig, Config, GatewayConfig
 from .echo import EchoActor
 from .messages import CODEC, Ping
@@ -176,7 +177,8 @@ async def _system_demo(config: Config, redis_url: str, simulator: Simulator) -> 
     print(f"7. the whole system on the simulator, gateway at {base}:")
     try:
         async with aiohttp.ClientSession() as http:
-            body = {"prompt": "Why does an LLM gateway need a breaker?", "model": "fast"}
+            body = {"prompt": "Why does an LLM gateway need a breaker?", "model": "fast",
+                    "user_id": "ann"}  # fmt: skip
             status, answer = await _post(http, f"{base}/ai-orchestration/generate", body)
             chosen = answer["response"]
             print(f"   POST /ai-orchestration/generate model=fast -> {status} from "
@@ -187,7 +189,9 @@ async def _system_demo(config: Config, redis_url: str, simulator: Simulator) -> 
             await _sdk_demo(base)
             simulator.state.update("openai", {"error_rate": 1})
             status, answer = await _post(
-                http, f"{base}/ai-orchestration/generate", {"prompt": "hi", "model": "gpt-4o"}
+                http,
+                f"{base}/ai-orchestration/generate",
+                {"prompt": "hi", "model": "gpt-4o", "user_id": "bob"},
             )
             tries = ", ".join(
                 f"{a['provider']} {a['outcome']}" for a in answer["orchestration"]["attempts"]
@@ -196,7 +200,8 @@ async def _system_demo(config: Config, redis_url: str, simulator: Simulator) -> 
                   f"{answer['response']['provider']} after: {tries}")  # fmt: skip
             for n in range(3):
                 await _post(http, f"{base}/ai-orchestration/generate",
-                            {"prompt": f"again {n}", "model": "openai/gpt-4o"})  # fmt: skip
+                            {"prompt": f"again {n}", "model": "openai/gpt-4o",
+                             "user_id": "bob"})  # fmt: skip
             async with http.get(f"{base}/ai-orchestration/circuit-breakers") as response:
                 breakers = (await response.json())["circuit_breakers"]
             opened = next(b for b in breakers if b["provider"] == "openai")
@@ -204,15 +209,70 @@ async def _system_demo(config: Config, redis_url: str, simulator: Simulator) -> 
             for name in ("azure", "anthropic", "google"):
                 simulator.state.update(name, {"error_rate": 1})
             status, failed = await _post(http, f"{base}/ai-orchestration/generate",
-                                         {"prompt": "hi"})  # fmt: skip
+                                         {"prompt": "hi", "user_id": "carol"})  # fmt: skip
             print(f"   every provider failing -> {status} {failed['error']['type']}")
             status, fallback = await _post(
-                http, f"{base}/ai-orchestration/generate-with-fallback", {"prompt": "hi"}
+                http,
+                f"{base}/ai-orchestration/generate-with-fallback",
+                {"prompt": "hi", "user_id": "carol"},
             )
             print(f"   ... and /generate-with-fallback -> {status}, fallback="
                   f"{fallback['fallback']}: {fallback['response']['content'][:48]}...")  # fmt: skip
+            simulator.state.reset()
+            for name in node.enabled:
+                await _post(http, f"{base}/ai-orchestration/circuit-breakers/{name}/reset", {})
+            await _limits_demo(http, base, node)
     finally:
         await node.stop(timeout=2)
+
+
+async def _limits_demo(http: aiohttp.ClientSession, base: str, node: Node) -> None:
+    """Rate limits and quotas with the default limits, and the alerts they raise."""
+    print("8. limits and quotas (the defaults: bursts of more than 5 requests in 10 s, ...):")
+    async with Alerts(node.bus) as alerts:
+        statuses = []
+        for n in range(7):
+            async with http.post(
+                f"{base}/ai-orchestration/generate",
+                json={"prompt": f"quick {n}", "user_id": "dave"},
+            ) as response:
+                statuses.append(response.status)
+                headers, refused = response.headers, await response.json()
+        print(f"   7 requests in a row from dave -> {statuses}; the last: "
+              f"{refused['error']['type']} ({refused['error']['message']}), Retry-After "
+              f"{headers['Retry-After']} s, X-RateLimit-Remaining-Burst "
+              f"{headers['X-RateLimit-Remaining-Burst']}")  # fmt: skip
+        async with http.put(
+            f"{base}/ai-orchestration/quotas/erin/config", json={"daily_request_limit": 2}
+        ) as response:
+            assert response.status == 200
+        statuses = []
+        for n in range(3):
+            async with http.post(
+                f"{base}/ai-orchestration/generate", json={"prompt": f"q{n}", "user_id": "erin"}
+            ) as response:
+                statuses.append(response.status)
+                refused = await response.json()
+        print(f"   erin's daily quota set to 2 requests (PUT .../quotas/erin/config); 3 "
+              f"requests -> {statuses}: {refused['error']['message']}")  # fmt: skip
+        async with http.get(f"{base}/ai-orchestration/quotas/erin") as response:
+            rows = {r["quota_type"]: r for r in (await response.json())["quotas"]}
+        daily = rows["daily_requests"]
+        print(f"   GET .../quotas/erin: daily_requests {daily['used']:g} of "
+              f"{daily['limit']:g}, resets at {daily['resets_at']}")  # fmt: skip
+        seen: list[Message] = []
+        while len(seen) < 4:
+            try:
+                seen.append(await asyncio.wait_for(anext(alerts), 2))
+            except TimeoutError:
+                break
+        for alert in seen:
+            fields = msgspec.structs.asdict(alert)
+            what = fields.get("limit_type") or fields.get("quota_type") or ""
+            print(
+                f"   alert on demo:alerts: {node.bus.codec.tag(type(alert))} "
+                f"{fields['user_id']} {what} {fields['current']:g}/{fields['limit']:g}"
+            )
 
 
 async def _post(http: aiohttp.ClientSession, url: str, body: Any) -> tuple[int, Any]:

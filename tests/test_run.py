@@ -56,6 +56,9 @@ def test_demo_runs_on_the_embedded_redis() -> None:
     assert "the openai breaker: open" in result.stdout
     assert "every provider failing -> 503 no_provider" in result.stdout
     assert "fallback=True" in result.stdout
+    assert "from dave -> [200, 200, 200, 200, 200, 429, 429]" in result.stdout
+    assert "3 requests -> [200, 200, 429]: daily_requests" in result.stdout
+    assert "burst.detected dave" in result.stdout and "quota.exceeded erin" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
     assert "stopped cleanly" in result.stdout
 
