@@ -2,10 +2,11 @@
 
     python benchmarks/gateway.py [--seconds 4] [--latencies 0,50] [--concurrency 1,16,64]
 
-HTTP -> gateway -> bus -> router -> breaker -> SDK -> simulator -> back, with
-``run.py serve`` (one process, every actor) and ``run.py simulate`` each in a
-process of their own, against an OpenAI-compatible ``POST /v1/chat/completions``
-sent to the gateway or straight to the simulator. Reported per simulator latency
+HTTP -> gateway -> bus -> router -> (limiter, quota keeper) -> breaker -> SDK ->
+simulator -> back, with ``run.py serve`` (one process, every actor; every limit and
+quota set, none reached) and ``run.py simulate`` each in a process of their own,
+against an OpenAI-compatible ``POST /v1/chat/completions`` sent to the gateway or
+straight to the simulator. Reported per simulator latency
 and concurrency: requests per second, the latency the gateway adds (p50, p99),
 the serving process's CPU per request and its resident memory.
 """
@@ -20,16 +21,29 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "Why does a gateway need a breaker?"
 BODY = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": QUESTION}]}).encode()
 TICKS = os.sysconf("SC_CLK_TCK")
+_CONFIG = (
+    f'[bus]\nnamespace = "bench{os.getpid()}"\n'  # its own keys, deleted afterwards
+    "[limits]\n"
+    + "".join(f"{name} = 1e12\n" for name in (
+        "requests_per_minute", "requests_per_hour", "tokens_per_minute", "tokens_per_hour",
+        "cost_per_minute", "cost_per_hour", "burst_limit"))
+    + "[quota]\n"
+    + "".join(f"{period}_{dim}_limit = 1e12\n" for period in ("monthly", "daily", "per_session")
+              for dim in ("request", "token", "cost"))
+)  # fmt: skip
 
 
 def _free_port() -> int:
@@ -92,7 +106,21 @@ def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     line = process.stdout.readline()
     if not line:
         raise RuntimeError(f"run.py {args[0]} did not start")
+    # Keep reading what it prints, so that a full pipe never blocks it.
+    threading.Thread(target=process.stdout.read, daemon=True).start()
     return process
+
+
+def _forget(namespace: str) -> None:
+    """Delete the benchmark's keys from the external Redis (the embedded one is gone)."""
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        return
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+    for start in range(0, len(keys), 1000):
+        client.delete(*keys[start : start + 1000])
+    client.close()
 
 
 async def main() -> None:
@@ -111,8 +139,13 @@ async def main() -> None:
         "OPENAI_BASE_URL": f"{sim_url}/v1",
         "OPENAI_DEFAULT_MODEL": "gpt-4o",
     }
+    # Admission runs as in production, every limit checked, none ever reached.
+    config = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)  # noqa: SIM115
+    config.write(_CONFIG)
+    config.close()
     started = time.perf_counter()
-    server = _start(["serve", "--port", str(gw_port), "--log-level", "error"], serve_env)
+    server = _start(["serve", "--port", str(gw_port), "--log-level", "error",
+                     "--config", config.name], serve_env)  # fmt: skip
     print(f"serve started in {time.perf_counter() - started:.2f} s; "
           f"Redis: {os.environ.get('REDIS_URL') or 'embedded'}")  # fmt: skip
     gateway_url = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
@@ -142,6 +175,8 @@ async def main() -> None:
         for process in (server, simulator):
             process.terminate()
             process.wait(15)
+        os.unlink(config.name)
+        _forget(f"bench{os.getpid()}")
 
 
 if __name__ == "__main__":
