@@ -49,7 +49,9 @@ class Admission:
         self.metrics = metrics
         metrics.describe("aio_admissions_total", "Admission decisions, by result")
 
-    def ask_for(self, request: GenerateRequest, candidates: list[Candidate]) -> AdmissionAsk:
+    def ask_for(
+        self, request: GenerateRequest, candidates: list[Candidate], reservation_id: str = ""
+    ) -> AdmissionAsk:
         prompt = estimate_prompt_tokens(request.texts())
         output = request.max_tokens or self.config.default_max_tokens
         cost = 0.0
@@ -65,10 +67,13 @@ class Admission:
             session_id=request.session_id,
             tokens=prompt + output,
             cost_usd=cost,
+            reservation_id=reservation_id,
         )
 
-    async def admit(self, request: GenerateRequest, candidates: list[Candidate]) -> AdmissionResult:
-        ask = self.ask_for(request, candidates)
+    async def admit(
+        self, request: GenerateRequest, candidates: list[Candidate], reservation_id: str = ""
+    ) -> AdmissionResult:
+        ask = self.ask_for(request, candidates, reservation_id)
         timeout = self.config.timeout_ms / 1000
         names = self.bus.names
         answers: list[Message | Exception]

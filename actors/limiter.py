@@ -59,15 +59,15 @@ class Limiter(Actor):
                 return await self._admit(message)
             case RequestCompleted():
                 counted, tokens, cost = settlement(message, count_cache_hits=self.count_cache_hits)
-                await self.store.settle(
-                    message.user_id, message.request_id, tokens, cost, counted=counted
-                )
+                reservation = message.reservation_id or message.request_id
+                await self.store.settle(message.user_id, reservation, tokens, cost, counted=counted)
                 return None
             case _:
                 return None  # other events are not ours
 
     async def _admit(self, ask: AdmissionAsk) -> AdmissionVerdict:
-        verdict = await self.store.admit(ask.user_id, ask.request_id, ask.tokens, ask.cost_usd)
+        reservation = ask.reservation_id or ask.request_id
+        verdict = await self.store.admit(ask.user_id, reservation, ask.tokens, ask.cost_usd)
         if verdict.admitted:
             return AdmissionVerdict(admitted=True, limits=verdict.limits)
         if verdict.first_alert:

@@ -228,6 +228,10 @@ class AdmissionAsk(Message, tag="admission.ask", frozen=True, kw_only=True):
     session_id: str | None = None
     tokens: int
     cost_usd: float
+    # What the reservation is known by: the request id and its entry on the requests
+    # stream, so that a redelivery of that entry is charged once while a new request
+    # reusing the id is charged again ("": the request id).
+    reservation_id: str = ""
 
 
 class AdmissionVerdict(Message, tag="admission.verdict", frozen=True, kw_only=True):
@@ -263,6 +267,7 @@ class RequestCompleted(Message, tag="request.completed", frozen=True, kw_only=Tr
     stream: bool = False
     error_kind: str = ""
     ts_ms: int = 0
+    reservation_id: str = ""  # the admission reservation to settle ("": the request id)
 
 
 class BreakerOpened(Message, tag="breaker.opened", frozen=True, kw_only=True):

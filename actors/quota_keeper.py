@@ -59,17 +59,17 @@ class QuotaKeeper(Actor):
                 return await self._admit(message)
             case RequestCompleted():
                 counted, tokens, cost = settlement(message, count_cache_hits=self.count_cache_hits)
-                await self.store.settle(
-                    message.user_id, message.request_id, tokens, cost, counted=counted
-                )
+                reservation = message.reservation_id or message.request_id
+                await self.store.settle(message.user_id, reservation, tokens, cost, counted=counted)
                 return None
             case _:
                 return None  # other events are not ours
 
     async def _admit(self, ask: AdmissionAsk) -> AdmissionVerdict:
         verdict = await self.store.admit(
-            ask.user_id, ask.session_id, ask.request_id, ask.tokens, ask.cost_usd
-        )
+            ask.user_id, ask.session_id, ask.reservation_id or ask.request_id, ask.tokens,
+            ask.cost_usd,
+        )  # fmt: skip
         now = self.bus.now_ms()
         limits = [
             LimitState(

@@ -117,8 +117,11 @@ class Router(Actor):
                 request, self._failed(request, "bad_request", f"model: {exc}", []), started
             )
         limits: list[LimitState] = []
+        # A redelivery of this entry is the same request; the same id in a new entry
+        # is a new one.
+        reservation = f"{request.request_id}@{delivery.entry_id}"
         if candidates and self.admission is not None:
-            admitted = await self.admission.admit(request, candidates)
+            admitted = await self.admission.admit(request, candidates, reservation)
             limits = admitted.limits
             if not admitted.admitted:
                 refused = self._failed(
@@ -127,7 +130,7 @@ class Router(Actor):
                 refused = msgspec.structs.replace(
                     refused, status=admitted.status, limit_type=admitted.limit_type
                 )
-                return self._finish(request, refused, started, limits)
+                return self._finish(request, refused, started, limits, reservation)
         stream_to = delivery.reply_to if request.stream else None
         result: Message | None = None
         for candidate in candidates:
@@ -140,7 +143,7 @@ class Router(Actor):
         if result is None:
             why = _why(attempts) if attempts else "no enabled provider serves this model"
             result = self._failed(request, "no_provider", why, attempts, _soonest(attempts))
-        return self._finish(request, result, started, limits)
+        return self._finish(request, result, started, limits, reservation)
 
     async def _try(
         self,
@@ -253,6 +256,7 @@ class Router(Actor):
         result: Message,
         started: float,
         limits: list[LimitState] | None = None,
+        reservation: str = "",
     ) -> Message:
         elapsed = (time.perf_counter() - started) * 1000
         if (
@@ -271,10 +275,12 @@ class Router(Actor):
             )
         elif isinstance(result, GenerateFailed) and limits:
             result = msgspec.structs.replace(result, limits=limits)
-        self._publish(request, result, elapsed)
+        self._publish(request, result, elapsed, reservation)
         return result
 
-    def _publish(self, request: GenerateRequest, result: Message, elapsed_ms: float) -> None:
+    def _publish(
+        self, request: GenerateRequest, result: Message, elapsed_ms: float, reservation: str
+    ) -> None:
         if isinstance(result, GenerateResponse):
             event = RequestCompleted(
                 request_id=request.request_id, user_id=request.user_id,
@@ -284,7 +290,7 @@ class Router(Actor):
                 cost_usd=result.cost_usd, latency_ms=elapsed_ms, attempts=result.attempts,
                 cache_hit=result.cache_hit, stream=request.stream,
                 error_kind=result.reason.partition(":")[0] if result.fallback else "",
-                ts_ms=self.bus.now_ms(),
+                ts_ms=self.bus.now_ms(), reservation_id=reservation,
             )  # fmt: skip
         else:
             assert isinstance(result, GenerateFailed)
@@ -292,7 +298,7 @@ class Router(Actor):
                 request_id=request.request_id, user_id=request.user_id,
                 session_id=request.session_id, outcome="failed", latency_ms=elapsed_ms,
                 attempts=result.attempts, stream=request.stream, error_kind=result.kind,
-                ts_ms=self.bus.now_ms(),
+                ts_ms=self.bus.now_ms(), reservation_id=reservation,
             )  # fmt: skip
         # With the reply's round trip; a lost event is logged by the bus.
         self.bus.publish_soon(self.bus.names.events, event)

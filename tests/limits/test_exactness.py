@@ -15,6 +15,8 @@ import redis.asyncio
 
 from actors.client import Client, QuotaError, RateLimitError
 from actors.config import LIMIT_FIELDS, QUOTA_FIELDS
+from actors.messages import AdmissionAsk, AdmissionVerdict
+from actors.node import Node
 from actors.providers import Catalog
 from actors.providers.simulator import Simulator
 from tests.conftest import eventually
@@ -138,18 +140,32 @@ async def test_a_cost_budget_is_never_exceeded(make_node: MakeNode, simulator: S
 
 
 async def test_a_redelivered_request_is_charged_once(make_node: MakeNode) -> None:
+    """The same admission ask twice (as when a request's entry is delivered again after
+    its worker died): reserved once; a new request reusing the id is a new request."""
     node = await make_node(providers=("openai",), limits=limits(requests_per_minute=10),
                            quota=quotas(daily_request_limit=10))  # fmt: skip
-    client, uid = Client(node.bus), user()
+    uid, names = user(), node.bus.names
+    ask = AdmissionAsk(request_id="r1", user_id=uid, tokens=100, cost_usd=0.01,
+                       reservation_id="r1@1-0")  # fmt: skip
+    for _ in range(2):
+        verdicts = await node.bus.ask_all([(names.limiter, ask), (names.quota, ask)], 5)
+        assert all(isinstance(v, AdmissionVerdict) and v.admitted for v in verdicts)
+    assert await _counted(node, uid) == (1, 1)
+    client = Client(node.bus)
     request = client.request(prompt="once", user_id=uid)
-    first = await client.generate(request)
-    again = await client.generate(request)  # the same request id, delivered again
-    assert first.request_id == again.request_id
+    await client.generate(request)
+    await client.generate(request)  # the same id again, from a client: charged again
 
-    async def counted_once() -> bool:
-        usage = await node.quotas.get_usage(uid)
-        daily = {r["quota_type"]: r for r in usage["quotas"]}
-        states = {s.name: s for s in await node.limits.status(uid)}
-        return daily["daily_requests"]["used"] == 1 and states["requests_per_minute"].remaining == 9
+    async def counted() -> bool:
+        return await _counted(node, uid) == (3, 3)
 
-    await eventually(counted_once)
+    await eventually(counted)
+
+
+async def _counted(node: Node, uid: str) -> tuple[float, float]:
+    """Requests the limiter (per minute) and the quota keeper (today) have counted."""
+    usage = await node.quotas.get_usage(uid)
+    daily = next(r for r in usage["quotas"] if r["quota_type"] == "daily_requests")
+    states = {s.name: s for s in await node.limits.status(uid)}
+    minute = states["requests_per_minute"]
+    return minute.limit - minute.remaining, daily["used"]

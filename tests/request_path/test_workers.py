@@ -127,3 +127,10 @@ async def test_a_killed_worker_does_not_lose_its_request(
     assert isinstance(answer, GenerateResponse) and answer.content
     (survivor,) = set(workers) - {victim}
     assert answer.handled_by == survivor
+    # Both workers admitted it (the victim before it died): it counts once.
+    limits = await gateway.limits.status("anonymous")
+    assert limits == []  # unlimited here, but counted all the same:
+    admitted = await gateway.bus.redis.zcard(gateway.bus.names.limits("anonymous", "requests"))
+    assert admitted == 1
+    usage = await gateway.quotas.get_usage("anonymous")
+    assert next(r["used"] for r in usage["quotas"] if r["quota_type"] == "daily_requests") == 1
