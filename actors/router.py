@@ -265,7 +265,8 @@ class Router(Actor):
             and not request.stream
             and result.kind not in _NO_FALLBACK
         ):
-            # generate-with-fallback never fails: a system answer says why instead.
+            # generate-with-fallback does not fail for a provider's sake: a system answer
+            # says why instead (a limit's refusal stays a refusal: see _NO_FALLBACK).
             result = fallback_answer(
                 request.request_id, f"{result.kind}: {result.message}", result.attempts, elapsed
             )
