@@ -1,10 +1,16 @@
-"""What a finished request charges, from its ``request.completed`` event."""
+"""Reserve then settle: what a finished request charges, and the actor shape that the
+limiter and the quota keeper share (admit on asks, settle on ``request.completed``)."""
 
 from __future__ import annotations
 
-from .messages import RequestCompleted
+from typing import Generic, Protocol, TypeVar
 
-__all__ = ["REFUSED", "settlement"]
+from bus import Bus, Delivery, Message
+
+from ._actor import Actor
+from .messages import AdmissionAsk, AdmissionVerdict, RequestCompleted
+
+__all__ = ["REFUSED", "ReservingActor", "reservation_of", "settlement"]
 
 # A request refused at admission was never made: its reservations are released.
 REFUSED = frozenset({"rate_limited", "quota_exceeded", "admission_unavailable"})
@@ -22,3 +28,45 @@ def settlement(event: RequestCompleted, *, count_cache_hits: bool) -> tuple[bool
     if event.cache_hit:
         return count_cache_hits, 0, 0.0
     return True, event.usage.total_tokens, event.cost_usd
+
+
+def reservation_of(message: AdmissionAsk | RequestCompleted) -> str:
+    """The reservation a request's ask makes and its completion settles."""
+    return message.reservation_id or message.request_id
+
+
+class _Store(Protocol):
+    async def settle(
+        self, user_id: str, request_id: str, tokens: int, cost_usd: float, *, counted: bool
+    ) -> bool: ...
+
+
+S = TypeVar("S", bound=_Store)
+
+
+class ReservingActor(Actor, Generic[S]):
+    """Answers ``admission.ask`` on its own stream with ``admit``; follows ``{ns}:events``
+    in the same group and settles each ``request.completed`` in ``store``."""
+
+    def __init__(
+        self, bus: Bus, stream: str, store: S, *, concurrency: int, count_cache_hits: bool
+    ) -> None:
+        super().__init__(bus, stream=stream, also=(bus.names.events,), concurrency=concurrency)
+        self.store = store
+        self.count_cache_hits = count_cache_hits
+
+    async def admit(self, ask: AdmissionAsk) -> AdmissionVerdict:
+        raise NotImplementedError
+
+    async def handle(self, message: Message, delivery: Delivery) -> Message | None:
+        match message:
+            case AdmissionAsk():
+                return await self.admit(message)
+            case RequestCompleted():
+                counted, tokens, cost = settlement(message, count_cache_hits=self.count_cache_hits)
+                await self.store.settle(
+                    message.user_id, reservation_of(message), tokens, cost, counted=counted
+                )
+                return None
+            case _:
+                return None  # other events are not ours

@@ -6,24 +6,17 @@ from typing import ClassVar
 
 import msgspec
 
-from bus import Bus, Delivery, Message
+from bus import Bus
 
-from ._actor import Actor
 from ._limits import LimiterStore, RateVerdict
 from ._quotas import iso
-from ._settlement import settlement
-from .messages import (
-    AdmissionAsk,
-    AdmissionVerdict,
-    BurstDetected,
-    RateLimitExceeded,
-    RequestCompleted,
-)
+from ._settlement import ReservingActor, reservation_of
+from .messages import AdmissionAsk, AdmissionVerdict, BurstDetected, RateLimitExceeded
 
 __all__ = ["Limiter"]
 
 
-class Limiter(Actor):
+class Limiter(ReservingActor[LimiterStore]):
     """Answers ``admission.ask`` on ``{ns}:limiter``; settles on ``request.completed``.
 
     Requests, tokens and cost per minute and per hour, and bursts; the state lives in
@@ -37,11 +30,8 @@ class Limiter(Actor):
     def __init__(
         self, bus: Bus, store: LimiterStore, *, concurrency: int, count_cache_hits: bool = True
     ) -> None:
-        super().__init__(
-            bus, stream=bus.names.limiter, also=(bus.names.events,), concurrency=concurrency
-        )
-        self.store = store
-        self.count_cache_hits = count_cache_hits
+        super().__init__(bus, bus.names.limiter, store, concurrency=concurrency,
+                         count_cache_hits=count_cache_hits)  # fmt: skip
 
     async def check_rate_limit(
         self, user_id: str, tokens: int = 0, cost: float = 0.0
@@ -53,21 +43,8 @@ class Limiter(Actor):
         """Admit and charge a request of known size at once (refused: nothing charged)."""
         return await self.store.record_request(user_id, tokens, cost)
 
-    async def handle(self, message: Message, delivery: Delivery) -> Message | None:
-        match message:
-            case AdmissionAsk():
-                return await self._admit(message)
-            case RequestCompleted():
-                counted, tokens, cost = settlement(message, count_cache_hits=self.count_cache_hits)
-                reservation = message.reservation_id or message.request_id
-                await self.store.settle(message.user_id, reservation, tokens, cost, counted=counted)
-                return None
-            case _:
-                return None  # other events are not ours
-
-    async def _admit(self, ask: AdmissionAsk) -> AdmissionVerdict:
-        reservation = ask.reservation_id or ask.request_id
-        verdict = await self.store.admit(ask.user_id, reservation, ask.tokens, ask.cost_usd)
+    async def admit(self, ask: AdmissionAsk) -> AdmissionVerdict:
+        verdict = await self.store.admit(ask.user_id, reservation_of(ask), ask.tokens, ask.cost_usd)
         if verdict.admitted:
             return AdmissionVerdict(admitted=True, limits=verdict.limits)
         if verdict.first_alert:

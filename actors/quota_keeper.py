@@ -4,24 +4,16 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from bus import Bus, Delivery, Message
+from bus import Bus
 
-from ._actor import Actor
 from ._quotas import QuotaStore, iso
-from ._settlement import settlement
-from .messages import (
-    AdmissionAsk,
-    AdmissionVerdict,
-    LimitState,
-    QuotaExceeded,
-    QuotaWarning,
-    RequestCompleted,
-)
+from ._settlement import ReservingActor, reservation_of
+from .messages import AdmissionAsk, AdmissionVerdict, LimitState, QuotaExceeded, QuotaWarning
 
 __all__ = ["QuotaKeeper"]
 
 
-class QuotaKeeper(Actor):
+class QuotaKeeper(ReservingActor[QuotaStore]):
     """Answers ``admission.ask`` on ``{ns}:quota``; settles on ``request.completed``.
 
     Requests, tokens and cost per calendar month, per calendar day and per session,
@@ -35,11 +27,8 @@ class QuotaKeeper(Actor):
     def __init__(
         self, bus: Bus, store: QuotaStore, *, concurrency: int, count_cache_hits: bool = True
     ) -> None:
-        super().__init__(
-            bus, stream=bus.names.quota, also=(bus.names.events,), concurrency=concurrency
-        )
-        self.store = store
-        self.count_cache_hits = count_cache_hits
+        super().__init__(bus, bus.names.quota, store, concurrency=concurrency,
+                         count_cache_hits=count_cache_hits)  # fmt: skip
 
     async def set_user_quota_config(self, user_id: str, changes: dict[str, float | None]) -> None:
         """Override some of a user's quotas (None: unlimited); kept in Redis."""
@@ -53,23 +42,10 @@ class QuotaKeeper(Actor):
         """Forget a user's usage in the current periods and sessions."""
         await self.store.reset(user_id)
 
-    async def handle(self, message: Message, delivery: Delivery) -> Message | None:
-        match message:
-            case AdmissionAsk():
-                return await self._admit(message)
-            case RequestCompleted():
-                counted, tokens, cost = settlement(message, count_cache_hits=self.count_cache_hits)
-                reservation = message.reservation_id or message.request_id
-                await self.store.settle(message.user_id, reservation, tokens, cost, counted=counted)
-                return None
-            case _:
-                return None  # other events are not ours
-
-    async def _admit(self, ask: AdmissionAsk) -> AdmissionVerdict:
+    async def admit(self, ask: AdmissionAsk) -> AdmissionVerdict:
         verdict = await self.store.admit(
-            ask.user_id, ask.session_id, ask.reservation_id or ask.request_id, ask.tokens,
-            ask.cost_usd,
-        )  # fmt: skip
+            ask.user_id, ask.session_id, reservation_of(ask), ask.tokens, ask.cost_usd
+        )
         now = self.bus.now_ms()
         limits = [
             LimitState(
