@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from bus import REDIS_DOWN, Bus, BusUnavailable, lua_source
+from bus import Bus, lua_source
 
 from ._amounts import check_usage, from_redis, lua_defaults, nano, to_redis, usd
 from .config import LIMIT_FIELDS, LimitsConfig
@@ -96,10 +96,7 @@ class LimiterStore:
     ) -> RateVerdict:
         """Reserve (``reserve``), charge for good (``record``) or only ``check``."""
         keys, args = self.admit_args(user_id, request_id, tokens, cost_usd, mode)
-        try:
-            raw = await self.bus.run_script(self.admit_script, keys, args)
-        except REDIS_DOWN as exc:
-            raise BusUnavailable(f"rate limits unreachable: {exc!r}") from exc
+        raw = await self.bus.run_script(self.admit_script, keys, args)  # BusUnavailable
         answer = _decode(raw)
         limits = [
             LimitState(

@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from bus import REDIS_DOWN, Bus, BusUnavailable, lua_source
+from bus import Bus, lua_source
 
 from ._amounts import check_usage, from_redis, lua_defaults, nano, to_redis, usd
 from .config import QUOTA_FIELDS, QuotaConfig
@@ -189,10 +189,7 @@ class QuotaStore:
         periods, keys, args = self.admit_args(
             user_id, session_id, request_id, tokens, cost_usd, mode
         )
-        try:
-            raw = await self.bus.run_script(self.admit_script, keys, args)
-        except REDIS_DOWN as exc:
-            raise BusUnavailable(f"quotas unreachable: {exc}") from exc
+        raw = await self.bus.run_script(self.admit_script, keys, args)  # BusUnavailable
         answer = _decode(raw)
         quotas = [
             (str(n), _shown(str(n), float(lim)), _shown(str(n), float(used)),
