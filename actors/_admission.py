@@ -50,9 +50,15 @@ class Admission:
         metrics.describe("aio_admissions_total", "Admission decisions, by result")
 
     def ask_for(
-        self, request: GenerateRequest, candidates: list[Candidate], reservation_id: str = ""
+        self,
+        request: GenerateRequest,
+        candidates: list[Candidate],
+        reservation_id: str = "",
+        prompt_tokens: int | None = None,
     ) -> AdmissionAsk:
-        prompt = estimate_prompt_tokens(request.texts())
+        prompt = prompt_tokens
+        if prompt is None:
+            prompt = estimate_prompt_tokens(request.texts())
         output = request.max_tokens or self.config.default_max_tokens
         cost = 0.0
         for candidate in candidates:
@@ -71,9 +77,13 @@ class Admission:
         )
 
     async def admit(
-        self, request: GenerateRequest, candidates: list[Candidate], reservation_id: str = ""
+        self,
+        request: GenerateRequest,
+        candidates: list[Candidate],
+        reservation_id: str = "",
+        prompt_tokens: int | None = None,
     ) -> AdmissionResult:
-        ask = self.ask_for(request, candidates, reservation_id)
+        ask = self.ask_for(request, candidates, reservation_id, prompt_tokens)
         timeout = self.config.timeout_ms / 1000
         names = self.bus.names
         answers: list[Message | Exception]

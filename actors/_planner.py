@@ -73,8 +73,11 @@ class Planner:
         self.breakers = breakers
         self._turn = itertools.count()
 
-    def plan(self, request: GenerateRequest) -> tuple[list[Candidate], list[Attempt]]:
-        """Candidates to try, in order, and the ones skipped (with why)."""
+    def plan(
+        self, request: GenerateRequest, prompt_tokens: int | None = None
+    ) -> tuple[list[Candidate], list[Attempt]]:
+        """Candidates to try, in order, and the ones skipped (with why); ``prompt_tokens``
+        is the prompt's estimate when the caller has it already."""
         if request.model:
             pairs = self.catalog.resolve(request.model)  # UnknownModel: a bad request
         else:
@@ -83,7 +86,7 @@ class Planner:
             Candidate(p, m) for p, m in pairs if p in self.default_models and self._serves(p, m)
         ]
         strategy: Strategy = request.strategy or self.config.strategy
-        candidates, skipped = self._order(strategy, candidates, request)
+        candidates, skipped = self._order(strategy, candidates, request, prompt_tokens)
         usable = []
         for candidate in candidates:
             state = self.breakers.get(candidate.provider)
@@ -106,10 +109,16 @@ class Planner:
         return usable, skipped
 
     def _order(
-        self, strategy: Strategy, candidates: list[Candidate], request: GenerateRequest
+        self,
+        strategy: Strategy,
+        candidates: list[Candidate],
+        request: GenerateRequest,
+        prompt_tokens: int | None,
     ) -> tuple[list[Candidate], list[Attempt]]:
         if strategy == "cost":
-            return self._by_cost(candidates, request)
+            if prompt_tokens is None:
+                prompt_tokens = estimate_prompt_tokens(request.texts())
+            return self._by_cost(candidates, request, prompt_tokens)
         if strategy == "performance":
             known = [self.latency.latency(c.provider, c.model) for c in candidates]
             # Untried candidates count as fast as the fastest known: they get tried.
@@ -133,9 +142,8 @@ class Planner:
         return candidates, []
 
     def _by_cost(
-        self, candidates: list[Candidate], request: GenerateRequest
+        self, candidates: list[Candidate], request: GenerateRequest, prompt: int
     ) -> tuple[list[Candidate], list[Attempt]]:
-        prompt = estimate_prompt_tokens(request.texts())
         output = request.max_tokens or self.config.expected_output_tokens
         fitting: list[tuple[float, Candidate]] = []
         skipped = []

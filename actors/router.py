@@ -25,7 +25,7 @@ from .messages import (
     ProviderCall,
     RequestCompleted,
 )
-from .providers import Completion, UnknownModel, Usage
+from .providers import Completion, UnknownModel, Usage, estimate_prompt_tokens
 
 __all__ = ["FALLBACK_TEXT", "Router", "fallback_answer"]
 
@@ -110,8 +110,10 @@ class Router(Actor):
         deadline_ms = int(delivery.entry_id.partition("-")[0]) + timeout_ms
         if delivery.deadline_ms is not None:
             deadline_ms = min(deadline_ms, delivery.deadline_ms)
+        # Estimated once: the cost strategy and admission both price the prompt.
+        prompt_tokens = estimate_prompt_tokens(request.texts())
         try:
-            candidates, attempts = self.planner.plan(request)
+            candidates, attempts = self.planner.plan(request, prompt_tokens)
         except UnknownModel as exc:
             return self._finish(
                 request, self._failed(request, "bad_request", f"model: {exc}", []), started
@@ -121,7 +123,7 @@ class Router(Actor):
         # is a new one.
         reservation = f"{request.request_id}@{delivery.entry_id}"
         if candidates and self.admission is not None:
-            admitted = await self.admission.admit(request, candidates, reservation)
+            admitted = await self.admission.admit(request, candidates, reservation, prompt_tokens)
             limits = admitted.limits
             if not admitted.admitted:
                 refused = self._failed(
