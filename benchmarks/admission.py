@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import os
-import statistics
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _timing import compare, forget, main, report
 from redis.asyncio import Redis
 
 from actors._admission import Admission
@@ -38,44 +35,12 @@ from actors.limiter import Limiter
 from actors.messages import CODEC, GenerateRequest
 from actors.providers import Catalog
 from actors.quota_keeper import QuotaKeeper
-from bus import Bus, BusConfig, EmbeddedRedis
+from bus import Bus, BusConfig
 
 HIGH = 1e12  # a limit on every dimension, never reached
 LIMITS = LimitsConfig(**dict.fromkeys(LIMIT_FIELDS, HIGH) | {"burst_window_ms": 10_000})
 QUOTAS = QuotaConfig(**dict.fromkeys(QUOTA_FIELDS, HIGH))
 CANDIDATES = [Candidate(provider="openai", model="gpt-4o")]
-
-
-def _percentile(samples: list[float], q: int) -> float:
-    return float(statistics.quantiles(samples, n=100, method="inclusive")[q - 1])
-
-
-async def _latencies(call: Callable[[], Awaitable[object]], rounds: int) -> list[float]:
-    for _ in range(200):
-        await call()
-    out = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        await call()
-        out.append((time.perf_counter() - start) * 1e6)
-    return out
-
-
-async def _throughput(
-    call: Callable[[], Awaitable[object]], inflight: int, seconds: float
-) -> float:
-    done = 0
-    stop_at = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal done
-        while time.perf_counter() < stop_at:
-            await call()
-            done += 1
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(inflight)))
-    return done / (time.perf_counter() - start)
 
 
 async def _measure(label: str, url: str, args: argparse.Namespace) -> None:
@@ -112,59 +77,13 @@ async def _measure(label: str, url: str, args: argparse.Namespace) -> None:
                 quotas.admit_script(keys=qkeys, args=qargs, client=plain),
             )
 
-        runs: dict[str, list[float]] = {
-            k: [] for k in ("raw_p50", "raw_p99", "adm_p50", "adm_p99", "raw_rps", "adm_rps")
-        }
-        for _ in range(args.repeat):
-            for name, call in (("raw", bare_lua), ("adm", through_actors)):
-                lat = await _latencies(call, args.rounds)
-                runs[f"{name}_p50"].append(_percentile(lat, 50))
-                runs[f"{name}_p99"].append(_percentile(lat, 99))
-                runs[f"{name}_rps"].append(await _throughput(call, args.inflight, args.seconds))
+        r = await compare(bare_lua, through_actors, args)
         for actor in actors:
             await actor.stop(timeout=5.0)
         await plain.aclose()
-        keys = [k async for k in bus.redis.scan_iter(match=f"{ns}:*", count=1000)]
-        for start in range(0, len(keys), 1000):
-            await bus.redis.delete(*keys[start : start + 1000])
-    r = {k: statistics.median(v) for k, v in runs.items()}
-    print(
-        f"{label:9} p50 {r['adm_p50']:5.0f} us (bare Lua {r['raw_p50']:4.0f} us, "
-        f"{r['adm_p50'] / r['raw_p50']:.2f}x)  p99 {r['adm_p99']:5.0f} us "
-        f"(bare {r['raw_p99']:4.0f} us)  {args.inflight} in flight: {r['adm_rps']:6.0f}/s "
-        f"(bare {r['raw_rps']:6.0f}/s, {r['adm_rps'] / r['raw_rps']:.2f}x)",
-        flush=True,
-    )
-
-
-async def _external_url() -> str | None:
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    client = Redis.from_url(url, socket_connect_timeout=0.5)
-    try:
-        await client.ping()
-    except Exception:
-        return None
-    finally:
-        await client.aclose()
-    return url
-
-
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--inflight", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=1.0)
-    args = parser.parse_args()
-    url = await _external_url()
-    if url:
-        await _measure("external", url, args)
-    else:
-        print("external: no Redis answers; skipped")
-    with EmbeddedRedis() as embedded:
-        await _measure("embedded", embedded.url, args)
+        await forget(bus.redis, ns)
+    report(label, r, "bare Lua", args.inflight)
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    main(__doc__, _measure, rounds=2000)
