@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 from actors._limits import LimiterStore
 from actors._quotas import QuotaStore
@@ -64,3 +66,28 @@ def make_quotas(bus: Bus) -> MakeQuotas:
 
 def user() -> str:
     return f"user-{uuid.uuid4().hex[:8]}"
+
+
+# -- what the property tests of both stores draw from ----------------------------------
+
+
+def maybe(limits: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """A limit, or now and then none (unlimited)."""
+    return st.one_of(st.none(), limits, limits, limits)
+
+
+def dollars(most_mills: int) -> st.SearchStrategy[float]:
+    """Amounts of money in whole tenths of a cent, up to ``most_mills`` of them."""
+    return st.integers(min_value=0, max_value=most_mills).map(lambda c: c / 1000)
+
+
+# A request's tokens and cost; request ids, a few of them reused.
+sizes = st.tuples(st.integers(0, 400), dollars(60))
+rids = st.sampled_from([f"r{i}" for i in range(12)])
+
+# A store, many examples, one Redis: slow by Hypothesis's measure, and on purpose.
+model_settings = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)

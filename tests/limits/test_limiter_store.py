@@ -7,14 +7,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from actors._amounts import nano
 from actors._limits import LimiterStore
 from actors.messages import CODEC
 from tests.conftest import MakeBus
-from tests.limits.conftest import MakeLimiter, limits, user
+from tests.limits.conftest import (
+    MakeLimiter,
+    dollars,
+    limits,
+    maybe,
+    model_settings,
+    rids,
+    sizes,
+    user,
+)
 
 # -- the reference model -------------------------------------------------------------
 
@@ -51,14 +60,9 @@ def _nano(value: float | None) -> int | None:
     return None if value is None else nano(value)
 
 
-def maybe(limits: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    """A limit, or now and then none (unlimited)."""
-    return st.one_of(st.none(), limits, limits, limits)
-
-
 maybe_count = maybe(st.integers(min_value=0, max_value=8))
 maybe_tokens = maybe(st.integers(min_value=0, max_value=3_000))
-maybe_cost = maybe(st.integers(min_value=0, max_value=400).map(lambda c: c / 1000))
+maybe_cost = maybe(dollars(400))
 configs = st.fixed_dictionaries(
     {
         "requests_per_minute": maybe_count,
@@ -71,8 +75,6 @@ configs = st.fixed_dictionaries(
         "burst_window_ms": st.just(600_000),
     }
 )
-rids = st.sampled_from([f"r{i}" for i in range(12)])
-sizes = st.tuples(st.integers(0, 400), st.integers(0, 60).map(lambda c: c / 1000))
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("reserve"), rids, sizes),
@@ -85,11 +87,7 @@ operations = st.lists(
 )
 
 
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@model_settings
 @given(config=configs, ops=operations)
 async def test_the_limiter_agrees_with_the_reference_model(
     make_limiter: MakeLimiter, config: dict[str, Any], ops: list[tuple[str, str, Any]]

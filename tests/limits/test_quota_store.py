@@ -9,13 +9,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from actors._amounts import nano
 from actors._quotas import Periods
 from actors.config import QUOTA_FIELDS
-from tests.limits.conftest import MakeQuotas, user
+from tests.limits.conftest import (
+    MakeQuotas,
+    dollars,
+    maybe,
+    model_settings,
+    rids,
+    sizes,
+    user,
+)
 
 # -- the reference model -------------------------------------------------------------
 
@@ -93,14 +101,9 @@ class Model:
         return True
 
 
-def maybe(limits: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    """A limit, or now and then none (unlimited)."""
-    return st.one_of(st.none(), limits, limits, limits)
-
-
 maybe_count = maybe(st.integers(min_value=0, max_value=8))
 maybe_tokens = maybe(st.integers(min_value=0, max_value=1_500))
-maybe_cost = maybe(st.integers(min_value=0, max_value=300).map(lambda c: c / 1000))
+maybe_cost = maybe(dollars(300))
 configs = st.fixed_dictionaries(
     {
         name: (
@@ -109,9 +112,7 @@ configs = st.fixed_dictionaries(
         for name in QUOTA_FIELDS
     }
 )
-rids = st.sampled_from([f"r{i}" for i in range(12)])
 sessions = st.sampled_from([None, "s1", "s2"])
-sizes = st.tuples(st.integers(0, 400), st.integers(0, 60).map(lambda c: c / 1000))
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("reserve"), rids, sessions, sizes),
@@ -123,11 +124,7 @@ operations = st.lists(
 )
 
 
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@model_settings
 @given(config=configs, share=st.sampled_from([0.0, 0.5, 0.8, 1.0]), ops=operations)
 async def test_the_quota_keeper_agrees_with_the_reference_model(
     make_quotas: MakeQuotas, config: dict[str, Any], share: float, ops: list[tuple[Any, ...]]
