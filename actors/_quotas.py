@@ -30,7 +30,7 @@ from bus import Bus, lua_source
 from ._amounts import check_usage, from_redis, lua_defaults, nano, to_redis, usd
 from .config import QUOTA_FIELDS, QuotaConfig
 
-__all__ = ["Periods", "QuotaStore", "QuotaVerdict", "iso"]
+__all__ = ["Periods", "QuotaStore", "QuotaVerdict", "iso", "period_of"]
 
 _SAFE_SESSION = re.compile(r"^[A-Za-z0-9._:@/-]{1,128}$")
 _KEEP_AFTER_MONTH_MS = 7 * 86_400_000  # late settles still find last period's keys
@@ -193,7 +193,7 @@ class QuotaStore:
         answer = _decode(raw)
         quotas = [
             (str(n), _shown(str(n), float(lim)), _shown(str(n), float(used)),
-             self.resets_at(_period_of(str(n)), periods))
+             self.resets_at(period_of(str(n)), periods))
             for n, lim, used in (answer.quotas if isinstance(answer.quotas, list) else [])
         ]  # fmt: skip
         if answer.verdict in ("ok", "dup"):
@@ -280,6 +280,7 @@ class QuotaStore:
         await self.bus.redis.delete(*doomed)
 
 
-def _period_of(quota_type: str) -> str:
+def period_of(quota_type: str) -> str:
+    """``monthly``, ``daily`` or ``per_session``, for a quota type (``daily_tokens``)."""
     head = quota_type.partition("_")[0]
     return {"monthly": "monthly", "daily": "daily", "session": "per_session"}[head]

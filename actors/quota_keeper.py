@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from bus import Bus
 
-from ._quotas import QuotaStore, iso
+from ._quotas import QuotaStore, iso, period_of
 from ._settlement import ReservingActor, reservation_of
 from .messages import AdmissionAsk, AdmissionVerdict, LimitState, QuotaExceeded, QuotaWarning
 
@@ -58,7 +58,7 @@ class QuotaKeeper(ReservingActor[QuotaStore]):
         ]
         alerts = self.bus.names.alerts
         for name, limit, used in verdict.warnings:
-            period = _period(name)
+            period = period_of(name)
             resets = self.store.resets_at(period, self.store.periods(now))
             self.bus.publish_soon(
                 alerts,
@@ -94,8 +94,3 @@ class QuotaKeeper(ReservingActor[QuotaStore]):
             + (f"; resets at {resets_at}" if resets_at else " in this session"),
             limits=limits,
         )
-
-
-def _period(quota_type: str) -> str:
-    head = quota_type.partition("_")[0]
-    return {"monthly": "monthly", "daily": "daily"}.get(head, "per_session")
