@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 from aiohttp import web
 
 from bus import REDIS_DOWN, BusError
 
-from ._bodies import BadInput, error_response, json_response
+from ._bodies import BadInput, decode, error_response, json_response
 
 if TYPE_CHECKING:
     from ..node import Node
@@ -99,13 +98,7 @@ class LimitsApi:
 
 
 async def _changes(request: web.Request) -> Any:
-    raw = await request.read()
-    if not raw:
-        raise BadInput("the request body is empty; send a JSON object of limits")
-    try:
-        changes = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise BadInput(f"invalid JSON: {exc}") from None
+    changes = decode(await request.read(), Any)
     if not isinstance(changes, dict):
         raise BadInput("the body must be a JSON object of limit names to numbers or null")
     return changes
