@@ -159,7 +159,8 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="run the bus and the provider adapters end to end",
         description="Start Redis (embedded unless REDIS_URL is set), an echo actor under "
         "a supervisor, and show ask/reply latency, throughput and dead-lettering; then "
-        "the four provider adapters, through their SDKs, on the provider simulator.",
+        "the four provider adapters, through their SDKs, on the provider simulator; "
+        "then the whole system on it: routing, fallback, breakers, limits and quotas.",
     )  # fmt: skip
     demo.add_argument("--config", help="TOML config file")
     demo.add_argument("--data-dir", help="directory of the embedded Redis (default: temporary)")
@@ -170,8 +171,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve", help="run the gateway and the actors",
         description="Run every actor in one process (embedded Redis unless REDIS_URL is "
-        "set): the HTTP gateway, the router and one breaker per enabled provider. With "
-        "--role gateway or worker, only that half: several processes, on several "
+        "set): the HTTP gateway, the limiter, the quota keeper, the router and one "
+        "breaker per enabled provider. With --role gateway (the gateway) or worker (the "
+        "rest), only that half: several processes, on several "
         "machines, share one Redis and the consumer groups spread the work.",
     )  # fmt: skip
     serve.add_argument("--config", help="TOML config file")
