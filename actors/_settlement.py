@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Generic, Protocol, TypeVar
 
-from bus import Bus, Delivery, Message
+from bus import Bus, Delivery, Message, Rejected
 
 from ._actor import Actor
 from .messages import AdmissionAsk, AdmissionVerdict, RequestCompleted
@@ -68,5 +68,7 @@ class ReservingActor(Actor, Generic[S]):
                     message.user_id, reservation_of(message), tokens, cost, counted=counted
                 )
                 return None
-            case _:
+            case _ if delivery.stream == self.bus.names.events:
                 return None  # other events are not ours
+            case _:
+                raise Rejected(f"{self.group} does not take {type(message).__name__}")

@@ -7,7 +7,7 @@ import contextlib
 import time
 from typing import ClassVar
 
-from bus import REDIS_DOWN, Bus, BusUnavailable, Delivery, Message
+from bus import REDIS_DOWN, Bus, BusUnavailable, Delivery, Message, Rejected
 
 from ._actor import Actor
 from ._breaker_state import BreakerState, BreakerStore, BreakerView, Decision
@@ -56,7 +56,9 @@ class Breaker(Actor):
             case ProviderCall():
                 return await self._call(message)
             case _:
-                raise TypeError(f"breaker got an unexpected {type(message).__name__}")
+                raise Rejected(
+                    f"breaker does not take {type(message).__name__} (on {delivery.stream})"
+                )
 
     async def _call(self, call: ProviderCall) -> Message:
         model = self.adapter.model_for(call.request)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from bus import Bus, Delivery, Message
+from bus import Bus, Delivery, Message, Rejected
 
 from ._actor import Actor
 from .messages import Ping, Pong
@@ -25,4 +25,6 @@ class EchoActor(Actor):
             case Ping(payload=payload):
                 return Pong(payload=payload, node=self.bus.node)
             case _:
-                raise TypeError(f"echo got an unexpected {type(message).__name__}")
+                raise Rejected(
+                    f"echo does not take {type(message).__name__} (on {delivery.stream})"
+                )

@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import msgspec
 
-from bus import AskTimeout, Bus, BusUnavailable, Delivery, Message, RemoteError
+from bus import AskTimeout, Bus, BusUnavailable, Delivery, Message, Rejected, RemoteError
 
 from ._actor import Actor
 from ._admission import Admission
@@ -100,7 +100,9 @@ class Router(Actor):
             case GenerateRequest():
                 return await self._answer(message, delivery)
             case _:
-                raise TypeError(f"router got an unexpected {type(message).__name__}")
+                raise Rejected(
+                    f"router does not take {type(message).__name__} (on {delivery.stream})"
+                )
 
     async def _answer(self, request: GenerateRequest, delivery: Delivery) -> Message:
         started = time.perf_counter()

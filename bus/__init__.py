@@ -20,6 +20,7 @@ from ._errors import (
     BusError,
     BusUnavailable,
     DecodeError,
+    Rejected,
     RemoteError,
     Stopped,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "Handler",
     "Message",
     "Names",
+    "Rejected",
     "RemoteError",
     "Stopped",
     "StreamConfig",

@@ -85,6 +85,10 @@ class Codec:
             self._decoders[tag] = msgspec.json.Decoder(cls)
         self.types: tuple[type[Message], ...] = tuple(classes)
 
+    def knows(self, tag: bytes | None) -> bool:
+        """Whether ``tag`` is the type of a message of this codec."""
+        return tag is not None and tag in self._decoders
+
     def tag(self, cls: type[Message]) -> str:
         return self._tags[cls].decode()
 

@@ -10,6 +10,7 @@ __all__ = [
     "BusError",
     "BusUnavailable",
     "DecodeError",
+    "Rejected",
     "RemoteError",
     "Stopped",
 ]
@@ -47,6 +48,12 @@ class RemoteError(BusError):
         super().__init__(f"{kind}: {message}")
         self.kind = kind
         self.message = message
+
+
+class Rejected(BusError):
+    """A handler refuses a message for good (a type it does not take, on a stream it
+    does not own): the entry goes to the dead-letter stream at once, with this reason,
+    instead of being retried."""
 
 
 class Stopped(BusError):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from ._codec import CORR, Message
+from ._codec import CORR, TYPE, Message
 from ._errors import AskTimeout, DecodeError
 from ._tail import follow
 
@@ -66,14 +66,21 @@ class Replies:
         self._bus = bus
         self.pending: dict[bytes, asyncio.Future[Message] | ReplyQueue] = {}
         self.dropped = 0
+        self.garbage = 0
 
     async def listen(self, stream: str, last_id: bytes) -> None:
         """Read the reply stream forever (until cancelled)."""
         await follow(self._bus, stream, last_id, 256, self.deliver)
 
-    def deliver(self, fields: dict[bytes, bytes]) -> None:
+    def deliver(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         corr = fields.get(CORR)
-        waiting = self.pending.get(corr) if corr is not None else None
+        if corr is None or not self._bus.codec.knows(fields.get(TYPE)):
+            # Not a reply of ours at all: someone wrote to this stream by mistake.
+            self.garbage += 1
+            log.warning("bus.reply_garbage", entry_id=entry_id.decode(),
+                        fields=sorted(f.decode(errors="replace") for f in fields)[:8])  # fmt: skip
+            return
+        waiting = self.pending.get(corr)
         if waiting is None or (isinstance(waiting, asyncio.Future) and waiting.done()):
             self.dropped += 1  # late (its asker gave up) or a duplicate
             return
@@ -84,7 +91,7 @@ class Replies:
         if isinstance(waiting, ReplyQueue):
             waiting.put(reply)
             return
-        del self.pending[corr]  # type: ignore[arg-type]
+        del self.pending[corr]
         if isinstance(reply, BaseException):
             waiting.set_exception(reply)
         else:

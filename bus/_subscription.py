@@ -12,7 +12,7 @@ import structlog
 
 from ._aio import Backoff, cancel_and_wait
 from ._codec import CORR, REPLY_TO, Envelope, Failure, Message, xadd_command
-from ._errors import REDIS_DOWN, DecodeError
+from ._errors import REDIS_DOWN, DecodeError, Rejected
 from ._line import Line, parse_entries
 from ._scripts import call
 
@@ -280,6 +280,9 @@ class Subscription:
                     *self._ack_commands(entry_id, deliveries),
                 )
             raise
+        except Rejected as exc:  # it will never succeed: no retries
+            await self._dead_letter(entry_id, fields, deliveries, f"rejected: {exc}")
+            return
         except Exception as exc:
             log.exception("bus.handler_failed", deliveries=deliveries)
             await self._remember_error(entry_id, exc)

@@ -51,7 +51,7 @@ class Tail:
     async def _read(self, last_id: bytes) -> None:
         await follow(self._bus, self.stream, last_id, 512, self._hand)
 
-    def _hand(self, fields: dict[bytes, bytes]) -> None:
+    def _hand(self, _entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         try:
             message = self._bus.codec.decode(fields).message
         except DecodeError:
@@ -67,7 +67,7 @@ async def follow(
     stream: str,
     last_id: bytes,
     count: int,
-    handle: Callable[[dict[bytes, bytes]], None],
+    handle: Callable[[bytes, dict[bytes, bytes]], None],
 ) -> None:
     """Read ``stream`` after ``last_id`` forever (until cancelled), entry by entry.
 
@@ -89,6 +89,6 @@ async def follow(
             backoff.reset()
             for entry_id, fields in parse_entries(response):
                 last_id = entry_id
-                handle(fields)
+                handle(entry_id, fields)
     finally:
         await line.close()

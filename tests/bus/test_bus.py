@@ -16,6 +16,7 @@ from bus import (
     Codec,
     Delivery,
     Message,
+    Rejected,
     RemoteError,
     StreamConfig,
 )
@@ -237,6 +238,49 @@ async def test_poison_entry_goes_to_dead_letters_and_the_consumer_continues(
     assert dead[1][1][b"garbage"] == b"1"
     assert handler.seen == [1]
     await eventually(lambda: _pending(bus, stream, "workers", 0))
+    await sub.stop(1.0)
+
+
+async def test_a_rejected_message_is_dead_lettered_at_once(make_bus: MakeBus) -> None:
+    """A handler that says it will never take a message: no retries, no tracebacks."""
+    bus = await make_bus(CODEC, max_deliveries=5)
+    stream = f"{bus.names.ns}:jobs"
+    calls = 0
+
+    async def picky(message: Message, delivery: Delivery) -> Message | None:
+        nonlocal calls
+        calls += 1
+        raise Rejected(f"not a job for {delivery.stream}")
+
+    sub = bus.subscribe(stream, "workers", picky)
+    await sub.start()
+    with capture_logs() as logs, pytest.raises(RemoteError) as caught:
+        await bus.ask(stream, Job(n=1), timeout=15)
+    assert caught.value.kind == "dead_letter"
+    assert caught.value.message == f"rejected: not a job for {stream}"
+    assert calls == 1
+    (dead,) = await eventually(lambda: _dead(bus, 1))
+    assert dead[1][b"reason"] == f"rejected: not a job for {stream}".encode()
+    assert dead[1][b"deliveries"] == b"1"
+    assert not any(e["event"] == "bus.handler_failed" for e in logs)
+    await eventually(lambda: _pending(bus, stream, "workers", 0))
+    await sub.stop(1.0)
+
+
+async def test_garbage_on_a_reply_stream_is_logged_and_dropped(make_bus: MakeBus) -> None:
+    bus = await make_bus(CODEC)
+    stream = f"{bus.names.ns}:jobs"
+    sub = bus.subscribe(stream, "workers", Recorder())
+    await sub.start()
+    with capture_logs() as logs:
+        await bus.redis.xadd(bus.reply_stream, {"hello": "world"})
+        await bus.redis.xadd(bus.reply_stream, {"type": "no.such.type", "corr": "x"})
+        await eventually(lambda: sum(e["event"] == "bus.reply_garbage" for e in logs) == 2)
+    assert [e["fields"] for e in logs if e["event"] == "bus.reply_garbage"] == [
+        ["hello"],
+        ["corr", "type"],
+    ]
+    assert await bus.ask(stream, Job(n=1), timeout=10) == Done(n=1)  # replies still flow
     await sub.stop(1.0)
 
 

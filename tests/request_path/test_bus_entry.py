@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from tests.conftest import eventually
 from tests.request_path.conftest import MakeNode
 
 
@@ -40,3 +41,23 @@ async def test_a_raw_client_gets_a_typed_failure(make_node: MakeNode) -> None:
     assert fields[b"type"] == b"generate.failed"
     failed = json.loads(fields[b"data"])
     assert failed["kind"] == "no_provider" and failed["status"] == 503
+
+
+async def test_a_message_on_the_wrong_stream_is_dead_lettered_at_once(make_node: MakeNode) -> None:
+    """A valid generate.request sent to a breaker's stream: dead at once, with why."""
+    node = await make_node(providers=("google",))
+    redis = node.bus.redis
+    request = {"request_id": "r-3", "prompt": "hi"}
+    wrong = node.bus.names.calls("google")
+    await redis.xadd(wrong, {"type": "generate.request", "data": json.dumps(request)})
+
+    async def dead() -> list[tuple[bytes, dict[bytes, bytes]]]:
+        return list(await redis.xrange(node.bus.names.dead))
+
+    ((_id, fields),) = await eventually(dead, timeout=30)
+    assert (
+        fields[b"reason"]
+        == f"rejected: breaker does not take GenerateRequest (on {wrong})".encode()
+    )
+    assert fields[b"deliveries"] == b"1"
+    assert fields[b"source_stream"] == wrong.encode()
