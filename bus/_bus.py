@@ -21,7 +21,15 @@ from redis.commands.core import AsyncScript
 from ._aio import Backoff, WriteBatcher, cancel_and_wait
 from ._codec import Codec, Failure, Message, xadd_command
 from ._config import BusConfig
-from ._errors import REDIS_DOWN, AskTimeout, BusError, BusUnavailable, RemoteError, Stopped
+from ._errors import (
+    REDIS_DOWN,
+    AskTimeout,
+    BusError,
+    BusUnavailable,
+    NotSent,
+    RemoteError,
+    Stopped,
+)
 from ._line import Line
 from ._names import Names
 from ._replies import Replies, ReplyQueue
@@ -32,6 +40,12 @@ from ._tail import Tail, TailHandler
 __all__ = ["Bus"]
 
 log = structlog.get_logger("bus")
+
+# A clock sample whose round trip took longer is not trusted (its error is half that).
+_CLOCK_MAX_RTT_S = 0.1
+# Failures of a write that prove it did not, and will not, take effect: no connection
+# was made, or no answer came in time (an ask's entry added late is dropped unread).
+_NOT_PUBLISHED = (NotSent, redis.exceptions.TimeoutError, TimeoutError)
 
 
 def _client(url: str, socket_timeout: float, connect_timeout: float) -> Redis:
@@ -150,6 +164,8 @@ class Bus:
         before = time.monotonic()
         seconds, micros = await self.redis.time()
         after = time.monotonic()
+        if after - before > _CLOCK_MAX_RTT_S and self._clock_base[1]:
+            return  # a stalled answer: keep the last good sample
         self._clock_base = (seconds + micros / 1e6, (before + after) / 2)
 
     def now_ms(self) -> int:
@@ -214,40 +230,61 @@ class Bus:
     def _ask_fields(self, message: Message, corr: str, timeout: float) -> dict[bytes, bytes]:
         if not self._started:
             raise Stopped("the bus is not started")
+        now = self.now_ms()
+        # The write is given up no sooner than command_timeout_ms from now (the
+        # connection's socket timeout, counted from the send); an entry Redis adds
+        # after publish_by is dropped unread. The margin covers this clock's error
+        # and the answer's way back.
+        timeout_ms = self.config.command_timeout_ms
+        publish_by = now + timeout_ms - min(250, timeout_ms // 4)
         return self.codec.fields(
             message,
             correlation_id=corr,
             reply_to=self.reply_stream,
-            deadline_ms=self.now_ms() + int(timeout * 1000),
+            deadline_ms=now + int(timeout * 1000),
+            publish_by_ms=publish_by,
         )
 
-    async def ask(self, stream: str, message: Message, timeout: float) -> Message:
+    async def ask(
+        self, stream: str, message: Message, timeout: float, *, correlation_id: str | None = None
+    ) -> Message:
         """Publish ``message`` and wait for its reply.
 
         Raises ``AskTimeout`` when no reply comes within ``timeout`` seconds (the
         consumer drops the entry once that deadline passes), ``RemoteError`` when the
-        consumer answered with a failure, ``BusUnavailable`` when Redis is down.
+        consumer answered with a failure, ``BusUnavailable`` when the message was not
+        published and never will be (Redis could not be reached, or did not take the
+        write in time: consumers drop an ask that Redis adds after its ``publish_by``).
+        When the connection breaks after the write went out, whether Redis took it is
+        unknown: the ask then waits for the reply as usual (an ``AskTimeout`` if none
+        comes). ``correlation_id`` (default: a new random one) names the exchange.
         """
-        (answer,) = await self.ask_all([(stream, message)], timeout)
+        asks = [(stream, message)]
+        (answer,) = await self.ask_all(asks, timeout, correlation_ids=[correlation_id])
         if isinstance(answer, BusError):
             raise answer
         return answer
 
     async def ask_all(
-        self, asks: Sequence[tuple[str, Message]], timeout: float
+        self,
+        asks: Sequence[tuple[str, Message]],
+        timeout: float,
+        *,
+        correlation_ids: Sequence[str | None] = (),
     ) -> list[Message | BusError]:
         """Publish several asks in one round trip and wait for all their replies.
 
         Each answer is the reply, or in its place the error ``ask`` would raise for it
-        (``AskTimeout``, ``RemoteError``); ``BusUnavailable`` is raised when Redis is
-        down. The whole exchange is bounded by ``timeout``.
+        (``AskTimeout``, ``RemoteError``); ``BusUnavailable`` is raised as ``ask``
+        raises it. The whole exchange is bounded by ``timeout``.
         """
         loop = asyncio.get_running_loop()
         waits: list[tuple[bytes, asyncio.Future[Message], asyncio.TimerHandle]] = []
         commands = []
+        chosen = list(correlation_ids) + [None] * (len(asks) - len(correlation_ids))
         try:
-            for stream, message in asks:
-                corr = os.urandom(12).hex()
+            for (stream, message), given in zip(asks, chosen, strict=True):
+                corr = given or os.urandom(12).hex()
                 fields = self._ask_fields(message, corr, timeout)
                 reply: asyncio.Future[Message] = loop.create_future()
                 key = corr.encode()
@@ -259,8 +296,13 @@ class Bus:
                 commands.append(self._xadd(stream, fields))
             try:
                 sent = await self.writer.execute(*commands)
-            except REDIS_DOWN as exc:
+            except _NOT_PUBLISHED as exc:
                 raise BusUnavailable(f"could not publish an ask: {exc!r}") from exc
+            except REDIS_DOWN as exc:
+                # The write went out and the connection broke: it may have been
+                # taken. Wait for the replies, which come if it was.
+                log.warning("bus.ask_outcome_unknown", error=repr(exc))
+                sent = [None] * len(commands)
             for (_key, reply, _timer), result in zip(waits, sent, strict=True):
                 if isinstance(result, Exception) and not reply.done():
                     reply.set_exception(result)
@@ -284,15 +326,16 @@ class Bus:
                     reply.cancel()
 
     async def ask_stream(
-        self, stream: str, message: Message, timeout: float
+        self, stream: str, message: Message, timeout: float, *, correlation_id: str | None = None
     ) -> AsyncGenerator[Message, None]:
         """Publish ``message`` and yield its replies, in order, until the caller stops.
 
         The consumer sends any number of replies (``reply()`` with the delivery's
         correlation id) and its handler's return value last; the caller knows which
-        message ends the exchange. The whole exchange is bounded by ``timeout``.
+        message ends the exchange. The whole exchange is bounded by ``timeout``;
+        failures to publish are raised as ``ask`` raises them.
         """
-        corr = os.urandom(12).hex()
+        corr = correlation_id or os.urandom(12).hex()
         fields = self._ask_fields(message, corr, timeout)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -300,7 +343,14 @@ class Bus:
         key = corr.encode()
         self._replies.pending[key] = queue
         try:
-            await self._append(stream, fields)
+            try:
+                (result,) = await self.writer.execute(self._xadd(stream, fields))
+                if isinstance(result, Exception):
+                    raise result
+            except _NOT_PUBLISHED as exc:
+                raise BusUnavailable(f"could not publish an ask: {exc!r}") from exc
+            except REDIS_DOWN as exc:  # it may have been taken: see ask_all
+                log.warning("bus.ask_outcome_unknown", error=repr(exc))
             while True:
                 answer = await queue.get(deadline)
                 if isinstance(answer, Failure):

@@ -4,6 +4,9 @@ A stream entry holds the fields ``type`` (the message's tag) and ``data`` (the
 message as a JSON object), and, when it takes part in a request/reply exchange or
 has a deadline, ``corr`` (correlation id), ``reply_to`` (the stream the reply goes
 to) and ``deadline`` (milliseconds since the epoch, on the Redis server's clock).
+An ask also carries ``publish_by`` (same clock): when its publisher stops waiting
+for the write; an entry that Redis added later than that is dropped unread, so a
+publish its publisher reported failed never runs.
 ``data`` also carries ``type``; a publisher in another language may leave it out.
 """
 
@@ -25,6 +28,7 @@ DATA = b"data"
 CORR = b"corr"
 REPLY_TO = b"reply_to"
 DEADLINE = b"deadline"
+PUBLISH_BY = b"publish_by"
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -53,6 +57,7 @@ class Envelope:
     correlation_id: str | None = None
     reply_to: str | None = None
     deadline_ms: int | None = None
+    publish_by_ms: int | None = None
 
 
 def _tag_of(cls: type[Message]) -> str:
@@ -99,6 +104,7 @@ class Codec:
         correlation_id: str | None = None,
         reply_to: str | None = None,
         deadline_ms: int | None = None,
+        publish_by_ms: int | None = None,
     ) -> dict[bytes, bytes]:
         """The stream entry for ``message``."""
         try:
@@ -112,6 +118,8 @@ class Codec:
             entry[REPLY_TO] = reply_to.encode()
         if deadline_ms is not None:
             entry[DEADLINE] = b"%d" % deadline_ms
+        if publish_by_ms is not None:
+            entry[PUBLISH_BY] = b"%d" % publish_by_ms
         return entry
 
     def decode(self, fields: Mapping[bytes, bytes]) -> Envelope:
@@ -131,16 +139,12 @@ class Codec:
             raise DecodeError(f"bad data for {tag.decode()!r}: {exc}") from None
         corr = fields.get(CORR)
         reply_to = fields.get(REPLY_TO)
-        deadline = fields.get(DEADLINE)
-        try:
-            deadline_ms = int(deadline) if deadline is not None else None
-        except ValueError:
-            raise DecodeError(f"'deadline' is not an integer: {deadline!r}") from None
         return Envelope(
             message,
             corr.decode() if corr is not None else None,
             reply_to.decode() if reply_to is not None else None,
-            deadline_ms,
+            _millis(fields, DEADLINE),
+            _millis(fields, PUBLISH_BY),
         )
 
     def schema(self) -> dict[str, Any]:
@@ -163,11 +167,22 @@ class Codec:
                 "corr": {"type": "string"},
                 "reply_to": {"type": "string"},
                 "deadline": {"type": "string", "pattern": "^[0-9]+$"},
+                "publish_by": {"type": "string", "pattern": "^[0-9]+$"},
             },
             "required": ["type", "data"],
             "messages": {self.tag(t): s for t, s in zip(self.types, schemas, strict=True)},
             "$defs": defs,
         }
+
+
+def _millis(fields: Mapping[bytes, bytes], name: bytes) -> int | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise DecodeError(f"{name.decode()!r} is not an integer: {value!r}") from None
 
 
 def xadd_command(stream: str, fields: dict[bytes, bytes], max_len: int) -> list[Any]:

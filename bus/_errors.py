@@ -10,6 +10,7 @@ __all__ = [
     "BusError",
     "BusUnavailable",
     "DecodeError",
+    "NotSent",
     "Rejected",
     "RemoteError",
     "Stopped",
@@ -21,7 +22,15 @@ class BusError(Exception):
 
 
 class BusUnavailable(BusError, ConnectionError):
-    """Redis did not answer within the configured time; nothing was published."""
+    """Redis did not answer within the configured time; nothing was published.
+
+    From an ask: the message was not published and will not be acted on (see
+    ``Bus.ask``), so sending it again is safe.
+    """
+
+
+class NotSent(redis.exceptions.ConnectionError):
+    """No connection to Redis could be made: not a byte of the commands went out."""
 
 
 class AskTimeout(BusError, TimeoutError):

@@ -19,6 +19,8 @@ from hiredis import pack_command  # RESP in C: redis-py's asyncio packer is Pyth
 from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import AbstractConnection
 
+from ._errors import NotSent
+
 __all__ = ["Entries", "Line", "parse_entries"]
 
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
@@ -37,8 +39,21 @@ class Line:
         self._conn: AbstractConnection | None = None
 
     async def _connection(self) -> AbstractConnection:
-        if self._conn is None:
-            self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        """The connection, connected; ``NotSent`` when it cannot be (nothing went out)."""
+        try:
+            if self._conn is None:
+                self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+            else:
+                reader = getattr(self._conn, "_reader", None)
+                if reader is not None and reader.at_eof():
+                    # Redis closed it (it restarted or died) since the last call:
+                    # reconnect now rather than write into a dead connection, after
+                    # which nobody could tell whether the write was taken.
+                    await self._conn.disconnect()
+                if not self._conn.is_connected:
+                    await self._conn.connect()  # type: ignore[no-untyped-call]
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            raise NotSent(f"could not connect to Redis: {exc}") from exc
         return self._conn
 
     async def call(self, *args: Any) -> Any:

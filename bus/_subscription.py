@@ -41,6 +41,11 @@ class Delivery:
 Handler = Callable[[Message, Delivery], Awaitable[Message | None]]
 
 
+def _added_ms(entry_id: bytes) -> int:
+    """When Redis added an entry (its id's first part, Redis time in milliseconds)."""
+    return int(entry_id.partition(b"-")[0])
+
+
 class Subscription:
     """Consumes ``stream`` in ``group`` with at most ``concurrency`` handlers at once.
 
@@ -255,6 +260,14 @@ class Subscription:
             envelope = self._bus.codec.decode(fields)
         except DecodeError as exc:
             await self._dead_letter(entry_id, fields, deliveries, f"undecodable: {exc}")
+            return
+        if envelope.publish_by_ms is not None and _added_ms(entry_id) > envelope.publish_by_ms:
+            # Redis took the write after its publisher had given up on it and reported
+            # it failed: acting on it now would do what the caller was told did not
+            # happen.
+            log.warning("bus.published_too_late", type=type(envelope.message).__name__,
+                        late_ms=_added_ms(entry_id) - envelope.publish_by_ms)  # fmt: skip
+            await self._settle(entry_id, deliveries, envelope, None)
             return
         if envelope.deadline_ms is not None and self._bus.now_ms() > envelope.deadline_ms:
             log.info("bus.expired", type=type(envelope.message).__name__)

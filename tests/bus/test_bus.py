@@ -267,6 +267,27 @@ async def test_a_rejected_message_is_dead_lettered_at_once(make_bus: MakeBus) ->
     await sub.stop(1.0)
 
 
+async def test_an_ask_added_after_its_publish_by_is_dropped_unread(make_bus: MakeBus) -> None:
+    """Its publisher gave up on the write (and told its caller so): nobody acts on it."""
+    bus = await make_bus(CODEC)
+    stream = f"{bus.names.ns}:jobs"
+    handler = Recorder()
+    sub = bus.subscribe(stream, "workers", handler)
+    await sub.start()
+    given_up = bus.now_ms() - 1_000
+    late = CODEC.fields(Job(n=1), correlation_id="c", reply_to=bus.reply_stream,
+                        publish_by_ms=given_up)  # fmt: skip
+    in_time = CODEC.fields(Job(n=2), publish_by_ms=bus.now_ms() + 60_000)
+    with capture_logs() as logs:
+        await bus.redis.xadd(stream, late)  # type: ignore[arg-type]
+        await bus.redis.xadd(stream, in_time)  # type: ignore[arg-type]
+        await eventually(lambda: handler.seen == [2])
+    assert [e["event"] for e in logs].count("bus.published_too_late") == 1
+    await eventually(lambda: _pending(bus, stream, "workers", 0))
+    assert await bus.redis.xlen(bus.reply_stream) == 0  # and no reply to the late one
+    await sub.stop(1.0)
+
+
 async def test_garbage_on_a_reply_stream_is_logged_and_dropped(make_bus: MakeBus) -> None:
     bus = await make_bus(CODEC)
     stream = f"{bus.names.ns}:jobs"
