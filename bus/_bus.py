@@ -30,6 +30,7 @@ from ._errors import (
     RemoteError,
     Stopped,
 )
+from ._keepalive import Keepalive
 from ._line import Line
 from ._names import Names
 from ._replies import Replies, ReplyQueue
@@ -99,6 +100,8 @@ class Bus:
         self._subscriptions: list[Subscription] = []
         self._tails: list[Tail] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._keepalive: Keepalive | None = None
+        self._url = redis_url
         self._started = False
 
     # -- lifecycle -------------------------------------------------------------
@@ -114,6 +117,11 @@ class Bus:
             await self._close_clients()
             raise BusUnavailable(f"Redis is unreachable: {exc}") from exc
         start_id: bytes = last[0][0] if last else b"0-0"
+        self._keepalive = Keepalive(
+            self._url, self.config, self.names.node_lease(self.node), self._lease_token,
+            lambda: self._subscriptions,
+        )  # fmt: skip
+        self._keepalive.start()
         self._tasks = [
             asyncio.create_task(self._replies.listen(self.reply_stream, start_id), name="replies"),
             asyncio.create_task(self._maintain(), name="bus-maintenance"),
@@ -133,6 +141,9 @@ class Bus:
             await cancel_and_wait(task)
         self._tasks = []
         self._replies.fail_all(Stopped("the bus was closed before the reply came"))
+        if self._keepalive is not None:
+            await asyncio.to_thread(self._keepalive.stop)
+            self._keepalive = None
         if self._started:
             with contextlib.suppress(*REDIS_DOWN):
                 await self.writer.drain()
@@ -429,7 +440,8 @@ class Bus:
     # -- maintenance -----------------------------------------------------------
 
     async def _maintain(self) -> None:
-        """Renew the name lease, resync the clock, keep the reply stream alive, trim."""
+        """Resync the clock, keep the reply stream alive, trim (the keepalive thread
+        renews the name lease)."""
         every = self.config.node_lease_ms / 3000
         next_trim = 0.0
         while True:
@@ -443,12 +455,6 @@ class Bus:
                 log.warning("bus.maintenance_unreachable", error=repr(exc))
 
     async def _renew(self) -> None:
-        lease = [self.names.node_lease(self.node)]
-        held = await call(self.scripts.lease, lease, [self._lease_token, self.config.node_lease_ms])
-        if held == 0:
-            log.error("bus.name_taken", node=self.node, hint="this process stalled past its lease")
-        elif held == 2:
-            log.warning("bus.name_reacquired", node=self.node)
         await self.redis.pexpire(self.reply_stream, self.config.reply_ttl_ms)
         await self._sync_clock()
 

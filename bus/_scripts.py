@@ -25,10 +25,8 @@ class Scripts:
 
     def __init__(self, redis: Redis) -> None:
         self.claim = redis.register_script(_source("claim"))
-        self.heartbeat = redis.register_script(_source("heartbeat"))
         self.trim = redis.register_script(_source("trim"))
         self.prune = redis.register_script(_source("prune"))
-        self.lease = redis.register_script(_source("lease"))
         self.release = redis.register_script(_source("release"))
 
 

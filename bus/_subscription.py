@@ -52,8 +52,9 @@ class Subscription:
     At-least-once: an entry is acknowledged only after its handler returned. An entry
     whose handler raised stays pending and is delivered again once it has been idle
     for ``claim_idle_ms``; after ``max_deliveries`` it goes to the dead-letter stream.
-    The entries a live consumer is still working on are re-claimed by it every
-    ``claim_idle_ms / 3`` so that nobody takes them over.
+    The entries a live consumer is still working on are re-claimed by its process's
+    keepalive thread every ``claim_idle_ms / 3`` so that nobody takes them over, even
+    while a handler keeps the event loop busy.
     """
 
     def __init__(
@@ -76,7 +77,6 @@ class Subscription:
         self._room.set()
         self._claim_cursor: bytes | str = "0-0"
         self._reader: asyncio.Task[None] | None = None
-        self._heartbeat: asyncio.Task[None] | None = None
         self.failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
         self._errors_key = bus.names.errors(stream)
         self._log = log.bind(stream=stream, group=group)
@@ -96,7 +96,6 @@ class Subscription:
         await self._create_group(recreated=False)
         self._reader = asyncio.create_task(self._read_loop(), name=f"read {self.stream}")
         self._reader.add_done_callback(self._reader_done)
-        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name=f"hb {self.stream}")
 
     async def stop(self, timeout: float) -> None:
         """Stop reading; let handlers finish for ``timeout`` seconds, then cancel them.
@@ -114,8 +113,6 @@ class Subscription:
                 await cancel_and_wait(task, timeout=self._bus.config.command_timeout_ms / 1000)
             if late:
                 self._log.warning("bus.stop_cancelled", cancelled=len(late))
-        if self._heartbeat is not None:
-            await cancel_and_wait(self._heartbeat)
         self._bus._forget(self)
 
     def _reader_done(self, task: asyncio.Task[None]) -> None:
@@ -235,22 +232,10 @@ class Subscription:
             else:
                 self._spawn(entry_id, fields, deliveries)
 
-    async def _heartbeat_loop(self) -> None:
-        every = self._bus.config.heartbeat_ms / 1000
-        while True:
-            await asyncio.sleep(every)
-            ids = list(self._tasks)
-            if not ids:
-                continue
-            try:
-                lost = await call(
-                    self._bus.scripts.heartbeat, [self.stream], [self.group, self.consumer, *ids]
-                )
-            except REDIS_DOWN as exc:
-                self._log.warning("bus.heartbeat_failed", error=repr(exc))
-                continue
-            for entry_id in lost:
-                self._log.warning("bus.entry_taken_over", entry_id=entry_id.decode())
+    def in_flight_ids(self) -> list[bytes]:
+        """The entries its handlers are working on; safe to call from another thread
+        (copying a dict of bytes keys runs in C, under the interpreter lock)."""
+        return list(self._tasks)
 
     # -- handling --------------------------------------------------------------
 
