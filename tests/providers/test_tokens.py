@@ -55,3 +55,11 @@ def test_never_more_than_bytes_and_never_negative(text: str) -> None:
 def test_conversation_adds_framing() -> None:
     assert estimate_prompt_tokens(["hi"]) == estimate_tokens("hi") + 4 + 3
     assert estimate_prompt_tokens([]) == 3
+
+
+@given(st.lists(st.text(), min_size=65, max_size=150))
+def test_a_long_conversation_priced_in_one_go_is_never_lower(texts: list[str]) -> None:
+    """Past 64 messages the conversation is classified at once (for speed): never lower
+    than pricing each message, and at most two tokens a message higher."""
+    one_by_one = sum(estimate_tokens(t) + 4 for t in texts) + 3
+    assert one_by_one <= estimate_prompt_tokens(texts) <= one_by_one + 2 * len(texts)
