@@ -62,6 +62,9 @@ class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     concurrency: Positive = 512
     # Output tokens assumed by the cost strategy when a request sets no max_tokens.
     expected_output_tokens: Positive = 512
+    # The largest request taken (a 400 beyond): what one request may cost the process.
+    max_messages: Positive = 10_000
+    max_prompt_chars: Positive = 4_000_000
 
 
 class BreakerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

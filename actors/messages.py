@@ -114,6 +114,18 @@ class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True
         """Every message text, for token estimates."""
         return [self.prompt] if self.prompt is not None else [m.content for m in self.messages]
 
+    def too_large(self, max_messages: int, max_prompt_chars: int) -> str | None:
+        """Why the request is larger than a deployment takes (``router.max_messages``,
+        ``router.max_prompt_chars``), or None."""
+        if len(self.messages) > max_messages:
+            return (f"messages: {len(self.messages)} messages; at most {max_messages} are "
+                    f"taken (router.max_messages)")  # fmt: skip
+        chars = sum(len(text) for text in self.texts())
+        if chars > max_prompt_chars:
+            return (f"messages: {chars} characters of prompt; at most {max_prompt_chars} are "
+                    f"taken (router.max_prompt_chars)")  # fmt: skip
+        return None
+
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One try of one candidate: ``outcome`` is ``ok`` or why it did not answer."""

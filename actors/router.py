@@ -112,6 +112,10 @@ class Router(Actor):
         deadline_ms = int(delivery.entry_id.partition("-")[0]) + timeout_ms
         if delivery.deadline_ms is not None:
             deadline_ms = min(deadline_ms, delivery.deadline_ms)
+        too_large = request.too_large(self.config.max_messages, self.config.max_prompt_chars)
+        if too_large is not None:
+            return self._finish(request, self._failed(request, "bad_request", too_large, []),
+                                started)  # fmt: skip
         # Estimated once: the cost strategy and admission both price the prompt.
         prompt_tokens = estimate_prompt_tokens(request.texts())
         try:

@@ -25,8 +25,13 @@ Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "content_filter", "other"]
 
 
-class ChatMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """One turn of a conversation."""
+class ChatMessage(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One turn of a conversation.
+
+    Not tracked by the garbage collector (it holds only strings, so it is never part of
+    a cycle): a 100,000-message request would otherwise make every full collection
+    walk 100,000 more objects, several times while the request is converted.
+    """
 
     role: Role
     content: str
