@@ -80,6 +80,8 @@ class Bus:
         self.node = ""
         self._lease_token = os.urandom(16).hex()
         self._replies = Replies(self)
+        # Resolved once: a debug line on the hot path costs one no-op call when off.
+        self._log = log.bind()
         self._clock_base = (0.0, 0.0)  # (redis seconds, local monotonic) at the last sync
         self._streams: set[str] = set()
         self._subscriptions: list[Subscription] = []
@@ -257,6 +259,8 @@ class Bus:
                 waits.append((key, reply, loop.call_later(timeout, _expire, reply, stream,
                                                           timeout)))  # fmt: skip
                 commands.append(self._xadd(stream, fields))
+                self._log.debug("bus.ask", to=stream, type=type(message).__name__, corr=corr,
+                                timeout_s=timeout)  # fmt: skip
             try:
                 sent = await self.writer.execute(*commands)
             except REDIS_DOWN as exc:
@@ -299,6 +303,8 @@ class Bus:
         queue = ReplyQueue(stream, timeout)
         key = corr.encode()
         self._replies.pending[key] = queue
+        self._log.debug("bus.ask", to=stream, type=type(message).__name__, corr=corr,
+                        timeout_s=timeout, stream=True)  # fmt: skip
         try:
             await self._append(stream, fields)
             while True:
