@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import msgspec
 
 from actors import CODEC, configure_logging
+from actors._logging import secrets_of
 from actors.config import Config, ConfigError, load_config
 from actors.demo import redis_for, run_demo
 from actors.node import Node, Role
@@ -26,7 +27,7 @@ def _schema(_args: argparse.Namespace) -> int:
 
 def _run_demo(args: argparse.Namespace) -> int:
     config = _config(args)
-    configure_logging(args.log_level or "warning")
+    _logging(args, args.log_level or "warning", config)
     asyncio.run(run_demo(config, args.data_dir, args.rounds))
     return 0
 
@@ -41,7 +42,7 @@ def _run_serve(args: argparse.Namespace) -> int:
             port=args.port if args.port is not None else gateway.port,
         )
         config = msgspec.structs.replace(config, gateway=gateway)
-    configure_logging(args.log_level or config.log_level)
+    _logging(args, args.log_level or config.log_level, config)
     asyncio.run(_serve(config, args.role, args.data_dir))
     return 0
 
@@ -66,7 +67,7 @@ async def _serve(config: Config, role: Role, data_dir: str | None) -> None:
 
 def _run_probe(args: argparse.Namespace) -> int:
     config = _config(args)
-    configure_logging(args.log_level or "warning")
+    _logging(args, args.log_level or "warning", config)
     return asyncio.run(_probe(config))
 
 
@@ -91,7 +92,7 @@ async def _probe(config: Config) -> int:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    configure_logging(args.log_level or "info")
+    _logging(args, args.log_level or "info", None)
     knobs = _knob_settings(args)
     asyncio.run(_simulate(args.host, args.port, knobs, args.seed))
     return 0
@@ -136,12 +137,23 @@ async def _simulate(
         await simulator.stop()
 
 
+def _logging(args: argparse.Namespace, level: str, config: Config | None) -> None:
+    sdk_level = args.sdk_log_level or (config.sdk_log_level if config else "warning")
+    configure_logging(level, sdk_level=sdk_level, secrets=secrets_of(config))
+
+
 def _config(args: argparse.Namespace) -> Config:
     try:
         return load_config(args.config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+SDK_LEVEL_HELP = (
+    "level of the provider SDKs' and the other libraries' loggers (httpx, httpcore, aiohttp, "
+    "redis); default: sdk_log_level in the config, else warning"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -166,6 +178,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", help="directory of the embedded Redis (default: temporary)")
     demo.add_argument("--rounds", type=int, default=500, help="asks to time (default 500)")
     demo.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    demo.add_argument(
+        "--sdk-log-level", choices=["debug", "info", "warning", "error"], help=SDK_LEVEL_HELP
+    )
     demo.set_defaults(run=_run_demo)
 
     serve = commands.add_parser(
@@ -182,6 +197,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--role", choices=["all", "gateway", "worker"], default="all")
     serve.add_argument("--data-dir", help="directory of the embedded Redis (default: temporary)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--sdk-log-level", choices=["debug", "info", "warning", "error"], help=SDK_LEVEL_HELP
+    )
     serve.set_defaults(run=_run_serve)
 
     probe = commands.add_parser(
@@ -191,6 +209,9 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     probe.add_argument("--config", help="TOML config file")
     probe.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    probe.add_argument(
+        "--sdk-log-level", choices=["debug", "info", "warning", "error"], help=SDK_LEVEL_HELP
+    )
     probe.set_defaults(run=_run_probe)
 
     simulate = commands.add_parser(
@@ -217,6 +238,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--auth-failure", action="store_true", default=None, dest="auth_failure")
     simulate.add_argument("--knob", action="append", default=[], metavar="PROVIDER.NAME=VALUE")
     simulate.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    simulate.add_argument(
+        "--sdk-log-level", choices=["debug", "info", "warning", "error"], help=SDK_LEVEL_HELP
+    )
     simulate.set_defaults(run=_run_simulate)
     return parser
 

@@ -64,6 +64,7 @@ class Breaker(Actor):
         model = self.adapter.model_for(call.request)
         decision = await self._permit()
         if decision.verdict == "reject":
+            self.log.debug("breaker.rejected", state=decision.state, reason=decision.reason)
             kind = "key_invalid" if self.view.get(self.provider).key_invalid else "breaker_open"
             retry_after = None
             if decision.open_until_ms:
@@ -76,6 +77,8 @@ class Breaker(Actor):
                 retry_after=retry_after,
             )
         trial = decision.verdict == "trial"
+        self.log.debug("breaker.call_started", model=model, stream=call.stream_to is not None,
+                       trial=trial)  # fmt: skip
         started = time.perf_counter()
         sender = _DeltaSender(self.bus, call.stream_to, call.stream_corr)
         try:
@@ -85,6 +88,8 @@ class Breaker(Actor):
                 completion = await self._stream(call, sender)
         except ProviderError as error:
             latency = (time.perf_counter() - started) * 1000
+            self.log.debug("breaker.call_finished", outcome=error.kind, status=error.status,
+                           latency_ms=latency, message=error.message)  # fmt: skip
             await sender.settle()  # no text may reach the reader after our answer
             self._record(error, latency, trial)
             return CallFailed(
@@ -97,6 +102,8 @@ class Breaker(Actor):
                 latency_ms=latency,
                 started=sender.started,
             )
+        self.log.debug("breaker.call_finished", outcome="ok", latency_ms=completion.latency_ms,
+                       finish_reason=completion.finish_reason, usage=completion.usage)  # fmt: skip
         self._record(None, completion.latency_ms, trial)
         return completion
 

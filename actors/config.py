@@ -212,6 +212,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # Redis to use; empty means: start an embedded server (see --data-dir).
     redis_url: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The level of the libraries' loggers (provider SDKs, httpx, httpcore, aiohttp, redis).
+    sdk_log_level: Literal["debug", "info", "warning", "error"] = "warning"
     bus: BusConfig = BusConfig()
     providers: ProvidersConfig = ProvidersConfig()
     router: RouterConfig = RouterConfig()

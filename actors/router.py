@@ -124,6 +124,8 @@ class Router(Actor):
             return self._finish(
                 request, self._failed(request, "bad_request", f"model: {exc}", []), started
             )
+        self.log.debug("router.plan", model=request.model, candidates=candidates,
+                       prompt_tokens=prompt_tokens, timeout_ms=timeout_ms)  # fmt: skip
         limits: list[LimitState] = []
         # A redelivery of this entry is the same request; the same id in a new entry
         # is a new one.
@@ -131,6 +133,7 @@ class Router(Actor):
         if candidates and self.admission is not None:
             admitted = await self.admission.admit(request, candidates, reservation, prompt_tokens)
             limits = admitted.limits
+            self.log.debug("router.admission", admitted=admitted.admitted, kind=admitted.kind)
             if not admitted.admitted:
                 refused = self._failed(
                     request, admitted.kind, admitted.message, attempts, admitted.retry_after
@@ -174,6 +177,8 @@ class Router(Actor):
             remaining = deadline_ms - self.bus.now_ms()
             if remaining <= 0:
                 return self._deadline(request, attempts)
+            self.log.debug("router.attempt", provider=provider, model=model, attempt=attempt + 1,
+                           remaining_ms=remaining)  # fmt: skip
             asked = time.perf_counter()
             try:
                 reply = await self.bus.ask(self.bus.names.calls(provider), call, remaining / 1000)
@@ -214,6 +219,7 @@ class Router(Actor):
             delay = self._backoff(attempt, reply.retry_after)
             if (deadline_ms - self.bus.now_ms()) / 1000 <= delay:
                 return None
+            self.log.debug("router.backoff", provider=provider, kind=reply.kind, delay_s=delay)
             await asyncio.sleep(delay)
         return None
 
@@ -284,6 +290,8 @@ class Router(Actor):
             )
         elif isinstance(result, GenerateFailed) and limits:
             result = msgspec.structs.replace(result, limits=limits)
+        self.log.debug("router.finished", result=type(result).__name__, elapsed_ms=elapsed,
+                       attempts=getattr(result, "attempts", None))  # fmt: skip
         self._publish(request, result, elapsed, reservation)
         return result
 

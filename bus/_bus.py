@@ -95,6 +95,8 @@ class Bus:
         self.node = ""
         self._lease_token = os.urandom(16).hex()
         self._replies = Replies(self)
+        # Resolved once: a debug line on the hot path costs one no-op call when off.
+        self._log = log.bind()
         self._clock_base = (0.0, 0.0)  # (redis seconds, local monotonic) at the last sync
         self._streams: set[str] = set()
         self._subscriptions: list[Subscription] = []
@@ -305,6 +307,8 @@ class Bus:
                 waits.append((key, reply, loop.call_later(timeout, _expire, reply, stream,
                                                           timeout)))  # fmt: skip
                 commands.append(self._xadd(stream, fields))
+                self._log.debug("bus.ask", to=stream, type=type(message).__name__, corr=corr,
+                                timeout_s=timeout)  # fmt: skip
             try:
                 sent = await self.writer.execute(*commands)
             except _NOT_PUBLISHED as exc:
@@ -353,6 +357,8 @@ class Bus:
         queue = ReplyQueue(stream, timeout)
         key = corr.encode()
         self._replies.pending[key] = queue
+        self._log.debug("bus.ask", to=stream, type=type(message).__name__, corr=corr,
+                        timeout_s=timeout, stream=True)  # fmt: skip
         try:
             try:
                 (result,) = await self.writer.execute(self._xadd(stream, fields))

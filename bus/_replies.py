@@ -67,6 +67,7 @@ class Replies:
         self.pending: dict[bytes, asyncio.Future[Message] | ReplyQueue] = {}
         self.dropped = 0
         self.garbage = 0
+        self._log = log.bind()  # resolved once: see Bus
 
     async def listen(self, stream: str, last_id: bytes) -> None:
         """Read the reply stream forever (until cancelled)."""
@@ -83,11 +84,15 @@ class Replies:
         waiting = self.pending.get(corr)
         if waiting is None or (isinstance(waiting, asyncio.Future) and waiting.done()):
             self.dropped += 1  # late (its asker gave up) or a duplicate
+            self._log.debug("bus.reply_dropped", corr=corr.decode(errors="replace"))
             return
         try:
-            reply: Message | BaseException = self._bus.codec.decode(fields).message
+            envelope = self._bus.codec.decode(fields)
         except DecodeError as exc:
-            reply = exc
+            reply: Message | BaseException = exc
+        else:
+            reply = envelope.message
+            self._log.debug("bus.reply", corr=envelope.correlation_id, type=type(reply).__name__)
         if isinstance(waiting, ReplyQueue):
             waiting.put(reply)
             return

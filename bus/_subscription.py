@@ -258,6 +258,8 @@ class Subscription:
             log.info("bus.expired", type=type(envelope.message).__name__)
             await self._settle(entry_id, deliveries, envelope, None)
             return
+        self._log.debug("bus.delivered", type=type(envelope.message).__name__,
+                        deliveries=deliveries, corr=envelope.correlation_id)  # fmt: skip
         delivery = Delivery(
             entry_id.decode(),
             self.stream,
@@ -298,8 +300,10 @@ class Subscription:
         asker drops; an entry without an asker is acknowledged with the next write.
         """
         if envelope.reply_to is None or reply is None:
+            self._log.debug("bus.acked")
             self._bus.writer.submit(*self._ack_commands(entry_id, deliveries))
             return
+        self._log.debug("bus.replied", to=envelope.reply_to, type=type(reply).__name__)
         try:
             # The reply first, then the acknowledgement, in one round trip.
             await self._bus.writer.execute(

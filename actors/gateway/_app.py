@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -69,6 +70,9 @@ class Gateway:
                 web.get("/health", self.health),
             ]
         )
+        self._log = log.bind()
+        if self._log.is_enabled_for(logging.DEBUG):  # otherwise it costs nothing
+            self.app.middlewares.append(self._debug_lines)
         self._runner: web.AppRunner | None = None
         self.url = ""
         self._openapi = openapi_document()
@@ -87,6 +91,26 @@ class Gateway:
             await self._runner.shutdown()
             await self._runner.cleanup()
             self._runner = None
+
+    @web.middleware
+    async def _debug_lines(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """A debug line when a request comes in and one when its answer goes out."""
+        started = time.perf_counter()
+        self._log.debug("gateway.request", method=request.method, path=request.path,
+                        remote=request.remote, length=request.content_length,
+                        user_agent=request.headers.get("User-Agent"))  # fmt: skip
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            self._log.debug("gateway.response", method=request.method, path=request.path,
+                            status=status,
+                            ms=(time.perf_counter() - started) * 1000)  # fmt: skip
 
     # -- /ai-orchestration ----------------------------------------------------------
 

@@ -10,6 +10,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import structlog
+
 from ._catalog import Catalog
 from ._config import ProviderConfig
 from ._errors import (
@@ -25,6 +27,8 @@ from ._errors import (
 from ._types import Chunk, Completion, FinishReason, ProbeResult, ProviderRequest, Usage
 
 __all__ = ["Adapter", "RawChunk", "error_for_status", "parse_retry_after"]
+
+log = structlog.get_logger("providers")
 
 # What an adapter's SDK-facing stream yields: a text delta, or the end of the answer.
 RawChunk = str | tuple[FinishReason, Usage]
@@ -158,6 +162,9 @@ class Adapter(abc.ABC):
     def _error(self, exc: Exception) -> ProviderError:
         if isinstance(exc, ProviderError):
             return exc
+        # The SDK's own words (a provider's error body says what it disliked); the
+        # logging's redaction masks the key when a provider echoes it back.
+        log.debug("provider.sdk_error", provider=self.name, error=exc)
         error = self._translate(exc)
         if error is None:
             if isinstance(exc, TimeoutError):
