@@ -11,8 +11,16 @@ from bus import REDIS_DOWN, Bus, BusUnavailable, Delivery, Message, Rejected
 
 from ._actor import Actor
 from ._breaker_state import BreakerState, BreakerStore, BreakerView, Decision
+from ._inflight import InFlight
 from .messages import CallFailed, ProviderCall, StreamDelta
-from .providers import Adapter, AuthenticationFailed, Completion, ProviderError, RateLimited
+from .providers import (
+    Adapter,
+    AuthenticationFailed,
+    Completion,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+)
 
 __all__ = ["Breaker"]
 
@@ -26,6 +34,11 @@ class Breaker(Actor):
     marks the key invalid until an operator resets the breaker. The state lives in
     Redis (``BreakerStore``); this actor reads it through the process's view and
     goes to Redis itself only when the view does not say "closed".
+
+    Each call is cut off at its attempt's budget (``ProviderCall.attempt_deadline_ms``;
+    for a stream, the budget is for its first text, the rest may take until the ask's
+    deadline): a cut-off call counts as a timeout against the breaker at once. A call
+    whose caller went away (``request.cancelled``) is cancelled and counts for nothing.
     """
 
     group: ClassVar[str] = "breaker"
@@ -38,12 +51,14 @@ class Breaker(Actor):
         view: BreakerView,
         *,
         concurrency: int,
+        inflight: InFlight | None = None,
     ) -> None:
         super().__init__(bus, stream=bus.names.calls(adapter.name), concurrency=concurrency)
         self.adapter = adapter
         self.provider = adapter.name
         self.store = store
         self.view = view
+        self.inflight = inflight or InFlight()
         self.log = self.log.bind(provider=self.provider)
         self._recording: set[asyncio.Task[None]] = set()
 
@@ -54,13 +69,13 @@ class Breaker(Actor):
     async def handle(self, message: Message, delivery: Delivery) -> Message | None:
         match message:
             case ProviderCall():
-                return await self._call(message)
+                return await self._call(message, delivery)
             case _:
                 raise Rejected(
                     f"breaker does not take {type(message).__name__} (on {delivery.stream})"
                 )
 
-    async def _call(self, call: ProviderCall) -> Message:
+    async def _call(self, call: ProviderCall, delivery: Delivery) -> Message:
         model = self.adapter.model_for(call.request)
         decision = await self._permit()
         if decision.verdict == "reject":
@@ -81,12 +96,17 @@ class Breaker(Actor):
                        trial=trial)  # fmt: skip
         started = time.perf_counter()
         sender = _DeltaSender(self.bus, call.stream_to, call.stream_corr)
+        cutoff = _Cutoff(self.bus, call, delivery)
         try:
-            if call.stream_to is None:
-                completion = await self.adapter.generate(call.request)
-            else:
-                completion = await self._stream(call, sender)
-        except ProviderError as error:
+            async with asyncio.timeout_at(cutoff.first) as scope:
+                cutoff.scope = scope
+                with self.inflight.track(call.cancel_key, cutoff.cancel):
+                    if call.stream_to is None:
+                        completion = await self.adapter.generate(call.request)
+                    else:
+                        completion = await self._stream(call, sender, cutoff)
+        except (ProviderError, TimeoutError) as exc:
+            error = exc if isinstance(exc, ProviderError) else cutoff.error(self.provider)
             latency = (time.perf_counter() - started) * 1000
             self.log.debug("breaker.call_finished", outcome=error.kind, status=error.status,
                            latency_ms=latency, message=error.message)  # fmt: skip
@@ -107,13 +127,17 @@ class Breaker(Actor):
         self._record(None, completion.latency_ms, trial)
         return completion
 
-    async def _stream(self, call: ProviderCall, sender: _DeltaSender) -> Completion:
+    async def _stream(
+        self, call: ProviderCall, sender: _DeltaSender, cutoff: _Cutoff
+    ) -> Completion:
         started = time.perf_counter()
         text: list[str] = []
         async for chunk in self.adapter.stream(call.request):
             if not chunk.final:
                 text.append(chunk.delta)
                 sender.push(chunk.delta)
+                if chunk.delta:
+                    cutoff.first_text()
                 continue
             try:
                 await sender.flush()
@@ -206,6 +230,55 @@ class Breaker(Actor):
                 calls=moved.calls,
                 key_invalid=kind == "authentication",
             )
+
+
+class _Cutoff:
+    """An attempt's time limits, held by one timeout scope: by ``first`` the whole answer
+    (a stream: its first text), then, for a stream, the rest by the ask's deadline;
+    ``cancel()`` ends it now, for a caller who went away."""
+
+    def __init__(self, bus: Bus, call: ProviderCall, delivery: Delivery) -> None:
+        loop = asyncio.get_running_loop()
+        now, now_ms = loop.time(), bus.now_ms()
+
+        def at(redis_ms: int | None) -> float | None:
+            return None if redis_ms is None else now + (redis_ms - now_ms) / 1000
+
+        self.end = at(delivery.deadline_ms)
+        first = at(call.attempt_deadline_ms)
+        self.first = first if self.end is None or first is None else min(first, self.end)
+        if self.first is None:
+            self.first = self.end
+        self.budget_s = None if self.first is None else max(0.0, self.first - now)
+        self.stream = call.stream_to is not None
+        self.scope: asyncio.Timeout | None = None
+        self.cancelled = False
+        self._texting = False
+
+    def first_text(self) -> None:
+        if not self._texting and self.scope is not None:
+            self._texting = True
+            self.scope.reschedule(self.end)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.scope is not None:
+            self.scope.reschedule(asyncio.get_running_loop().time())
+
+    def error(self, provider: str) -> ProviderError:
+        """What the scope's firing means: the caller left, or the budget ran out."""
+        if self.cancelled:
+            return _Cancelled(provider, "its caller went away; the call was cancelled")
+        if self._texting:
+            return ProviderTimeout(provider, "the stream did not end before the deadline")
+        what = "first text" if self.stream else "answer"
+        return ProviderTimeout(provider, f"no {what} within the attempt's {self.budget_s:.1f}s")
+
+
+class _Cancelled(ProviderError):
+    """The call was cancelled because its caller went away: no fault of the provider."""
+
+    kind = "cancelled"
 
 
 class _LostStream(ProviderError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,7 +12,13 @@ import msgspec
 
 from bus import AskTimeout, Bus, BusError, Message
 
-from .messages import GenerateFailed, GenerateRequest, GenerateResponse, StreamDelta
+from .messages import (
+    GenerateFailed,
+    GenerateRequest,
+    GenerateResponse,
+    RequestCancelled,
+    StreamDelta,
+)
 from .router import fallback_answer
 
 __all__ = [
@@ -106,6 +114,9 @@ class Client:
     ``LimitError``: when nothing can answer it returns a system response with
     ``fallback=True``;
     ``stream`` yields ``StreamDelta`` pieces, then the final ``GenerateResponse``.
+    A caller that stops waiting before the answer (its task is cancelled, or it stops
+    reading a stream) publishes ``request.cancelled``: the request stops and its
+    provider call is cancelled, wherever they run.
     """
 
     def __init__(self, bus: Bus, *, timeout_ms: int = 60_000) -> None:
@@ -122,10 +133,16 @@ class Client:
         return (request.timeout_ms or self.timeout_ms) / 1000 + _SLACK_S
 
     async def generate(self, request: GenerateRequest) -> GenerateResponse:
+        corr = os.urandom(12).hex()
         try:
-            reply = await self.bus.ask(self.bus.names.requests, request, self._wait(request))
+            reply = await self.bus.ask(
+                self.bus.names.requests, request, self._wait(request), correlation_id=corr
+            )
         except AskTimeout:
             raise DeadlineExceeded(self._lost(request, "deadline_exceeded", 504)) from None
+        except asyncio.CancelledError:
+            self._cancel(request, corr)
+            raise
         if isinstance(reply, GenerateFailed):
             raise error_for(reply)
         assert isinstance(reply, GenerateResponse)
@@ -150,20 +167,41 @@ class Client:
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Message]:
         """``StreamDelta`` pieces, then the ``GenerateResponse``; raises ``GenerateError``."""
         request = _with(request, stream=True)
-        replies = self.bus.ask_stream(self.bus.names.requests, request, self._wait(request))
+        corr = os.urandom(12).hex()
+        replies = self.bus.ask_stream(
+            self.bus.names.requests, request, self._wait(request), correlation_id=corr
+        )
+        ended = False
         try:
             async for reply in replies:
                 if isinstance(reply, StreamDelta):
                     yield reply
-                elif isinstance(reply, GenerateFailed):
+                    continue
+                ended = True
+                if isinstance(reply, GenerateFailed):
                     raise error_for(reply)
-                else:
-                    yield reply
-                    return
+                yield reply
+                return
         except AskTimeout:
+            ended = True
             raise DeadlineExceeded(self._lost(request, "deadline_exceeded", 504)) from None
+        except BusError:
+            ended = True
+            raise
         finally:
+            if not ended:  # its reader stopped reading before the end
+                self._cancel(request, corr)
             await replies.aclose()
+
+    def _cancel(self, request: GenerateRequest, corr: str) -> None:
+        """Tell whoever works on this exchange that nobody waits for it any more."""
+        cancelled = RequestCancelled(
+            request_id=request.request_id,
+            cancel_key=corr,
+            reason="the caller went away",
+            ts_ms=self.bus.now_ms(),
+        )
+        self.bus.publish_soon(self.bus.names.events, cancelled)
 
     @staticmethod
     def _lost(request: GenerateRequest, kind: str, status: int) -> GenerateFailed:

@@ -54,6 +54,10 @@ class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # Weights of the weighted strategy, by provider; a provider not named weighs 1.
     weights: dict[str, Annotated[float, msgspec.Meta(ge=0)]] = {}
     request_timeout_ms: Positive = 60_000
+    # While other candidates remain, one attempt gets at most this share of what is
+    # left of the request's deadline (and never more than its provider's timeout_ms):
+    # a provider that hangs leaves time for the next one. 1: no share.
+    attempt_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
     # Retries on one provider back off from base to max, with jitter, and never
     # for less than the provider's Retry-After.
     retry_base_ms: Positive = 100

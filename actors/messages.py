@@ -39,6 +39,7 @@ __all__ = [
     "QuotaExceeded",
     "QuotaWarning",
     "RateLimitExceeded",
+    "RequestCancelled",
     "RequestCompleted",
     "Strategy",
     "StreamDelta",
@@ -171,7 +172,8 @@ class GenerateFailed(Message, tag="generate.failed", frozen=True, kw_only=True):
     """The router could not answer. ``kind`` says why; ``status`` is its HTTP status.
 
     Kinds: ``no_provider`` (503: every candidate failed or was unavailable),
-    ``deadline_exceeded`` (504), ``bad_request``, ``context_too_long``,
+    ``deadline_exceeded`` (504), ``cancelled`` (499: its caller went away),
+    ``bad_request``, ``context_too_long``,
     ``content_filtered`` (400), ``stream_interrupted`` (the stream broke after it
     had started; no other provider can continue it), ``rate_limited`` and
     ``quota_exceeded`` (429), ``admission_unavailable`` (503: the limiter or quota
@@ -201,12 +203,19 @@ class ProviderCall(Message, tag="provider.call", frozen=True, kw_only=True):
     ``stream_to``, the text goes as ``stream.delta`` replies to that stream and
     correlation id (the gateway's), and the final reply (to the router) carries the
     usage with the text accumulated in ``content``.
+
+    ``attempt_deadline_ms`` (Redis time) is this attempt's budget: the whole answer,
+    or for a stream its first text, must come by then, else the call is cut off and
+    counts as a timeout. ``cancel_key`` names the caller's exchange: a
+    ``request.cancelled`` event with it cancels the call.
     """
 
     request_id: str
     request: ProviderRequest
     stream_to: str | None = None
     stream_corr: str | None = None
+    attempt_deadline_ms: int | None = None
+    cancel_key: str = ""
 
 
 class CallFailed(Message, tag="provider.failed", frozen=True, kw_only=True):
@@ -280,6 +289,17 @@ class RequestCompleted(Message, tag="request.completed", frozen=True, kw_only=Tr
     error_kind: str = ""
     ts_ms: int = 0
     reservation_id: str = ""  # the admission reservation to settle ("": the request id)
+
+
+class RequestCancelled(Message, tag="request.cancelled", frozen=True, kw_only=True):
+    """Published on ``{ns}:events`` when a request's caller went away before its answer
+    (a client disconnected): whoever works on the exchange ``cancel_key`` (the
+    correlation id of the caller's ask) stops, and its provider call is cancelled."""
+
+    request_id: str
+    cancel_key: str
+    reason: str = ""
+    ts_ms: int = 0
 
 
 class BreakerOpened(Message, tag="breaker.opened", frozen=True, kw_only=True):
@@ -394,6 +414,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     Completion,
     CallFailed,
     RequestCompleted,
+    RequestCancelled,
     BreakerOpened,
     BreakerHalfOpen,
     BreakerClosed,

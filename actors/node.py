@@ -12,6 +12,7 @@ from bus import Bus, Message
 from ._actor import Actor
 from ._admission import Admission
 from ._breaker_state import BreakerStore, BreakerView
+from ._inflight import InFlight
 from ._limits import LimiterStore
 from ._metrics import Metrics
 from ._planner import LatencyView, Planner
@@ -54,6 +55,7 @@ class Node:
         self.metrics = Metrics()
         self.breakers = BreakerView(self.store, self.enabled)
         self.latency = LatencyView()
+        self.inflight = InFlight()
         self.adapters: dict[str, Adapter] = {}
         self.supervisor: Supervisor | None = None
         self.gateway: Gateway | None = None
@@ -85,6 +87,7 @@ class Node:
         # One tail of {ns}:events feeds every view of this process.
         self.breakers.on_event(message)
         self.latency.on_event(message)
+        self.inflight.on_event(message)
 
     async def _start_workers(self) -> None:
         self.adapters = build_adapters(self.config.providers, self.catalog)
@@ -92,7 +95,7 @@ class Node:
             self.catalog, self.default_models, self.serves, self.config.router, self.latency,
             self.breakers,
         )  # fmt: skip
-        retries = {name: getattr(self.config.providers, name).max_retries for name in self.enabled}
+        providers = {name: p for name, p in self.config.providers.items() if name in self.enabled}
         config = self.config
         admission = Admission(self.bus, config.admission, self.catalog, self.metrics)
         counts = config.admission.count_cache_hits
@@ -101,7 +104,7 @@ class Node:
                             count_cache_hits=counts),
             lambda: QuotaKeeper(self.bus, self.quotas, concurrency=config.quota.concurrency,
                                 count_cache_hits=counts),
-            lambda: Router(self.bus, planner, config.router, retries, admission),
+            lambda: Router(self.bus, planner, config.router, providers, admission, self.inflight),
         ]  # fmt: skip
         for adapter in self.adapters.values():
             factories.append(self._breaker_factory(adapter))
@@ -112,7 +115,7 @@ class Node:
         def build() -> Actor:
             return Breaker(
                 self.bus, adapter, self.store, self.breakers,
-                concurrency=self.config.breaker.concurrency,
+                concurrency=self.config.breaker.concurrency, inflight=self.inflight,
             )  # fmt: skip
 
         return build

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import msgspec
@@ -13,6 +16,7 @@ from bus import AskTimeout, Bus, BusUnavailable, Delivery, Message, Rejected, Re
 
 from ._actor import Actor
 from ._admission import Admission
+from ._inflight import InFlight
 from ._planner import Candidate, Planner
 from .config import RouterConfig
 from .messages import (
@@ -25,7 +29,7 @@ from .messages import (
     ProviderCall,
     RequestCompleted,
 )
-from .providers import Completion, UnknownModel, Usage, estimate_prompt_tokens
+from .providers import Completion, ProviderConfig, UnknownModel, Usage, estimate_prompt_tokens
 
 __all__ = ["FALLBACK_TEXT", "Router", "fallback_answer"]
 
@@ -58,6 +62,7 @@ def fallback_answer(
 _FINAL = {"bad_request", "content_filtered"}
 _NEXT = {"rate_limited", "breaker_open", "key_invalid", "authentication", "context_too_long"}
 _STATUS = {
+    "cancelled": 499,  # the caller went away (nginx's "client closed request")
     "bad_request": 400,
     "content_filtered": 400,
     "context_too_long": 400,
@@ -65,6 +70,9 @@ _STATUS = {
     "quota_exceeded": 429,
     "deadline_exceeded": 504,
 }
+# How much longer than an attempt's budget the router waits for its breaker's answer
+# (the breaker cuts the call off at the budget and says so).
+_REPLY_SLACK_MS = 500
 # Refusals at admission stay refusals even for generate-with-fallback: a fallback
 # answer must not hide a limit from the caller.
 _NO_FALLBACK = {"rate_limited", "quota_exceeded"}
@@ -77,6 +85,13 @@ class Router(Actor):
     retrying errors worth retrying with exponential backoff and jitter (never sooner
     than a Retry-After) while the request's deadline allows, then moves down the
     chain. Every request ends in a ``request.completed`` event.
+
+    Each attempt has a budget: while other candidates remain, ``attempt_share`` of what
+    is left of the deadline, and never more than its provider's ``timeout_ms`` (a
+    stream's first text: ``first_token_timeout_ms``). The breaker cuts the call off
+    there, and a provider that timed out is not retried while another candidate
+    remains. When the caller goes away (``request.cancelled``) the request stops and
+    its provider call is cancelled.
     """
 
     group: ClassVar[str] = "router"
@@ -86,14 +101,16 @@ class Router(Actor):
         bus: Bus,
         planner: Planner,
         config: RouterConfig,
-        retries: dict[str, int],
+        providers: Mapping[str, ProviderConfig],
         admission: Admission | None = None,
+        inflight: InFlight | None = None,
     ) -> None:
         super().__init__(bus, stream=bus.names.requests, concurrency=config.concurrency)
         self.planner = planner
         self.config = config
-        self.retries = retries
+        self.providers = providers
         self.admission = admission
+        self.inflight = inflight or InFlight()
 
     async def handle(self, message: Message, delivery: Delivery) -> Message | None:
         match message:
@@ -142,53 +159,71 @@ class Router(Actor):
                     refused, status=admitted.status, limit_type=admitted.limit_type
                 )
                 return self._finish(request, refused, started, limits, reservation)
-        stream_to = delivery.reply_to if request.stream else None
+        course = _Course(
+            request=request,
+            delivery=delivery,
+            deadline_ms=deadline_ms,
+            attempts=attempts,
+            stream_to=delivery.reply_to if request.stream else None,
+        )
         result: Message | None = None
-        for candidate in candidates:
-            result = await self._try(request, candidate, deadline_ms, attempts, stream_to, delivery)
-            if result is not None:
-                break
-            if self.bus.now_ms() >= deadline_ms:
-                result = self._deadline(request, attempts)
-                break
+        with self.inflight.track(delivery.correlation_id or "", course.gone.set):
+            for index, candidate in enumerate(candidates):
+                result = await self._try(course, candidate, more=index + 1 < len(candidates))
+                if result is not None:
+                    break
+                if course.gone.is_set():
+                    result = self._cancelled(course)
+                    break
+                if self.bus.now_ms() >= deadline_ms:
+                    result = self._deadline(request, attempts)
+                    break
         if result is None:
             why = _why(attempts) if attempts else "no enabled provider serves this model"
             result = self._failed(request, "no_provider", why, attempts, _soonest(attempts))
         return self._finish(request, result, started, limits, reservation)
 
-    async def _try(
-        self,
-        request: GenerateRequest,
-        candidate: Candidate,
-        deadline_ms: int,
-        attempts: list[Attempt],
-        stream_to: str | None,
-        delivery: Delivery,
-    ) -> Message | None:
-        """Try one candidate (with retries); a final message, or None for the next one."""
+    async def _try(self, course: _Course, candidate: Candidate, *, more: bool) -> Message | None:
+        """Try one candidate (with retries); a final message, or None for the next one.
+        ``more``: other candidates remain after this one."""
+        request, attempts, delivery = course.request, course.attempts, course.delivery
         provider, model = candidate.provider, candidate.model
+        settings = self.providers.get(provider)
+        retries = settings.max_retries if settings is not None else 0
+        streaming = course.stream_to is not None
         call = ProviderCall(
             request_id=request.request_id,
             request=request.provider_request(model),
-            stream_to=stream_to,
-            stream_corr=delivery.correlation_id if stream_to else None,
+            stream_to=course.stream_to,
+            stream_corr=delivery.correlation_id if streaming else None,
+            cancel_key=delivery.correlation_id or "",
         )
-        for attempt in range(self.retries.get(provider, 0) + 1):
-            remaining = deadline_ms - self.bus.now_ms()
+        for attempt in range(retries + 1):
+            if course.gone.is_set():
+                return self._cancelled(course)
+            now = self.bus.now_ms()
+            remaining = course.deadline_ms - now
             if remaining <= 0:
                 return self._deadline(request, attempts)
+            budget = self._budget(settings, remaining, more=more, stream=streaming)
+            # A stream's budget is for its first text: its ask may last the deadline.
+            wait_ms = (remaining if streaming else budget) + _REPLY_SLACK_MS
             self.log.debug("router.attempt", provider=provider, model=model, attempt=attempt + 1,
-                           remaining_ms=remaining)  # fmt: skip
+                           remaining_ms=remaining, budget_ms=budget)  # fmt: skip
             asked = time.perf_counter()
+            attempt_call = msgspec.structs.replace(call, attempt_deadline_ms=now + budget)
             try:
-                reply = await self.bus.ask(self.bus.names.calls(provider), call, remaining / 1000)
+                reply = await self.bus.ask(self.bus.names.calls(provider), attempt_call,
+                                           wait_ms / 1000)  # fmt: skip
             except AskTimeout:
                 attempts.append(
                     Attempt(provider=provider, model=model, outcome="timeout",
                             latency_ms=(time.perf_counter() - asked) * 1000,
-                            message="no answer before the request's deadline")
+                            message=f"no answer from its breaker within {wait_ms / 1000:.1f}s")
                 )  # fmt: skip
-                return self._deadline(request, attempts)
+                if self.bus.now_ms() >= course.deadline_ms:
+                    return self._deadline(request, attempts)
+                return None
             except (RemoteError, BusUnavailable) as exc:
                 attempts.append(
                     Attempt(provider=provider, model=model, outcome="unavailable", message=str(exc))
@@ -199,13 +234,15 @@ class Router(Actor):
                     Attempt(provider=provider, model=model, outcome="ok",
                             latency_ms=reply.latency_ms)
                 )  # fmt: skip
-                return self._answered(request, reply, attempts, streamed=stream_to is not None)
+                return self._answered(request, reply, attempts, streamed=streaming)
             assert isinstance(reply, CallFailed)
             attempts.append(
                 Attempt(provider=provider, model=model, outcome=reply.kind,
                         latency_ms=reply.latency_ms, status=reply.status, message=reply.message,
                         retry_after=reply.retry_after)
             )  # fmt: skip
+            if reply.kind == "cancelled":
+                return self._cancelled(course)
             if reply.started:
                 return self._failed(
                     request, "stream_interrupted",
@@ -214,14 +251,32 @@ class Router(Actor):
                 )  # fmt: skip
             if reply.kind in _FINAL:
                 return self._failed(request, reply.kind, reply.message, attempts)
-            if reply.kind in _NEXT or attempt == self.retries.get(provider, 0):
+            # A provider that hung is not given the rest of the deadline while another
+            # candidate could use it.
+            if reply.kind in _NEXT or (more and reply.kind == "timeout") or attempt == retries:
                 return None
             delay = self._backoff(attempt, reply.retry_after)
-            if (deadline_ms - self.bus.now_ms()) / 1000 <= delay:
+            if (course.deadline_ms - self.bus.now_ms()) / 1000 <= delay:
                 return None
             self.log.debug("router.backoff", provider=provider, kind=reply.kind, delay_s=delay)
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):  # woken early by a cancellation
+                await asyncio.wait_for(course.gone.wait(), delay)
         return None
+
+    def _budget(
+        self, settings: ProviderConfig | None, remaining_ms: int, *, more: bool, stream: bool
+    ) -> int:
+        """Milliseconds this attempt may take (a stream: until its first text)."""
+        budget = remaining_ms * self.config.attempt_share if more else remaining_ms
+        if settings is not None:
+            budget = min(budget, settings.timeout_ms)
+            if stream:
+                budget = min(budget, settings.first_token_timeout_ms)
+        return max(1, int(budget))
+
+    def _cancelled(self, course: _Course) -> GenerateFailed:
+        return self._failed(course.request, "cancelled", "the caller went away before the answer",
+                            course.attempts)  # fmt: skip
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         base, cap = self.config.retry_base_ms / 1000, self.config.retry_max_ms / 1000
@@ -319,6 +374,18 @@ class Router(Actor):
             )  # fmt: skip
         # With the reply's round trip; a lost event is logged by the bus.
         self.bus.publish_soon(self.bus.names.events, event)
+
+
+@dataclass(slots=True)
+class _Course:
+    """One request's way down the chain of candidates."""
+
+    request: GenerateRequest
+    delivery: Delivery
+    deadline_ms: int
+    attempts: list[Attempt]
+    stream_to: str | None
+    gone: asyncio.Event = field(default_factory=asyncio.Event)  # its caller went away
 
 
 def _why(attempts: list[Attempt]) -> str:

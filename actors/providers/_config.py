@@ -36,7 +36,12 @@ class ProviderConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # simulator (for OpenAI include the /v1: http://127.0.0.1:8100/v1).
     base_url: str = ""
     default_model: str = ""  # empty: DEFAULT_MODELS
+    # The longest one attempt may take (the SDK's timeout, and a cap on the router's
+    # attempt budget).
     timeout_ms: Positive = 60_000
+    # A stream's first text must come within this, else the attempt is cut off and
+    # the next candidate tried (a provider that accepted the call and hangs).
+    first_token_timeout_ms: Positive = 30_000
     # The SDK's own retries stay off; this many retries are the breaker's to make.
     max_retries: NonNegative = 2
 
@@ -95,6 +100,7 @@ ENV: dict[str, tuple[str, str]] = {
     "OPENAI_BASE_URL": ("openai", "base_url"),
     "OPENAI_DEFAULT_MODEL": ("openai", "default_model"),
     "OPENAI_TIMEOUT_MS": ("openai", "timeout_ms"),
+    "OPENAI_FIRST_TOKEN_TIMEOUT_MS": ("openai", "first_token_timeout_ms"),
     "OPENAI_MAX_RETRIES": ("openai", "max_retries"),
     "AZURE_OPENAI_API_KEY": ("azure", "api_key"),
     "AZURE_OPENAI_ENDPOINT": ("azure", "base_url"),
@@ -102,20 +108,23 @@ ENV: dict[str, tuple[str, str]] = {
     "AZURE_OPENAI_API_VERSION": ("azure", "api_version"),
     "AZURE_OPENAI_DEFAULT_MODEL": ("azure", "default_model"),
     "AZURE_OPENAI_TIMEOUT_MS": ("azure", "timeout_ms"),
+    "AZURE_OPENAI_FIRST_TOKEN_TIMEOUT_MS": ("azure", "first_token_timeout_ms"),
     "AZURE_OPENAI_MAX_RETRIES": ("azure", "max_retries"),
     "ANTHROPIC_API_KEY": ("anthropic", "api_key"),
     "ANTHROPIC_BASE_URL": ("anthropic", "base_url"),
     "ANTHROPIC_DEFAULT_MODEL": ("anthropic", "default_model"),
     "ANTHROPIC_TIMEOUT_MS": ("anthropic", "timeout_ms"),
+    "ANTHROPIC_FIRST_TOKEN_TIMEOUT_MS": ("anthropic", "first_token_timeout_ms"),
     "ANTHROPIC_MAX_RETRIES": ("anthropic", "max_retries"),
     "GOOGLE_API_KEY": ("google", "api_key"),
     "GOOGLE_BASE_URL": ("google", "base_url"),
     "GOOGLE_DEFAULT_MODEL": ("google", "default_model"),
     "GOOGLE_TIMEOUT_MS": ("google", "timeout_ms"),
+    "GOOGLE_FIRST_TOKEN_TIMEOUT_MS": ("google", "first_token_timeout_ms"),
     "GOOGLE_MAX_RETRIES": ("google", "max_retries"),
 }
 
-_INTEGER_FIELDS = {"timeout_ms", "max_retries"}
+_INTEGER_FIELDS = {"timeout_ms", "first_token_timeout_ms", "max_retries"}
 
 
 def apply_env(raw: dict[str, Any], env: dict[str, str]) -> None:

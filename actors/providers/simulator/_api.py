@@ -83,7 +83,7 @@ class Api:
             key = _presented_key(request)
             return self.error(401, "authentication_error", f"Incorrect API key provided: {key}")
         if fate == "hang":
-            await state.hung()  # until the client gives up or the simulator stops
+            await state.hung(self.provider)  # until the client leaves or the simulator stops
             return self.error(503, "server_error", "the simulator is stopping")
         await asyncio.sleep(state.delay(self.provider))
         if fate == "rate_limited":

@@ -54,7 +54,10 @@ class Simulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on ``host:port`` (0: any free port); returns the base URL."""
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # A client that disconnects cancels its handler, as real servers notice.
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()

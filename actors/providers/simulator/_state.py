@@ -40,15 +40,21 @@ class SimulatorState:
         self.knobs: dict[str, Knobs] = {p: Knobs() for p in PROVIDERS}
         self.knobs.update(knobs or {})
         self.calls: dict[str, int] = dict.fromkeys(PROVIDERS, 0)
+        # Calls hanging right now: one ends when its client gives up and disconnects.
+        self.hanging: dict[str, int] = dict.fromkeys(PROVIDERS, 0)
         self.last: dict[str, Any] = {}  # the last generation call each provider parsed
         self._random = random.Random(seed)
         self._stopping: asyncio.Event | None = None
 
-    async def hung(self) -> None:
-        """Wait as a hung provider does: until the simulator stops."""
+    async def hung(self, provider: str) -> None:
+        """Wait as a hung provider does: until the simulator stops (or the client leaves)."""
         if self._stopping is None:
             self._stopping = asyncio.Event()
-        await self._stopping.wait()
+        self.hanging[provider] += 1
+        try:
+            await self._stopping.wait()
+        finally:
+            self.hanging[provider] -= 1
 
     def stop(self) -> None:
         if self._stopping is not None:
@@ -65,6 +71,7 @@ class SimulatorState:
     def reset(self) -> None:
         self.knobs = {p: Knobs() for p in PROVIDERS}
         self.calls = dict.fromkeys(PROVIDERS, 0)
+        self.hanging = dict.fromkeys(PROVIDERS, 0)
         self.last = {}
 
     def fate(self, provider: str) -> Fate:
