@@ -105,6 +105,9 @@ def decode(raw: bytes, kind: type[Any]) -> Any:
         raise BadInput(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise BadInput(f"invalid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:  # msgspec's, for bad bytes inside a JSON string
+        byte = exc.object[exc.start]
+        raise BadInput(f"the body is not valid UTF-8: byte {byte:#04x} in a JSON string") from None
 
 
 def request_id_of(request: web.Request) -> str | None:
