@@ -26,6 +26,7 @@ from ._bodies import (
     request_id_of,
     response_body,
 )
+from ._errors import Runner, json_errors
 from ._limits_api import LimitsApi
 from ._openai import (
     ChatCompletionBody,
@@ -53,7 +54,10 @@ class Gateway:
         self.node = node
         self.config = node.config.gateway
         self.client = Client(node.bus, timeout_ms=node.config.router.request_timeout_ms)
-        self.app = web.Application(client_max_size=self.config.max_body_bytes)
+        self.app = web.Application(
+            client_max_size=self.config.max_body_bytes,
+            middlewares=[json_errors(self.config.max_body_bytes)],
+        )
         self.app.add_routes(
             [
                 web.post("/ai-orchestration/generate", self.generate),
@@ -69,12 +73,12 @@ class Gateway:
                 web.get("/health", self.health),
             ]
         )
-        self._runner: web.AppRunner | None = None
+        self._runner: Runner | None = None
         self.url = ""
         self._openapi = openapi_document()
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = Runner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
         await site.start()

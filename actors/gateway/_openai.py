@@ -124,7 +124,8 @@ def openai_error(status: int, kind: str, message: str, request_id: str = "",
     """An error as OpenAI shapes it (``type`` and ``message``, plus ``code`` and ``param``)."""
     error = {
         "message": message,
-        "type": _ERROR_TYPES.get(status, "server_error"),
+        "type": _ERROR_TYPES.get(status)
+        or ("invalid_request_error" if status < 500 else "server_error"),
         "param": message.partition(":")[0] if status == 400 and ":" in message else None,
         "code": kind,
     }
