@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
-from ..messages import Attempt, GenerateFailed, GenerateResponse, LimitState, Strategy
+from ..messages import Attempt, GenerateFailed, GenerateResponse, LimitState, Strategy, UserId
 from ..providers import ChatMessage
 
 __all__ = [
@@ -38,8 +38,8 @@ class GenerateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     prompt: str | None = None
     messages: list[ChatMessage] = []
-    user_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] = "anonymous"
-    session_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    user_id: UserId = "anonymous"
+    session_id: UserId | None = None
     model: str = ""
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
     top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None

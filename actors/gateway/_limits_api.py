@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from aiohttp import web
 
 from bus import REDIS_DOWN, BusError
 
+from ..messages import UserId
 from ._bodies import BadInput, decode, error_response, json_response
 
 if TYPE_CHECKING:
@@ -16,7 +18,6 @@ if TYPE_CHECKING:
 
 __all__ = ["LimitsApi"]
 
-_USER_ID_MAX = 256
 _UNREACHABLE: tuple[type[BaseException], ...] = (BusError, *REDIS_DOWN)
 
 
@@ -45,6 +46,8 @@ class LimitsApi:
     async def quotas(self, request: web.Request) -> web.Response:
         async def read(user_id: str) -> dict[str, Any]:
             session = request.query.get("session_id") or None
+            if session is not None:
+                session = _user_id(session, "session_id")
             return await self.node.quotas.get_usage(user_id, session)
 
         return await _answer(request, read)
@@ -104,12 +107,16 @@ async def _changes(request: web.Request) -> Any:
     return changes
 
 
-async def _answer(request: web.Request, work: Any) -> web.Response:
-    user_id = request.match_info["user_id"]
-    if len(user_id) > _USER_ID_MAX:
-        return error_response(400, "invalid_request", f"user_id: at most {_USER_ID_MAX} chars")
+def _user_id(value: str, name: str = "user_id") -> str:
     try:
-        return json_response(await work(user_id))
+        return msgspec.convert(value, UserId)
+    except msgspec.ValidationError as exc:
+        raise BadInput(f"{name}: {exc}") from None
+
+
+async def _answer(request: web.Request, work: Any) -> web.Response:
+    try:
+        return json_response(await work(_user_id(request.match_info["user_id"])))
     except (BadInput, ValueError) as exc:  # ValueError: a limit the stores refused
         return error_response(400, "invalid_request", str(exc))
     except _UNREACHABLE as exc:

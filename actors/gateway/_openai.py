@@ -10,7 +10,7 @@ import msgspec
 from aiohttp import web
 
 from ..client import GenerateError
-from ..messages import GenerateResponse, LimitState, StreamDelta
+from ..messages import GenerateResponse, LimitState, StreamDelta, UserId
 from ..providers import ChatMessage
 from ._bodies import BadInput, json_response, limit_headers, retry_after_header
 
@@ -52,7 +52,7 @@ class ChatCompletionBody(msgspec.Struct, kw_only=True):
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    user: str | None = None
+    user: UserId | None = None
     n: int | None = None
 
 

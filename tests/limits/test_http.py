@@ -7,13 +7,14 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+from yarl import URL
 
 from tests.limits.conftest import limits, quotas, user
 from tests.request_path.conftest import MakeNode
 
 
 async def _call(
-    http: aiohttp.ClientSession, method: str, url: str, body: Any = None
+    http: aiohttp.ClientSession, method: str, url: str | URL, body: Any = None
 ) -> tuple[int, Any, Any]:
     async with http.request(method, url, json=body) as response:
         return response.status, await response.json(), response.headers
@@ -177,3 +178,20 @@ async def test_the_openapi_document_lists_the_admin_endpoints(
         "/metrics": {"get"},
     }.items():
         assert set(paths[path]) == methods
+
+
+@pytest.mark.parametrize("bad", ["ann%00", "a%07b", "ann%0A", "u" * 257])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "quotas/{}"), ("PUT", "quotas/{}/config"), ("POST", "rate-limits/{}/reset"),
+     ("GET", "rate-limits/{}")],
+)  # fmt: skip
+async def test_an_admin_path_with_a_bad_user_id_is_a_400(
+    make_node: MakeNode, http: aiohttp.ClientSession, method: str, path: str, bad: str
+) -> None:
+    node = await make_node(providers=("openai",))
+    assert node.gateway is not None
+    url = URL(f"{node.gateway.url}/ai-orchestration/{path.format(bad)}", encoded=True)
+    body = {"daily_request_limit": 1} if method == "PUT" else None
+    status, answer, _h = await _call(http, method, url, body)
+    assert status == 400 and "user_id" in answer["error"]["message"], answer

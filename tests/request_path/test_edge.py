@@ -117,3 +117,44 @@ async def test_a_header_too_large_is_a_json_400(
     assert _openai_shaped(error) and error["type"] == "invalid_request"
     assert error["code"] == "header_too_large" and "8190 bytes" in error["message"]
     assert "aaaa" not in error["message"]  # what was sent is not echoed
+
+
+_BAD_IDS = ["ann\x00", "a\x07b", "ann\n", "\x85", "u" * 257, ""]
+
+
+@pytest.mark.parametrize("bad", _BAD_IDS)
+@pytest.mark.parametrize("field", ["user_id", "session_id"])
+async def test_a_user_or_session_id_with_control_characters_is_a_400(
+    make_node: MakeNode, http: aiohttp.ClientSession, field: str, bad: str
+) -> None:
+    node = await make_node(providers=("openai",))
+    assert node.gateway is not None
+    url = f"{node.gateway.url}/ai-orchestration/generate"
+    async with http.post(url, json={"prompt": "hi", field: bad}) as response:
+        assert response.status == 400
+        error = (await response.json())["error"]
+    assert f"$.{field}" in error["message"]
+
+
+@pytest.mark.parametrize("bad", _BAD_IDS)
+async def test_an_openai_user_with_control_characters_is_a_400(
+    make_node: MakeNode, http: aiohttp.ClientSession, bad: str
+) -> None:
+    node = await make_node(providers=("openai",))
+    assert node.gateway is not None
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "user": bad}
+    async with http.post(f"{node.gateway.url}/v1/chat/completions", json=body) as response:
+        assert response.status == 400
+        error = (await response.json())["error"]
+    assert "$.user" in error["message"] and error["code"] == "invalid_request"
+
+
+async def test_a_user_id_may_be_any_printable_text(
+    make_node: MakeNode, http: aiohttp.ClientSession
+) -> None:
+    node = await make_node(providers=("openai",))
+    assert node.gateway is not None
+    url = f"{node.gateway.url}/ai-orchestration/generate"
+    for fine in ["ann", "Émile Zola <ez@example.org>", "用户 7", "u" * 256]:
+        async with http.post(url, json={"prompt": "hi", "user_id": fine}) as response:
+            assert response.status == 200, await response.text()
