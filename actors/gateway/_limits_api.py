@@ -10,6 +10,7 @@ from aiohttp import web
 
 from bus import REDIS_DOWN, BusError
 
+from ..config import LimitChanges, QuotaChanges
 from ..messages import UserId
 from ._bodies import BadInput, decode, error_response, json_response
 
@@ -54,7 +55,8 @@ class LimitsApi:
 
     async def set_quotas(self, request: web.Request) -> web.Response:
         async def change(user_id: str) -> dict[str, Any]:
-            await self.node.quotas.set_user_quota_config(user_id, await _changes(request))
+            changes = await _changes(request, QuotaChanges)
+            await self.node.quotas.set_user_quota_config(user_id, changes)
             return await self.node.quotas.get_usage(user_id)
 
         return await _answer(request, change)
@@ -73,7 +75,7 @@ class LimitsApi:
 
     async def set_rate_limits(self, request: web.Request) -> web.Response:
         async def change(user_id: str) -> dict[str, Any]:
-            await self.node.limits.set_config(user_id, await _changes(request))
+            await self.node.limits.set_config(user_id, await _changes(request, LimitChanges))
             return await self._standing(user_id)
 
         return await _answer(request, change)
@@ -100,11 +102,14 @@ class LimitsApi:
         return {"user_id": user_id, "limits": rows, "config": await store.config_of(user_id)}
 
 
-async def _changes(request: web.Request) -> Any:
-    changes = decode(await request.read(), Any)
-    if not isinstance(changes, dict):
-        raise BadInput("the body must be a JSON object of limit names to numbers or null")
-    return changes
+async def _changes(request: web.Request, kind: type[Any]) -> dict[str, float | None]:
+    """The limits named in the body, checked; the others are UNSET and stay as they are."""
+    changes = decode(await request.read(), kind)
+    return {
+        name: value
+        for name, value in msgspec.structs.asdict(changes).items()
+        if value is not msgspec.UNSET
+    }
 
 
 def _user_id(value: str, name: str = "user_id") -> str:

@@ -6,7 +6,8 @@ from typing import Any
 
 import msgspec
 
-from ..config import LIMIT_FIELDS, QUOTA_FIELDS
+from ..config import LimitChanges, QuotaChanges
+from ..messages import UserId
 from ._bodies import ErrorBody, GenerateBody, ResponseBody
 from ._openai import ChatCompletionBody
 
@@ -66,32 +67,27 @@ def _breaker_move(summary: str) -> dict[str, Any]:
     }
 
 
-def _limits_body(fields: tuple[str, ...]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "description": "Only the fields named change; null means unlimited; costs in USD",
-        "properties": {name: {"type": ["number", "null"], "minimum": 0} for name in fields},
-    }
+_USER_ID = msgspec.json.schema(UserId)
 
 
-def _user_path(summary: str, method: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+def _user_path(summary: str, method: str, body: str | None = None) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
         "parameters": [
-            {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": "user_id", "in": "path", "required": True, "schema": _USER_ID}
         ],
         "responses": {
             "200": {"description": "The user's limits, usage and remaining amounts"},
-            "400": _json("ErrorBody", "A limit that is negative or not a number; the message "
-                         "names the field"),
+            "400": _json("ErrorBody", "A bad user id, or a limit that is not a number, "
+                         "negative, over its maximum or (a count) not whole; the message names "
+                         "the field"),
             "503": _json("ErrorBody", "Redis cannot be reached"),
         },
     }  # fmt: skip
     if body is not None:
         operation["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": body}},
+            **_json(body, "Only the limits named change; null means unlimited; costs in USD"),
         }
     return {method: operation}
 
@@ -101,12 +97,12 @@ def _limit_paths() -> dict[str, Any]:
     return {
         quotas: _user_path("A user's quotas: limit, used, remaining, reset time", "get"),
         quotas + "/config": _user_path(
-            "Override some of a user's quotas (kept in Redis)", "put", _limits_body(QUOTA_FIELDS)
+            "Override some of a user's quotas (kept in Redis)", "put", "QuotaChanges"
         ),
         quotas + "/reset": _user_path("Forget a user's usage this period (overrides stay)", "post"),
         limits: _user_path("A user's rate limits: limit, used, remaining, reset in", "get"),
         limits + "/config": _user_path(
-            "Override some of a user's rate limits", "put", _limits_body(LIMIT_FIELDS)
+            "Override some of a user's rate limits", "put", "LimitChanges"
         ),
         limits + "/reset": _user_path("Forget a user's recent requests (overrides stay)", "post"),
     }
@@ -114,7 +110,7 @@ def _limit_paths() -> dict[str, Any]:
 
 def openapi_document() -> dict[str, Any]:
     _schemas, components = msgspec.json.schema_components(
-        [GenerateBody, ResponseBody, ErrorBody, ChatCompletionBody],
+        [GenerateBody, ResponseBody, ErrorBody, ChatCompletionBody, QuotaChanges, LimitChanges],
         ref_template="#/components/schemas/{name}",
     )
     sse = {"text/event-stream": {"schema": {"type": "string"}}}
