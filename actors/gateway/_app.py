@@ -122,10 +122,7 @@ class Gateway:
         return json_response(body_out, headers=headers)
 
     def _request(self, request: web.Request, body: GenerateBody) -> GenerateRequest:
-        if (body.prompt is None) == (not body.messages):
-            raise BadInput("give either `prompt` or `messages`, not both or neither")
         self._check_model(body.model)
-        stop = [body.stop] if isinstance(body.stop, str) else (body.stop or [])
         return self._build(
             request,
             prompt=body.prompt,
@@ -136,7 +133,7 @@ class Gateway:
             temperature=body.temperature,
             top_p=body.top_p,
             max_tokens=body.max_tokens,
-            stop=stop,
+            stop=body.stops(),
             strategy=body.strategy,
             use_cache=body.use_cache,
             timeout_ms=body.timeout_ms or self.client.timeout_ms,
@@ -163,7 +160,6 @@ class Gateway:
         try:
             body: ChatCompletionBody = decode(await request.read(), ChatCompletionBody)
             self._check_model(body.model)
-            stop = [body.stop] if isinstance(body.stop, str) else (body.stop or [])
             ask = self._build(
                 request,
                 messages=chat_messages(body),
@@ -172,7 +168,7 @@ class Gateway:
                 temperature=body.temperature,
                 top_p=body.top_p,
                 max_tokens=body.max_completion_tokens or body.max_tokens,
-                stop=stop,
+                stop=body.stops(),
                 stream=body.stream,
                 timeout_ms=self.client.timeout_ms,
             )

@@ -108,11 +108,22 @@ def _limit_paths() -> dict[str, Any]:
     }
 
 
-def openapi_document() -> dict[str, Any]:
-    _schemas, components = msgspec.json.schema_components(
-        [GenerateBody, ResponseBody, ErrorBody, ChatCompletionBody, QuotaChanges, LimitChanges],
-        ref_template="#/components/schemas/{name}",
+def _schemas() -> dict[str, Any]:
+    """The bodies' schemas, generated from their Structs, with the rules a body declares
+    beside its ``__post_init__`` (``SCHEMA_RULES``)."""
+    bodies = [GenerateBody, ResponseBody, ErrorBody, ChatCompletionBody, QuotaChanges,
+              LimitChanges]  # fmt: skip
+    _refs, components = msgspec.json.schema_components(
+        bodies, ref_template="#/components/schemas/{name}"
     )
+    for body in bodies:
+        if hasattr(body, "SCHEMA_RULES"):
+            components[body.__name__]["allOf"] = [body.SCHEMA_RULES]
+    return components
+
+
+def openapi_document() -> dict[str, Any]:
+    components = _schemas()
     sse = {"text/event-stream": {"schema": {"type": "string"}}}
     return {
         "openapi": "3.1.0",

@@ -30,6 +30,10 @@ from tests.conftest import FAST
 
 MakeNode = Callable[..., Awaitable[Node]]
 
+# The admin token of every test node, and the header that carries it.
+ADMIN_TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
 # Tests of routing and breakers send many requests quickly: no limits, no quotas
 # unless a test sets them.
 NO_LIMITS = LimitsConfig(**dict.fromkeys(LIMIT_FIELDS))
