@@ -2,8 +2,8 @@
 
 Unknown keys and values of the wrong type or range stop the program with a message
 that names the field (``ConfigError``). Environment variables override the file
-where the README says so: ``REDIS_URL`` and the provider variables
-(``actors.providers._config.ENV``).
+where the README says so: ``REDIS_URL``, ``AIO_ADMIN_TOKEN`` and the provider
+variables (``actors.providers._config.ENV``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import msgspec
 
 from bus import BusConfig
 
-from .providers import CatalogData, ProvidersConfig
+from .providers import CatalogData, ProvidersConfig, Secret
 from .providers._config import apply_env, decode_hook
 
 __all__ = [
@@ -217,6 +217,9 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8080
     max_body_bytes: Positive = 8 * 1024 * 1024
+    # The bearer token of the management endpoints (AIO_ADMIN_TOKEN). Empty: they refuse
+    # everyone, and `run.py serve` makes one at start.
+    admin_token: Secret = Secret("")
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -252,6 +255,8 @@ def load_config(
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     if env.get("REDIS_URL"):
         raw["redis_url"] = env["REDIS_URL"]
+    if env.get("AIO_ADMIN_TOKEN") and isinstance(raw.setdefault("gateway", {}), dict):
+        raw["gateway"]["admin_token"] = env["AIO_ADMIN_TOKEN"]
     for section in ("quota", "limits"):  # TOML has no null: "unlimited" stands for it
         table = raw.get(section)
         if isinstance(table, dict):

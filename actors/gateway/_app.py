@@ -15,6 +15,7 @@ from bus import BusError
 from ..client import Client, GenerateError
 from ..messages import GenerateRequest, GenerateResponse, StreamDelta
 from ..providers import UnknownModel
+from ._admin import AdminGuard
 from ._bodies import (
     BadInput,
     GenerateBody,
@@ -54,23 +55,28 @@ class Gateway:
         self.node = node
         self.config = node.config.gateway
         self.client = Client(node.bus, timeout_ms=node.config.router.request_timeout_ms)
+        guard = AdminGuard(self.config.admin_token)
         self.app = web.Application(
             client_max_size=self.config.max_body_bytes,
-            middlewares=[json_errors(self.config.max_body_bytes)],
+            middlewares=[json_errors(self.config.max_body_bytes), guard.middleware],
         )
+        public = [
+            web.post("/ai-orchestration/generate", self.generate),
+            web.post("/ai-orchestration/generate-with-fallback", self.generate_with_fallback),
+            web.post("/v1/chat/completions", self.chat_completions),
+            web.get("/v1/models", self.models),
+            web.get("/metrics", self.metrics),
+            web.get("/openapi.json", self.openapi),
+            web.get("/health", self.health),
+        ]
+        guard.exempt(self.app.add_routes(public))
+        # Every other route is a management one: it needs the admin token.
         self.app.add_routes(
             [
-                web.post("/ai-orchestration/generate", self.generate),
-                web.post("/ai-orchestration/generate-with-fallback", self.generate_with_fallback),
                 web.get("/ai-orchestration/circuit-breakers", self.breakers),
                 web.post("/ai-orchestration/circuit-breakers/{provider}/reset", self.reset_breaker),
                 web.post("/ai-orchestration/circuit-breakers/{provider}/open", self.open_breaker),
-                web.post("/v1/chat/completions", self.chat_completions),
-                web.get("/v1/models", self.models),
                 *LimitsApi(node).routes(),
-                web.get("/metrics", self.metrics),
-                web.get("/openapi.json", self.openapi),
-                web.get("/health", self.health),
             ]
         )
         self._runner: Runner | None = None

@@ -52,6 +52,32 @@ def _generate(summary: str, description: str) -> dict[str, Any]:
     }
 
 
+_SECURITY_SCHEMES = {
+    "adminToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The admin token: AIO_ADMIN_TOKEN or gateway.admin_token; `run.py "
+        "serve` makes one and prints it at start when none is set",
+    }
+}
+
+
+def _management(paths: dict[str, Any]) -> dict[str, Any]:
+    """The management endpoints: the admin token, and a JSON body type for a change."""
+    for operations in paths.values():
+        for method, operation in operations.items():
+            operation["security"] = [{"adminToken": []}]
+            operation["responses"]["401"] = _json(
+                "ErrorBody", "No admin token, or a wrong one (WWW-Authenticate: Bearer)"
+            )
+            if method != "get":
+                operation["responses"]["415"] = _json(
+                    "ErrorBody", "Not `Content-Type: application/json` (the body may be empty "
+                    "where the endpoint takes none)"
+                )  # fmt: skip
+    return paths
+
+
 def _breaker_move(summary: str) -> dict[str, Any]:
     return {
         "post": {
@@ -167,19 +193,23 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": {"description": "An OpenAI model list"}},
                 }
             },
-            "/ai-orchestration/circuit-breakers": {
-                "get": {
-                    "summary": "Every provider's circuit breaker",
-                    "responses": {"200": {"description": "The breakers' states"}},
+            **_management(
+                {
+                    "/ai-orchestration/circuit-breakers": {
+                        "get": {
+                            "summary": "Every provider's circuit breaker",
+                            "responses": {"200": {"description": "The breakers' states"}},
+                        }
+                    },
+                    "/ai-orchestration/circuit-breakers/{provider}/reset": _breaker_move(
+                        "Close a breaker (and clear a rejected key)"
+                    ),
+                    "/ai-orchestration/circuit-breakers/{provider}/open": _breaker_move(
+                        "Force a breaker open until the next reset"
+                    ),
+                    **_limit_paths(),
                 }
-            },
-            "/ai-orchestration/circuit-breakers/{provider}/reset": _breaker_move(
-                "Close a breaker (and clear a rejected key)"
             ),
-            "/ai-orchestration/circuit-breakers/{provider}/open": _breaker_move(
-                "Force a breaker open until the next reset"
-            ),
-            **_limit_paths(),
             "/metrics": {
                 "get": {
                     "summary": "This process's counters, in the Prometheus text format",
@@ -199,5 +229,5 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": components},
+        "components": {"schemas": components, "securitySchemes": _SECURITY_SCHEMES},
     }

@@ -10,13 +10,17 @@ import pytest
 from yarl import URL
 
 from tests.limits.conftest import limits, quotas, user
-from tests.request_path.conftest import MakeNode
+from tests.request_path.conftest import ADMIN, MakeNode
 
 
 async def _call(
     http: aiohttp.ClientSession, method: str, url: str | URL, body: Any = None
 ) -> tuple[int, Any, Any]:
-    async with http.request(method, url, json=body) as response:
+    """A request with the admin token, and a JSON content type when it sends a body (or
+    changes something)."""
+    headers = ADMIN | ({"Content-Type": "application/json"} if method != "GET" else {})
+    data = None if body is None else aiohttp.JsonPayload(body)
+    async with http.request(method, url, data=data, headers=headers) as response:
         return response.status, await response.json(), response.headers
 
 
