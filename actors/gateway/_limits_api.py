@@ -1,5 +1,5 @@
 """Admin HTTP for quotas and rate limits: read a user's standing, change its limits,
-start it over. Open until the operations issue adds the admin token."""
+start it over. Behind the admin token, like every management endpoint (``_admin``)."""
 
 from __future__ import annotations
 
