@@ -14,9 +14,10 @@ import hmac
 from collections.abc import Iterable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from aiohttp.web_urldispatcher import AbstractResource, AbstractRoute
 
-from ._errors import Handler, refuse
+from ._errors import refuse
 
 __all__ = ["AdminGuard"]
 
@@ -44,8 +45,7 @@ class AdminGuard:
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         resource = request.match_info.route.resource
         if resource is None or resource in self._public:  # a 404 or 405, or public
-            response: web.StreamResponse = await handler(request)
-            return response
+            return await handler(request)
         refusal = self._refusal(request.headers.get("Authorization", ""))
         if refusal is not None:
             return refuse(
@@ -57,8 +57,7 @@ class AdminGuard:
                 f"{request.method} {request.path} takes `Content-Type: application/json` "
                 "(the body may be empty where the endpoint takes none)",
             )  # fmt: skip
-        response = await handler(request)
-        return response
+        return await handler(request)
 
     def _refusal(self, header: str) -> tuple[str, str] | None:
         """Why ``header`` does not authorize (message, WWW-Authenticate), or None."""

@@ -9,11 +9,10 @@ which answers before any middleware runs and which ``Runner`` reaches.
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
@@ -24,8 +23,6 @@ from ._openai import openai_error
 __all__ = ["Runner", "json_errors", "refuse"]
 
 log = structlog.get_logger("gateway")
-
-Handler = Any  # aiohttp's middleware handler: (web.Request) -> Awaitable[StreamResponse]
 
 # The error type of an aiohttp refusal, by status; others are named after their reason.
 _KINDS = {
@@ -65,14 +62,13 @@ def _message(request: web.Request, exc: web.HTTPException, max_body_bytes: int) 
     return exc.text or exc.reason
 
 
-def json_errors(max_body_bytes: int) -> Any:
+def json_errors(max_body_bytes: int) -> Middleware:
     """The outermost middleware: aiohttp's refusals and unexpected failures as JSON."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            response: web.StreamResponse = await handler(request)
-            return response
+            return await handler(request)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
