@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
+import secrets
 import signal
 import sys
 from collections.abc import Sequence
@@ -16,7 +18,7 @@ from actors._logging import secrets_of
 from actors.config import Config, ConfigError, load_config
 from actors.demo import redis_for, run_demo
 from actors.node import Node, Role
-from actors.providers import Catalog, build_adapters
+from actors.providers import Catalog, Secret, build_adapters
 from actors.providers.simulator import PROVIDERS, Knobs, Simulator
 
 
@@ -42,16 +44,45 @@ def _run_serve(args: argparse.Namespace) -> int:
             port=args.port if args.port is not None else gateway.port,
         )
         config = msgspec.structs.replace(config, gateway=gateway)
-    _logging(args, args.log_level or config.log_level, config)
-    asyncio.run(_serve(config, args.role, args.data_dir))
+    made = None
+    if args.role != "worker" and not config.gateway.admin_token:
+        config, made = _with_new_admin_token(config)
+    _logging(args, args.log_level or config.log_level, config)  # the token made is masked too
+    asyncio.run(_serve(config, args.role, args.data_dir, made))
     return 0
 
 
-async def _serve(config: Config, role: Role, data_dir: str | None) -> None:
+def _with_new_admin_token(config: Config) -> tuple[Config, str]:
+    """No admin token is set: make one, as Jupyter does, but only on a loopback address
+    (elsewhere the operator must choose one: exit 2)."""
+    host = config.gateway.host
+    if not _loopback(host):
+        print(f"error: serving on {host or 'every address'!r}, which is not loopback, needs an "
+              "admin token of your choosing: set AIO_ADMIN_TOKEN, or admin_token in the "
+              "[gateway] table of the --config file", file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
+    token = secrets.token_urlsafe(32)
+    gateway = msgspec.structs.replace(config.gateway, admin_token=Secret(token))
+    return msgspec.structs.replace(config, gateway=gateway), token
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name other than localhost, or "" (every address)
+        return False
+
+
+async def _serve(config: Config, role: Role, data_dir: str | None, made: str | None) -> None:
     async with redis_for(config, data_dir) as url:
         node = Node(config, url, role)
         await node.start()
         where = node.gateway.url if node.gateway else "no HTTP (worker)"
+        if made is not None:  # once, on the terminal: never into the log
+            print(f"admin token (made for this run; set AIO_ADMIN_TOKEN to choose one): {made}",
+                  file=sys.stderr, flush=True)  # fmt: skip
         print(f"serving as {role} on {where}; node {node.bus.node}; "
               f"providers: {', '.join(node.enabled) or 'none'}", flush=True)  # fmt: skip
         stopping = asyncio.Event()
@@ -189,7 +220,10 @@ def _parser() -> argparse.ArgumentParser:
         "set): the HTTP gateway, the limiter, the quota keeper, the router and one "
         "breaker per enabled provider. With --role gateway (the gateway) or worker (the "
         "rest), only that half: several processes, on several "
-        "machines, share one Redis and the consumer groups spread the work.",
+        "machines, share one Redis and the consumer groups spread the work. The management "
+        "endpoints need the admin token (AIO_ADMIN_TOKEN or gateway.admin_token); without "
+        "one, serve makes one and prints it once, and will not serve on an address that "
+        "is not loopback.",
     )  # fmt: skip
     serve.add_argument("--config", help="TOML config file")
     serve.add_argument("--host", help="gateway address (default from config: 127.0.0.1)")

@@ -2,13 +2,12 @@
 
 Unknown keys and values of the wrong type or range stop the program with a message
 that names the field (``ConfigError``). Environment variables override the file
-where the README says so: ``REDIS_URL`` and the provider variables
-(``actors.providers._config.ENV``).
+where the README says so: ``REDIS_URL``, ``AIO_ADMIN_TOKEN`` and the provider
+variables (``actors.providers._config.ENV``).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import tomllib
 import zoneinfo
@@ -19,18 +18,22 @@ import msgspec
 
 from bus import BusConfig
 
-from .providers import CatalogData, ProvidersConfig
+from .providers import CatalogData, ProvidersConfig, Secret
 from .providers._config import apply_env, decode_hook
 
 __all__ = [
     "LIMIT_FIELDS",
+    "MAX_COUNT",
+    "MAX_USD",
     "QUOTA_FIELDS",
     "AdmissionConfig",
     "BreakerConfig",
     "Config",
     "ConfigError",
     "GatewayConfig",
+    "LimitChanges",
     "LimitsConfig",
+    "QuotaChanges",
     "QuotaConfig",
     "RouterConfig",
     "check_limits",
@@ -94,9 +97,15 @@ class BreakerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     refresh_ms: Positive = 500
 
 
-# A limit: a number of requests, tokens or US dollars, or None for unlimited (in TOML,
-# the string "unlimited").
-Limit = Annotated[float, msgspec.Meta(ge=0)] | None
+# Limits: a count (requests, tokens) is a whole number (5 or 5.0: JSON does not tell
+# them apart, nor does JSON Schema's "integer"), an amount is US dollars; None means
+# unlimited (in TOML, the string "unlimited"). The maxima keep every limit exact where
+# the stores keep it: dollars as integer nano-dollars, and Lua's doubles.
+MAX_COUNT = 10**12
+MAX_USD = 1e9
+Count = Annotated[float, msgspec.Meta(ge=0, le=MAX_COUNT, multiple_of=1)]
+Usd = Annotated[float, msgspec.Meta(ge=0, le=MAX_USD)]
+WindowMs = Annotated[float, msgspec.Meta(gt=0, le=3_600_000, multiple_of=1)]
 
 QUOTA_FIELDS = (
     "monthly_request_limit",
@@ -121,40 +130,18 @@ LIMIT_FIELDS = (
 )
 
 
-def check_limits(changes: object, fields: tuple[str, ...]) -> dict[str, float | None]:
-    """A partial set of limits, checked: known names, each a number >= 0 or None
-    (unlimited). ``ValueError`` names the first field that is wrong."""
-    if not isinstance(changes, dict):
-        raise ValueError("limits: send an object of field names to numbers or null")
-    out: dict[str, float | None] = {}
-    for name, value in changes.items():
-        if name not in fields:
-            raise ValueError(f"{name}: not a known limit (known: {', '.join(fields)})")
-        if value is None:
-            out[name] = None
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{name}: must be a number or null (unlimited), not {value!r}")
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name}: must be a finite number >= 0 or null, not {value!r}")
-        if name == "burst_window_ms" and not 0 < value <= 3_600_000:
-            raise ValueError(f"{name}: must be more than 0 and at most 3600000 ms")
-        out[name] = float(value)
-    return out
-
-
 class QuotaConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Default quotas (per user; overridable per user) and how periods run."""
 
-    monthly_request_limit: Limit = 1_000
-    monthly_token_limit: Limit = 1_000_000
-    monthly_cost_limit: Limit = 100.0
-    daily_request_limit: Limit = 100
-    daily_token_limit: Limit = 100_000
-    daily_cost_limit: Limit = 10.0
-    per_session_request_limit: Limit = 50
-    per_session_token_limit: Limit = 50_000
-    per_session_cost_limit: Limit = 5.0
+    monthly_request_limit: Count | None = 1_000
+    monthly_token_limit: Count | None = 1_000_000
+    monthly_cost_limit: Usd | None = 100.0
+    daily_request_limit: Count | None = 100
+    daily_token_limit: Count | None = 100_000
+    daily_cost_limit: Usd | None = 10.0
+    per_session_request_limit: Count | None = 50
+    per_session_token_limit: Count | None = 50_000
+    per_session_cost_limit: Usd | None = 5.0
     # Months and days begin at midnight in this time zone.
     timezone: str = "UTC"
     # A quota.warning goes out, once a period, when usage crosses this share.
@@ -175,18 +162,47 @@ class QuotaConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 class LimitsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Default rate limits (per user; overridable per user), over sliding windows."""
 
-    requests_per_minute: Limit = 20
-    requests_per_hour: Limit = 1_000
-    tokens_per_minute: Limit = 100_000
-    tokens_per_hour: Limit = 1_000_000
-    cost_per_minute: Limit = 1.0
-    cost_per_hour: Limit = 50.0
+    requests_per_minute: Count | None = 20
+    requests_per_hour: Count | None = 1_000
+    tokens_per_minute: Count | None = 100_000
+    tokens_per_hour: Count | None = 1_000_000
+    cost_per_minute: Usd | None = 1.0
+    cost_per_hour: Usd | None = 50.0
     # More than burst_limit requests within burst_window_ms is a burst, refused.
-    burst_limit: Limit = 5
-    burst_window_ms: Annotated[float, msgspec.Meta(gt=0, le=3_600_000)] | None = 10_000
+    burst_limit: Count | None = 5
+    burst_window_ms: WindowMs | None = 10_000
     # A reservation whose request never completes is forgotten after this long.
     reservation_ttl_ms: Positive = 900_000
     concurrency: Positive = 512
+
+
+def _changes(name: str, config: type[msgspec.Struct], fields: tuple[str, ...]) -> Any:
+    """A partial set of ``fields`` with the config's own types; UNSET: left as it is."""
+    types = {field.name: field.type for field in msgspec.structs.fields(config)}
+    return msgspec.defstruct(
+        name,
+        [(field, types[field] | msgspec.UnsetType, msgspec.UNSET) for field in fields],
+        kw_only=True,
+        frozen=True,
+        forbid_unknown_fields=True,
+        module=__name__,
+    )
+
+
+# The bodies of the admin API's PUT .../config: only the fields named change.
+QuotaChanges = _changes("QuotaChanges", QuotaConfig, QUOTA_FIELDS)
+LimitChanges = _changes("LimitChanges", LimitsConfig, LIMIT_FIELDS)
+_CHANGES = {QUOTA_FIELDS: QuotaChanges, LIMIT_FIELDS: LimitChanges}
+
+
+def check_limits(changes: object, fields: tuple[str, ...]) -> dict[str, float | None]:
+    """Some of the limits ``fields`` (``QUOTA_FIELDS`` or ``LIMIT_FIELDS``), checked with
+    the config's types: known names, whole counts, amounts within ``MAX_USD``, None for
+    unlimited. ``ValueError`` (msgspec's) names the first field that is wrong."""
+    checked = msgspec.convert(changes, _CHANGES[fields])
+    return {
+        name: value for name in fields if (value := getattr(checked, name)) is not msgspec.UNSET
+    }
 
 
 class AdmissionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -208,6 +224,9 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8080
     max_body_bytes: Positive = 8 * 1024 * 1024
+    # The bearer token of the management endpoints (AIO_ADMIN_TOKEN). Empty: they refuse
+    # everyone, and `run.py serve` makes one at start.
+    admin_token: Secret = Secret("")
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -245,6 +264,8 @@ def load_config(
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     if env.get("REDIS_URL"):
         raw["redis_url"] = env["REDIS_URL"]
+    if env.get("AIO_ADMIN_TOKEN") and isinstance(raw.setdefault("gateway", {}), dict):
+        raw["gateway"]["admin_token"] = env["AIO_ADMIN_TOKEN"]
     for section in ("quota", "limits"):  # TOML has no null: "unlimited" stands for it
         table = raw.get(section)
         if isinstance(table, dict):

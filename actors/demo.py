@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import statistics
 import time
 from collections.abc import AsyncIterator
@@ -163,11 +164,13 @@ async def _system_demo(config: Config, redis_url: str, simulator: Simulator) -> 
         anthropic=ProviderConfig(api_key=Secret("demo"), base_url=simulator.url, timeout_ms=2_000),
         google=ProviderConfig(api_key=Secret("demo"), base_url=simulator.url, timeout_ms=2_000),
     )  # fmt: skip
+    token = secrets.token_urlsafe(32)  # the demo's own admin token
+    admin = {"Authorization": f"Bearer {token}"}
     demo = msgspec.structs.replace(
         config,
         bus=msgspec.structs.replace(config.bus, namespace="demo"),
         providers=providers,
-        gateway=GatewayConfig(port=0),
+        gateway=GatewayConfig(port=0, admin_token=Secret(token)),
         breaker=BreakerConfig(window_size=6, minimum_calls=6, open_ms=2_000),
     )
     node = Node(demo, redis_url, "all")
@@ -202,7 +205,8 @@ async def _system_demo(config: Config, redis_url: str, simulator: Simulator) -> 
                 await _post(http, f"{base}/ai-orchestration/generate",
                             {"prompt": f"again {n}", "model": "openai/gpt-4o",
                              "user_id": "bob"})  # fmt: skip
-            async with http.get(f"{base}/ai-orchestration/circuit-breakers") as response:
+            breakers_url = f"{base}/ai-orchestration/circuit-breakers"
+            async with http.get(breakers_url, headers=admin) as response:
                 breakers = (await response.json())["circuit_breakers"]
             opened = next(b for b in breakers if b["provider"] == "openai")
             print(f"   the openai breaker: {opened['state']} ({opened['reason']})")
@@ -220,13 +224,15 @@ async def _system_demo(config: Config, redis_url: str, simulator: Simulator) -> 
                   f"{fallback['fallback']}: {fallback['response']['content'][:48]}...")  # fmt: skip
             simulator.state.reset()
             for name in node.enabled:
-                await _post(http, f"{base}/ai-orchestration/circuit-breakers/{name}/reset", {})
-            await _limits_demo(http, base, node)
+                await _post(http, f"{breakers_url}/{name}/reset", {}, headers=admin)
+            await _limits_demo(http, base, node, admin)
     finally:
         await node.stop(timeout=2)
 
 
-async def _limits_demo(http: aiohttp.ClientSession, base: str, node: Node) -> None:
+async def _limits_demo(
+    http: aiohttp.ClientSession, base: str, node: Node, admin: dict[str, str]
+) -> None:
     """Rate limits and quotas with the default limits, and the alerts they raise."""
     print("8. limits and quotas (the defaults: bursts of more than 5 requests in 10 s, ...):")
     async with Alerts(node.bus) as alerts:
@@ -243,7 +249,9 @@ async def _limits_demo(http: aiohttp.ClientSession, base: str, node: Node) -> No
               f"{headers['Retry-After']} s, X-RateLimit-Remaining-Burst "
               f"{headers['X-RateLimit-Remaining-Burst']}")  # fmt: skip
         async with http.put(
-            f"{base}/ai-orchestration/quotas/erin/config", json={"daily_request_limit": 2}
+            f"{base}/ai-orchestration/quotas/erin/config",
+            json={"daily_request_limit": 2},
+            headers=admin,
         ) as response:
             assert response.status == 200
         statuses = []
@@ -255,7 +263,7 @@ async def _limits_demo(http: aiohttp.ClientSession, base: str, node: Node) -> No
                 refused = await response.json()
         print(f"   erin's daily quota set to 2 requests (PUT .../quotas/erin/config); 3 "
               f"requests -> {statuses}: {refused['error']['message']}")  # fmt: skip
-        async with http.get(f"{base}/ai-orchestration/quotas/erin") as response:
+        async with http.get(f"{base}/ai-orchestration/quotas/erin", headers=admin) as response:
             rows = {r["quota_type"]: r for r in (await response.json())["quotas"]}
         daily = rows["daily_requests"]
         print(f"   GET .../quotas/erin: daily_requests {daily['used']:g} of "
@@ -275,8 +283,10 @@ async def _limits_demo(http: aiohttp.ClientSession, base: str, node: Node) -> No
             )
 
 
-async def _post(http: aiohttp.ClientSession, url: str, body: Any) -> tuple[int, Any]:
-    async with http.post(url, json=body) as response:
+async def _post(
+    http: aiohttp.ClientSession, url: str, body: Any, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    async with http.post(url, json=body, headers=headers) as response:
         return response.status, await response.json()
 
 

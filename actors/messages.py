@@ -43,9 +43,18 @@ __all__ = [
     "RequestCompleted",
     "Strategy",
     "StreamDelta",
+    "UserId",
 ]
 
 Strategy = Literal["performance", "cost", "round_robin", "weighted"]
+
+# A user or session id, wherever one enters (HTTP bodies and paths, the bus): 1 to 256
+# characters, no control character (Unicode Cc). Not `^[^...]*$`: Python's `$` also
+# matches before a final newline.
+UserId = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=256, pattern=r"^(?![\s\S]*[\x00-\x1f\x7f-\x9f])"),
+]
 
 
 # -- liveness ------------------------------------------------------------------------
@@ -80,8 +89,8 @@ class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True
     """
 
     request_id: str
-    user_id: str = "anonymous"
-    session_id: str | None = None
+    user_id: UserId = "anonymous"
+    session_id: UserId | None = None
     prompt: str | None = None
     messages: list[ChatMessage] = []
     model: str = ""

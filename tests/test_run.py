@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -83,3 +87,62 @@ def test_probe_checks_each_configured_provider(tmp_path: Path) -> None:
     assert "openai     FAIL" in result.stdout and "unavailable" in result.stdout
     assert "anthropic  disabled" in result.stdout
     assert "sk-x" not in result.stdout + result.stderr
+
+
+def _env_without_token() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "AIO_ADMIN_TOKEN"}
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "example.org", "10.1.2.3"])
+def test_serve_off_loopback_without_a_token_refuses_to_start(host: str) -> None:
+    result = _run("serve", "--host", host, "--port", "0", env=_env_without_token())
+    assert result.returncode == 2
+    assert "AIO_ADMIN_TOKEN" in result.stderr and "admin_token" in result.stderr
+    assert "serving" not in result.stdout
+
+
+def _admin_status(base: str, token: str | None) -> int:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    request = urllib.request.Request(f"{base}/ai-orchestration/circuit-breakers", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("chosen", [None, "my-chosen-token"])
+def test_serve_requires_the_admin_token_it_makes_or_is_given(
+    tmp_path: Path, chosen: str | None
+) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text(f'[bus]\nnamespace = "run{uuid.uuid4().hex[:8]}"\n')
+    env = _env_without_token() | ({} if chosen is None else {"AIO_ADMIN_TOKEN": chosen})
+    server = subprocess.Popen(
+        [sys.executable, "run.py", "serve", "--port", "0", "--config", str(config)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    seen = []
+    try:
+        assert server.stdout is not None and server.stderr is not None
+        made = None
+        if chosen is None:
+            seen.append(line := server.stderr.readline())
+            assert line.startswith("admin token (made for this run"), line
+            made = line.rsplit(" ", 1)[1].strip()
+            assert len(made) >= 32
+        while "serving as" not in (line := server.stdout.readline()):
+            assert line, "serve ended before serving"
+            seen.append(line)
+        seen.append(line)
+        base = line.split(" on ", 1)[1].split(";", 1)[0]
+        token = made or chosen
+        assert _admin_status(base, None) == 401
+        assert _admin_status(base, "not-the-token") == 401
+        assert _admin_status(base, token) == 200
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=60)
+    assert server.returncode == 0, err
+    printed = "".join(seen) + out + err
+    assert token is not None and printed.count(token) == (1 if chosen is None else 0)

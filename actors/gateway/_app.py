@@ -16,6 +16,7 @@ from bus import BusError
 from ..client import Client, GenerateError
 from ..messages import GenerateRequest, GenerateResponse, StreamDelta
 from ..providers import UnknownModel
+from ._admin import AdminGuard
 from ._bodies import (
     BadInput,
     GenerateBody,
@@ -27,6 +28,7 @@ from ._bodies import (
     request_id_of,
     response_body,
 )
+from ._errors import Runner, json_errors
 from ._limits_api import LimitsApi
 from ._openai import (
     ChatCompletionBody,
@@ -54,31 +56,39 @@ class Gateway:
         self.node = node
         self.config = node.config.gateway
         self.client = Client(node.bus, timeout_ms=node.config.router.request_timeout_ms)
-        self.app = web.Application(client_max_size=self.config.max_body_bytes)
+        guard = AdminGuard(self.config.admin_token)
+        self.app = web.Application(
+            client_max_size=self.config.max_body_bytes,
+            middlewares=[json_errors(self.config.max_body_bytes), guard.middleware],
+        )
+        public = [
+            web.post("/ai-orchestration/generate", self.generate),
+            web.post("/ai-orchestration/generate-with-fallback", self.generate_with_fallback),
+            web.post("/v1/chat/completions", self.chat_completions),
+            web.get("/v1/models", self.models),
+            web.get("/metrics", self.metrics),
+            web.get("/openapi.json", self.openapi),
+            web.get("/health", self.health),
+        ]
+        guard.exempt(self.app.add_routes(public))
+        # Every other route is a management one: it needs the admin token.
         self.app.add_routes(
             [
-                web.post("/ai-orchestration/generate", self.generate),
-                web.post("/ai-orchestration/generate-with-fallback", self.generate_with_fallback),
                 web.get("/ai-orchestration/circuit-breakers", self.breakers),
                 web.post("/ai-orchestration/circuit-breakers/{provider}/reset", self.reset_breaker),
                 web.post("/ai-orchestration/circuit-breakers/{provider}/open", self.open_breaker),
-                web.post("/v1/chat/completions", self.chat_completions),
-                web.get("/v1/models", self.models),
                 *LimitsApi(node).routes(),
-                web.get("/metrics", self.metrics),
-                web.get("/openapi.json", self.openapi),
-                web.get("/health", self.health),
             ]
         )
         self._log = log.bind()
         if self._log.is_enabled_for(logging.DEBUG):  # otherwise it costs nothing
             self.app.middlewares.append(self._debug_lines)
-        self._runner: web.AppRunner | None = None
+        self._runner: Runner | None = None
         self.url = ""
         self._openapi = openapi_document()
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = Runner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
         await site.start()
@@ -142,10 +152,7 @@ class Gateway:
         return json_response(body_out, headers=headers)
 
     def _request(self, request: web.Request, body: GenerateBody) -> GenerateRequest:
-        if (body.prompt is None) == (not body.messages):
-            raise BadInput("give either `prompt` or `messages`, not both or neither")
         self._check_model(body.model)
-        stop = [body.stop] if isinstance(body.stop, str) else (body.stop or [])
         return self._build(
             request,
             prompt=body.prompt,
@@ -156,7 +163,7 @@ class Gateway:
             temperature=body.temperature,
             top_p=body.top_p,
             max_tokens=body.max_tokens,
-            stop=stop,
+            stop=body.stops(),
             strategy=body.strategy,
             use_cache=body.use_cache,
             timeout_ms=body.timeout_ms or self.client.timeout_ms,
@@ -183,7 +190,6 @@ class Gateway:
         try:
             body: ChatCompletionBody = decode(await request.read(), ChatCompletionBody)
             self._check_model(body.model)
-            stop = [body.stop] if isinstance(body.stop, str) else (body.stop or [])
             ask = self._build(
                 request,
                 messages=chat_messages(body),
@@ -192,7 +198,7 @@ class Gateway:
                 temperature=body.temperature,
                 top_p=body.top_p,
                 max_tokens=body.max_completion_tokens or body.max_tokens,
-                stop=stop,
+                stop=body.stops(),
                 stream=body.stream,
                 timeout_ms=self.client.timeout_ms,
             )

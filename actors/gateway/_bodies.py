@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 from aiohttp import web
 
-from ..messages import Attempt, GenerateFailed, GenerateResponse, LimitState, Strategy
+from ..messages import Attempt, GenerateFailed, GenerateResponse, LimitState, Strategy, UserId
 from ..providers import ChatMessage
+from ..providers._types import check_conversation
 
 __all__ = [
+    "TURN_SCHEMA",
     "BadInput",
     "GenerateBody",
+    "Stop",
     "decode",
     "error_response",
     "failed_response",
@@ -33,21 +36,49 @@ class BadInput(Exception):
     """A request the gateway refuses with 400; the message names the field."""
 
 
+# A conversation's turn that is not the system's, in JSON Schema.
+TURN_SCHEMA = {"properties": {"role": {"enum": ["user", "assistant"]}}}
+
+# Up to 4 stop sequences, or one.
+Stop = Annotated[list[str], msgspec.Meta(max_length=4)] | str | None
+
+
 class GenerateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``POST /ai-orchestration/generate`` and ``/generate-with-fallback``."""
 
     prompt: str | None = None
     messages: list[ChatMessage] = []
-    user_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] = "anonymous"
-    session_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    user_id: UserId = "anonymous"
+    session_id: UserId | None = None
     model: str = ""
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
     top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
     max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
-    stop: list[str] | str | None = None
+    stop: Stop = None
     use_cache: bool = True
     strategy: Strategy | None = None
     timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=600_000)] | None = None
+
+    # What the field types cannot say, as JSON Schema for /openapi.json; __post_init__
+    # enforces it (with the bus request's own rule): a prompt or messages, not both nor
+    # neither, and messages with a user or assistant turn.
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {
+        "allOf": [
+            {
+                "oneOf": [
+                    {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+                    {"required": ["messages"], "properties": {"messages": {"minItems": 1}}},
+                ]
+            },
+            {"properties": {"messages": {"anyOf": [{"maxItems": 0}, {"contains": TURN_SCHEMA}]}}},
+        ]
+    }
+
+    def __post_init__(self) -> None:
+        check_conversation(self.prompt, self.messages, [])
+
+    def stops(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else (self.stop or [])
 
 
 class UsageBody(msgspec.Struct, kw_only=True):
@@ -105,6 +136,9 @@ def decode(raw: bytes, kind: type[Any]) -> Any:
         raise BadInput(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise BadInput(f"invalid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:  # msgspec's, for bad bytes inside a JSON string
+        byte = exc.object[exc.start]
+        raise BadInput(f"the body is not valid UTF-8: byte {byte:#04x} in a JSON string") from None
 
 
 def request_id_of(request: web.Request) -> str | None:

@@ -1,14 +1,17 @@
 """Admin HTTP for quotas and rate limits: read a user's standing, change its limits,
-start it over. Open until the operations issue adds the admin token."""
+start it over. Behind the admin token, like every management endpoint (``_admin``)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from aiohttp import web
 
 from bus import REDIS_DOWN, BusError
 
+from ..config import LimitChanges, QuotaChanges
+from ..messages import UserId
 from ._bodies import BadInput, decode, error_response, json_response
 
 if TYPE_CHECKING:
@@ -16,7 +19,6 @@ if TYPE_CHECKING:
 
 __all__ = ["LimitsApi"]
 
-_USER_ID_MAX = 256
 _UNREACHABLE: tuple[type[BaseException], ...] = (BusError, *REDIS_DOWN)
 
 
@@ -45,13 +47,16 @@ class LimitsApi:
     async def quotas(self, request: web.Request) -> web.Response:
         async def read(user_id: str) -> dict[str, Any]:
             session = request.query.get("session_id") or None
+            if session is not None:
+                session = _user_id(session, "session_id")
             return await self.node.quotas.get_usage(user_id, session)
 
         return await _answer(request, read)
 
     async def set_quotas(self, request: web.Request) -> web.Response:
         async def change(user_id: str) -> dict[str, Any]:
-            await self.node.quotas.set_user_quota_config(user_id, await _changes(request))
+            changes = await _changes(request, QuotaChanges)
+            await self.node.quotas.set_user_quota_config(user_id, changes)
             return await self.node.quotas.get_usage(user_id)
 
         return await _answer(request, change)
@@ -70,7 +75,7 @@ class LimitsApi:
 
     async def set_rate_limits(self, request: web.Request) -> web.Response:
         async def change(user_id: str) -> dict[str, Any]:
-            await self.node.limits.set_config(user_id, await _changes(request))
+            await self.node.limits.set_config(user_id, await _changes(request, LimitChanges))
             return await self._standing(user_id)
 
         return await _answer(request, change)
@@ -97,19 +102,26 @@ class LimitsApi:
         return {"user_id": user_id, "limits": rows, "config": await store.config_of(user_id)}
 
 
-async def _changes(request: web.Request) -> Any:
-    changes = decode(await request.read(), Any)
-    if not isinstance(changes, dict):
-        raise BadInput("the body must be a JSON object of limit names to numbers or null")
-    return changes
+async def _changes(request: web.Request, kind: type[Any]) -> dict[str, float | None]:
+    """The limits named in the body, checked; the others are UNSET and stay as they are."""
+    changes = decode(await request.read(), kind)
+    return {
+        name: value
+        for name, value in msgspec.structs.asdict(changes).items()
+        if value is not msgspec.UNSET
+    }
+
+
+def _user_id(value: str, name: str = "user_id") -> str:
+    try:
+        return msgspec.convert(value, UserId)
+    except msgspec.ValidationError as exc:
+        raise BadInput(f"{name}: {exc}") from None
 
 
 async def _answer(request: web.Request, work: Any) -> web.Response:
-    user_id = request.match_info["user_id"]
-    if len(user_id) > _USER_ID_MAX:
-        return error_response(400, "invalid_request", f"user_id: at most {_USER_ID_MAX} chars")
     try:
-        return json_response(await work(user_id))
+        return json_response(await work(_user_id(request.match_info["user_id"])))
     except (BadInput, ValueError) as exc:  # ValueError: a limit the stores refused
         return error_response(400, "invalid_request", str(exc))
     except _UNREACHABLE as exc:

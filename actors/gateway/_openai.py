@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from aiohttp import web
 
 from ..client import GenerateError
-from ..messages import GenerateResponse, LimitState, StreamDelta
+from ..messages import GenerateResponse, LimitState, StreamDelta, UserId
 from ..providers import ChatMessage
-from ._bodies import BadInput, json_response, limit_headers, retry_after_header
+from ..providers._types import Role
+from ._bodies import TURN_SCHEMA, Stop, json_response, limit_headers, retry_after_header
 
 __all__ = [
     "ChatCompletionBody",
@@ -23,16 +24,21 @@ __all__ = [
 ]
 
 _encoder = msgspec.json.Encoder()
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_ROLES: dict[str, Role] = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+}
 
 
 class ContentPart(msgspec.Struct, kw_only=True):
-    type: str
+    type: Literal["text"]  # images, audio and files are not passed on
     text: str | None = None
 
 
 class OpenAIMessage(msgspec.Struct, kw_only=True):
-    role: str
+    role: Literal["system", "developer", "user", "assistant"]
     content: str | list[ContentPart] | None = None
 
 
@@ -49,33 +55,32 @@ class ChatCompletionBody(msgspec.Struct, kw_only=True):
     top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
     max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
     max_completion_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    stop: str | list[str] | None = None
+    stop: Stop = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    user: str | None = None
-    n: int | None = None
+    user: UserId | None = None
+    n: Literal[1] | None = None  # one choice only
+
+    # What the field types cannot say, as JSON Schema for /openapi.json; __post_init__
+    # enforces it (with the bus request's own rule): a user or assistant turn.
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {"properties": {"messages": {"contains": TURN_SCHEMA}}}
+
+    def __post_init__(self) -> None:
+        if not any(message.role in ("user", "assistant") for message in self.messages):
+            raise ValueError("`messages` needs at least one user or assistant message")
+
+    def stops(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else (self.stop or [])
 
 
 def chat_messages(body: ChatCompletionBody) -> list[ChatMessage]:
-    """OpenAI messages as ours; ``BadInput`` names a message we cannot pass on."""
-    if body.n not in (None, 1):
-        raise BadInput("n: only one choice (n=1) is supported")
-    if not body.messages:
-        raise BadInput("messages: at least one message is required")
+    """OpenAI messages as ours (``developer`` is ``system``, text parts joined)."""
     out = []
-    for index, message in enumerate(body.messages):
-        role = _ROLES.get(message.role)
-        if role is None:
-            raise BadInput(f"messages[{index}].role: {message.role!r} is not supported")
+    for message in body.messages:
         content = message.content
         if isinstance(content, list):
-            for part_index, part in enumerate(content):
-                if part.type != "text":
-                    raise BadInput(
-                        f"messages[{index}].content[{part_index}]: only text parts are supported"
-                    )
             content = "".join(part.text or "" for part in content)
-        out.append(ChatMessage(role=role, content=content or ""))  # type: ignore[arg-type]
+        out.append(ChatMessage(role=_ROLES[message.role], content=content or ""))
     return out
 
 
@@ -124,7 +129,8 @@ def openai_error(status: int, kind: str, message: str, request_id: str = "",
     """An error as OpenAI shapes it (``type`` and ``message``, plus ``code`` and ``param``)."""
     error = {
         "message": message,
-        "type": _ERROR_TYPES.get(status, "server_error"),
+        "type": _ERROR_TYPES.get(status)
+        or ("invalid_request_error" if status < 500 else "server_error"),
         "param": message.partition(":")[0] if status == 400 and ":" in message else None,
         "code": kind,
     }

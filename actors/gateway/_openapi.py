@@ -6,7 +6,8 @@ from typing import Any
 
 import msgspec
 
-from ..config import LIMIT_FIELDS, QUOTA_FIELDS
+from ..config import LimitChanges, QuotaChanges
+from ..messages import UserId
 from ._bodies import ErrorBody, GenerateBody, ResponseBody
 from ._openai import ChatCompletionBody
 
@@ -51,6 +52,32 @@ def _generate(summary: str, description: str) -> dict[str, Any]:
     }
 
 
+_SECURITY_SCHEMES = {
+    "adminToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The admin token: AIO_ADMIN_TOKEN or gateway.admin_token; `run.py "
+        "serve` makes one and prints it at start when none is set",
+    }
+}
+
+
+def _management(paths: dict[str, Any]) -> dict[str, Any]:
+    """The management endpoints: the admin token, and a JSON body type for a change."""
+    for operations in paths.values():
+        for method, operation in operations.items():
+            operation["security"] = [{"adminToken": []}]
+            operation["responses"]["401"] = _json(
+                "ErrorBody", "No admin token, or a wrong one (WWW-Authenticate: Bearer)"
+            )
+            if method != "get":
+                operation["responses"]["415"] = _json(
+                    "ErrorBody", "Not `Content-Type: application/json` (the body may be empty "
+                    "where the endpoint takes none)"
+                )  # fmt: skip
+    return paths
+
+
 def _breaker_move(summary: str) -> dict[str, Any]:
     return {
         "post": {
@@ -66,32 +93,27 @@ def _breaker_move(summary: str) -> dict[str, Any]:
     }
 
 
-def _limits_body(fields: tuple[str, ...]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "description": "Only the fields named change; null means unlimited; costs in USD",
-        "properties": {name: {"type": ["number", "null"], "minimum": 0} for name in fields},
-    }
+_USER_ID = msgspec.json.schema(UserId)
 
 
-def _user_path(summary: str, method: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+def _user_path(summary: str, method: str, body: str | None = None) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
         "parameters": [
-            {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": "user_id", "in": "path", "required": True, "schema": _USER_ID}
         ],
         "responses": {
             "200": {"description": "The user's limits, usage and remaining amounts"},
-            "400": _json("ErrorBody", "A limit that is negative or not a number; the message "
-                         "names the field"),
+            "400": _json("ErrorBody", "A bad user id, or a limit that is not a number, "
+                         "negative, over its maximum or (a count) not whole; the message names "
+                         "the field"),
             "503": _json("ErrorBody", "Redis cannot be reached"),
         },
     }  # fmt: skip
     if body is not None:
         operation["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": body}},
+            **_json(body, "Only the limits named change; null means unlimited; costs in USD"),
         }
     return {method: operation}
 
@@ -101,22 +123,33 @@ def _limit_paths() -> dict[str, Any]:
     return {
         quotas: _user_path("A user's quotas: limit, used, remaining, reset time", "get"),
         quotas + "/config": _user_path(
-            "Override some of a user's quotas (kept in Redis)", "put", _limits_body(QUOTA_FIELDS)
+            "Override some of a user's quotas (kept in Redis)", "put", "QuotaChanges"
         ),
         quotas + "/reset": _user_path("Forget a user's usage this period (overrides stay)", "post"),
         limits: _user_path("A user's rate limits: limit, used, remaining, reset in", "get"),
         limits + "/config": _user_path(
-            "Override some of a user's rate limits", "put", _limits_body(LIMIT_FIELDS)
+            "Override some of a user's rate limits", "put", "LimitChanges"
         ),
         limits + "/reset": _user_path("Forget a user's recent requests (overrides stay)", "post"),
     }
 
 
-def openapi_document() -> dict[str, Any]:
-    _schemas, components = msgspec.json.schema_components(
-        [GenerateBody, ResponseBody, ErrorBody, ChatCompletionBody],
-        ref_template="#/components/schemas/{name}",
+def _schemas() -> dict[str, Any]:
+    """The bodies' schemas, generated from their Structs, with the rules a body declares
+    beside its ``__post_init__`` (``SCHEMA_RULES``)."""
+    bodies = [GenerateBody, ResponseBody, ErrorBody, ChatCompletionBody, QuotaChanges,
+              LimitChanges]  # fmt: skip
+    _refs, components = msgspec.json.schema_components(
+        bodies, ref_template="#/components/schemas/{name}"
     )
+    for body in bodies:
+        if hasattr(body, "SCHEMA_RULES"):
+            components[body.__name__]["allOf"] = [body.SCHEMA_RULES]
+    return components
+
+
+def openapi_document() -> dict[str, Any]:
+    components = _schemas()
     sse = {"text/event-stream": {"schema": {"type": "string"}}}
     return {
         "openapi": "3.1.0",
@@ -160,19 +193,23 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": {"description": "An OpenAI model list"}},
                 }
             },
-            "/ai-orchestration/circuit-breakers": {
-                "get": {
-                    "summary": "Every provider's circuit breaker",
-                    "responses": {"200": {"description": "The breakers' states"}},
+            **_management(
+                {
+                    "/ai-orchestration/circuit-breakers": {
+                        "get": {
+                            "summary": "Every provider's circuit breaker",
+                            "responses": {"200": {"description": "The breakers' states"}},
+                        }
+                    },
+                    "/ai-orchestration/circuit-breakers/{provider}/reset": _breaker_move(
+                        "Close a breaker (and clear a rejected key)"
+                    ),
+                    "/ai-orchestration/circuit-breakers/{provider}/open": _breaker_move(
+                        "Force a breaker open until the next reset"
+                    ),
+                    **_limit_paths(),
                 }
-            },
-            "/ai-orchestration/circuit-breakers/{provider}/reset": _breaker_move(
-                "Close a breaker (and clear a rejected key)"
             ),
-            "/ai-orchestration/circuit-breakers/{provider}/open": _breaker_move(
-                "Force a breaker open until the next reset"
-            ),
-            **_limit_paths(),
             "/metrics": {
                 "get": {
                     "summary": "This process's counters, in the Prometheus text format",
@@ -192,5 +229,5 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": components},
+        "components": {"schemas": components, "securitySchemes": _SECURITY_SCHEMES},
     }

@@ -48,6 +48,11 @@ def test_redis_url_comes_from_the_environment(tmp_path: Path) -> None:
         ('log_level = "loud"\n', "$.log_level"),
         ("[bus]\nclaim_idle_ms = 100\n", "claim_idle_ms must be at least"),
         ("not toml at all = = =\n", "not valid TOML"),
+        ("[limits]\nrequests_per_minute = 0.5\n", "$.limits.requests_per_minute"),
+        ("[limits]\ncost_per_minute = 1e308\n", "$.limits.cost_per_minute"),
+        ("[limits]\nburst_window_ms = 0\n", "$.limits.burst_window_ms"),
+        ("[quota]\ndaily_cost_limit = 1e300\n", "$.quota.daily_cost_limit"),
+        ("[quota]\nmonthly_token_limit = 2e12\n", "$.quota.monthly_token_limit"),
     ],
 )
 def test_a_bad_value_names_the_field(tmp_path: Path, text: str, named: str) -> None:

@@ -7,15 +7,20 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+from yarl import URL
 
 from tests.limits.conftest import limits, quotas, user
-from tests.request_path.conftest import MakeNode
+from tests.request_path.conftest import ADMIN, MakeNode
 
 
 async def _call(
-    http: aiohttp.ClientSession, method: str, url: str, body: Any = None
+    http: aiohttp.ClientSession, method: str, url: str | URL, body: Any = None
 ) -> tuple[int, Any, Any]:
-    async with http.request(method, url, json=body) as response:
+    """A request with the admin token, and a JSON content type when it sends a body (or
+    changes something)."""
+    headers = ADMIN | ({"Content-Type": "application/json"} if method != "GET" else {})
+    data = None if body is None else aiohttp.JsonPayload(body)
+    async with http.request(method, url, data=data, headers=headers) as response:
         return response.status, await response.json(), response.headers
 
 
@@ -127,10 +132,19 @@ async def test_rate_limits_can_be_read_changed_and_reset(
         ("quotas", {"daily_cost_limit": -1}, "daily_cost_limit"),
         ("quotas", {"monthly_request_limit": "1000"}, "monthly_request_limit"),
         ("quotas", {"daily_token_limit": 5, "weekly_token_limit": 5}, "weekly_token_limit"),
-        ("quotas", [1, 2], "JSON object"),
+        ("quotas", [1, 2], "object"),
+        ("quotas", {"daily_cost_limit": 1e300}, "daily_cost_limit"),
+        ("quotas", {"monthly_cost_limit": 1_000_000_001}, "monthly_cost_limit"),
+        ("quotas", {"daily_request_limit": 2.5}, "daily_request_limit"),
+        ("quotas", {"monthly_token_limit": 10**12 + 1}, "monthly_token_limit"),
         ("rate-limits", {"tokens_per_minute": -5}, "tokens_per_minute"),
         ("rate-limits", {"burst_window_ms": 0}, "burst_window_ms"),
+        ("rate-limits", {"burst_window_ms": 1.5}, "burst_window_ms"),
         ("rate-limits", {"requests_per_minute": True}, "requests_per_minute"),
+        ("rate-limits", {"requests_per_minute": 0.5}, "requests_per_minute"),
+        ("rate-limits", {"requests_per_minute": 1e-300}, "requests_per_minute"),
+        ("rate-limits", {"cost_per_minute": 1e308}, "cost_per_minute"),
+        ("rate-limits", {"burst_limit": 3, "tokens_per_hour": 0.25}, "tokens_per_hour"),
     ],
 )
 async def test_bad_limits_are_a_400_that_names_the_field(
@@ -141,8 +155,35 @@ async def test_bad_limits_are_a_400_that_names_the_field(
     base, uid = f"{node.gateway.url}/ai-orchestration/{path}", user()
     status, answer, _h = await _call(http, "PUT", f"{base}/{uid}/config", body)
     assert status == 400 and named in answer["error"]["message"], answer
+    assert [k async for k in node.bus.redis.scan_iter(match=f"*{uid}*")] == []  # nothing written
     status, answer, _h = await _call(http, "GET", f"{base}/{uid}")
-    assert status == 200 and all(v is None for v in answer["config"].values())  # nothing half-set
+    assert status == 200 and all(v is None for v in answer["config"].values())
+    status, answer, _h = await _call(http, "POST", f"{node.gateway.url}/ai-orchestration/generate",
+                                     {"prompt": "hi", "user_id": uid})  # fmt: skip
+    assert status == 200, answer
+
+
+async def test_the_largest_limits_work(make_node: MakeNode, http: aiohttp.ClientSession) -> None:
+    node = await make_node(providers=("openai",))
+    assert node.gateway is not None
+    admin, uid = f"{node.gateway.url}/ai-orchestration", user()
+    counts, dollars = 10**12, 1e9
+    status, answer, _h = await _call(http, "PUT", f"{admin}/rate-limits/{uid}/config", {
+        "requests_per_minute": counts, "tokens_per_hour": counts, "cost_per_minute": dollars,
+        "burst_limit": counts, "burst_window_ms": 3_600_000})  # fmt: skip
+    assert status == 200, answer
+    status, answer, _h = await _call(http, "PUT", f"{admin}/quotas/{uid}/config", {
+        "daily_request_limit": counts, "monthly_token_limit": counts,
+        "monthly_cost_limit": dollars})  # fmt: skip
+    assert status == 200, answer
+    status, answer, headers = await _call(http, "POST", f"{admin}/generate",
+                                          {"prompt": "hi", "user_id": uid})  # fmt: skip
+    assert status == 200, answer
+    assert headers["X-RateLimit-Limit-Requests-Per-Minute"] == str(counts)
+    assert headers["X-RateLimit-Limit-Monthly-Cost"] == "1000000000"
+    for path in ("rate-limits", "quotas"):
+        status, answer, _h = await _call(http, "GET", f"{admin}/{path}/{uid}")
+        assert status == 200, answer
 
 
 async def test_metrics_count_admissions(make_node: MakeNode, http: aiohttp.ClientSession) -> None:
@@ -177,3 +218,20 @@ async def test_the_openapi_document_lists_the_admin_endpoints(
         "/metrics": {"get"},
     }.items():
         assert set(paths[path]) == methods
+
+
+@pytest.mark.parametrize("bad", ["ann%00", "a%07b", "ann%0A", "u" * 257])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "quotas/{}"), ("PUT", "quotas/{}/config"), ("POST", "rate-limits/{}/reset"),
+     ("GET", "rate-limits/{}")],
+)  # fmt: skip
+async def test_an_admin_path_with_a_bad_user_id_is_a_400(
+    make_node: MakeNode, http: aiohttp.ClientSession, method: str, path: str, bad: str
+) -> None:
+    node = await make_node(providers=("openai",))
+    assert node.gateway is not None
+    url = URL(f"{node.gateway.url}/ai-orchestration/{path.format(bad)}", encoded=True)
+    body = {"daily_request_limit": 1} if method == "PUT" else None
+    status, answer, _h = await _call(http, method, url, body)
+    assert status == 400 and "user_id" in answer["error"]["message"], answer

@@ -30,6 +30,10 @@ from tests.conftest import FAST
 
 MakeNode = Callable[..., Awaitable[Node]]
 
+# The admin token of every test node, and the header that carries it.
+ADMIN_TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
 # Tests of routing and breakers send many requests quickly: no limits, no quotas
 # unless a test sets them.
 NO_LIMITS = LimitsConfig(**dict.fromkeys(LIMIT_FIELDS))
@@ -87,13 +91,14 @@ async def make_node(server_url: str, simulator: Simulator) -> AsyncIterator[Make
         limits: LimitsConfig = NO_LIMITS,
         quota: QuotaConfig = NO_QUOTAS,
         admission: AdmissionConfig | None = None,
+        gateway: GatewayConfig | None = None,
     ) -> Node:
         config = Config(
             bus=bus_config(ns),
             providers=providers_for(simulator.url, providers, **(provider_overrides or {})),
             router=router or RouterConfig(retry_base_ms=10, retry_max_ms=50),
             breaker=breaker or BreakerConfig(refresh_ms=200),
-            gateway=GatewayConfig(port=0),
+            gateway=gateway or GatewayConfig(port=0, admin_token=Secret(ADMIN_TOKEN)),
             limits=limits,
             quota=quota,
             admission=admission or AdmissionConfig(),

@@ -61,3 +61,20 @@ async def test_a_message_on_the_wrong_stream_is_dead_lettered_at_once(make_node:
     )
     assert fields[b"deliveries"] == b"1"
     assert fields[b"source_stream"] == wrong.encode()
+
+
+async def test_a_request_with_a_control_character_in_its_user_id_is_refused(
+    make_node: MakeNode,
+) -> None:
+    node = await make_node(providers=("anthropic",))
+    redis = node.bus.redis
+    replies = f"{node.bus.names.ns}:my-replies"
+    request = {"request_id": "r-3", "prompt": "hi", "user_id": "svc\x007"}
+    await redis.xadd(node.bus.names.requests, {"type": "generate.request",
+                     "data": json.dumps(request), "corr": "c-3", "reply_to": replies})  # fmt: skip
+    response = await redis.xread({replies: "0"}, block=10_000)
+    (_stream, [(_id, fields)]) = response[0]
+    assert fields[b"type"] != b"generate.response"
+    assert "user_id" in fields[b"data"].decode()
+    dead = await redis.xrange(node.bus.names.dead)
+    assert len(dead) == 1 and b"user_id" in dead[0][1][b"reason"]

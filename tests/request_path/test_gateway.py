@@ -9,7 +9,7 @@ import pytest
 
 from actors.providers import Catalog
 from actors.providers.simulator import Simulator
-from tests.request_path.conftest import MakeNode
+from tests.request_path.conftest import ADMIN, MakeNode
 
 
 async def _post(
@@ -129,17 +129,18 @@ async def test_breaker_endpoints(make_node: MakeNode, http: aiohttp.ClientSessio
     node = await make_node(providers=("openai", "anthropic"))
     assert node.gateway is not None
     base = f"{node.gateway.url}/ai-orchestration/circuit-breakers"
-    async with http.get(base) as response:
+    async with http.get(base, headers=ADMIN) as response:
         states = {b["provider"]: b["state"] for b in (await response.json())["circuit_breakers"]}
     assert states == {"openai": "closed", "anthropic": "closed"}
-    status, state, _ = await _post(http, f"{base}/openai/open", None)
+    empty_json = ADMIN | {"Content-Type": "application/json"}  # an empty body is fine
+    status, state, _ = await _post(http, f"{base}/openai/open", None, headers=empty_json)
     assert status == 200 and state["state"] == "open" and state["forced_open"]
     status, body, _ = await _post(
         http, f"{node.gateway.url}/ai-orchestration/generate", {"prompt": "hi", "model": "gpt-4o"}
     )
     assert status == 503
     assert body["error"]["attempts"][0]["outcome"] == "breaker_open"
-    status, state, _ = await _post(http, f"{base}/openai/reset", None)
+    status, state, _ = await _post(http, f"{base}/openai/reset", {}, headers=ADMIN)
     assert status == 200 and state["state"] == "closed"
-    status, _body, _ = await _post(http, f"{base}/nobody/reset", None)
+    status, _body, _ = await _post(http, f"{base}/nobody/reset", {}, headers=ADMIN)
     assert status == 404
