@@ -20,6 +20,7 @@ from ._admin import AdminGuard
 from ._bodies import (
     BadInput,
     GenerateBody,
+    bus_failure,
     decode,
     error_response,
     failed_response,
@@ -88,7 +89,11 @@ class Gateway:
         self._openapi = openapi_document()
 
     async def start(self) -> None:
-        self._runner = Runner(self.app, access_log=None, handle_signals=False)
+        # A client that disconnects cancels its handler: its request is cancelled on
+        # the bus too (the router stops, the provider call is cancelled).
+        self._runner = Runner(
+            self.app, access_log=None, handle_signals=False, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
         await site.start()
@@ -145,8 +150,8 @@ class Gateway:
         except GenerateError as exc:
             return failed_response(exc.failed)
         except BusError as exc:
-            return error_response(503, "unavailable", f"the request path is down: {exc}",
-                                  request_id=ask.request_id)  # fmt: skip
+            status, kind, message = bus_failure(exc)
+            return error_response(status, kind, message, request_id=ask.request_id)
         body_out = response_body(answer, (time.perf_counter() - started) * 1000)
         headers = {"X-Request-ID": answer.request_id} | limit_headers(answer.limits)
         return json_response(body_out, headers=headers)
@@ -172,9 +177,14 @@ class Gateway:
     def _build(self, request: web.Request, **fields: Any) -> GenerateRequest:
         request_id = request_id_of(request) or uuid.uuid4().hex
         try:
-            return GenerateRequest(request_id=request_id, **fields)
+            ask = GenerateRequest(request_id=request_id, **fields)
         except (TypeError, ValueError) as exc:
             raise BadInput(str(exc)) from None
+        bounds = self.node.config.router
+        too_large = ask.too_large(bounds.max_messages, bounds.max_prompt_chars)
+        if too_large is not None:  # refused here: it never reaches the bus
+            raise BadInput(too_large)
+        return ask
 
     def _check_model(self, model: str) -> None:
         if not model:
@@ -210,7 +220,7 @@ class Gateway:
             except GenerateError as exc:
                 return self._openai_failure(exc)
             except BusError as exc:
-                return openai_error(503, "unavailable", str(exc), ask.request_id)
+                return openai_error(*bus_failure(exc), ask.request_id)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await self._stream(request, ask, body.model, include_usage)
 
@@ -224,7 +234,7 @@ class Gateway:
         except GenerateError as exc:
             return self._openai_failure(exc)
         except BusError as exc:
-            return openai_error(503, "unavailable", str(exc), ask.request_id)
+            return openai_error(*bus_failure(exc), ask.request_id)
         except StopAsyncIteration:
             return openai_error(502, "bad_gateway", "the stream ended before any answer")
         if isinstance(first, GenerateResponse):  # an answer with no text at all

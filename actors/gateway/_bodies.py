@@ -9,6 +9,8 @@ from typing import Annotated, Any, ClassVar
 import msgspec
 from aiohttp import web
 
+from bus import BusError, BusUnavailable, RemoteError
+
 from ..messages import Attempt, GenerateFailed, GenerateResponse, LimitState, Strategy, UserId
 from ..providers import ChatMessage
 from ..providers._types import check_conversation
@@ -149,6 +151,21 @@ def request_id_of(request: web.Request) -> str | None:
     if not _REQUEST_ID.match(given):
         raise BadInput("X-Request-ID: 1 to 128 letters, digits or ._:- please")
     return given
+
+
+def bus_failure(exc: BusError) -> tuple[int, str, str]:
+    """Status, error type and message for a request the bus could not carry through."""
+    if isinstance(exc, BusUnavailable):
+        return 503, "unavailable", (
+            f"the request was not published ({exc}): it did not run and was not charged; "
+            "sending it again is safe"
+        )  # fmt: skip
+    if isinstance(exc, RemoteError):
+        return 503, "interrupted", (
+            f"the worker handling the request stopped before it answered ({exc.kind}: "
+            f"{exc.message}); it may have reached a provider"
+        )  # fmt: skip
+    return 503, "unavailable", f"the request path is down: {exc}"
 
 
 def json_response(

@@ -104,3 +104,24 @@ async def test_a_caller_who_goes_away_cancels_the_provider_call(
         return (await node.bus.redis.xpending(calls, "breaker"))["pending"] == 0
 
     await eventually(nothing_pending, timeout=30)
+
+
+@pytest.mark.parametrize("path", ["/ai-orchestration/generate", "/v1/chat/completions"])
+async def test_an_http_client_that_disconnects_cancels_the_provider_call(
+    make_node: MakeNode, simulator: Simulator, path: str
+) -> None:
+    simulator.state.update("openai", {"hang_rate": 1})
+    node = await make_node(providers=("openai",), provider_overrides=SLOW_SDK)
+    assert node.gateway is not None
+    body: dict[str, object] = {"model": "gpt-4o"}
+    if path.startswith("/v1"):
+        body |= {"messages": [{"role": "user", "content": "q"}], "stream": True}
+    else:
+        body |= {"prompt": "q"}
+    async with aiohttp.ClientSession() as http:
+        waiting = asyncio.create_task(http.post(f"{node.gateway.url}{path}", json=body))
+        await eventually(lambda: simulator.state.hanging["openai"] == 1, timeout=30)
+        waiting.cancel()  # the client gives up: its connection closes
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    await eventually(lambda: simulator.state.hanging["openai"] == 0, timeout=30)

@@ -131,3 +131,20 @@ async def test_a_request_over_the_bounds_is_refused_and_says_which(make_node: Ma
         await client.generate(client.request(prompt="x" * 1_001))
     assert "1001 characters of prompt; at most 1000" in caught.value.failed.message
     assert (await client.generate(client.request(prompt="x" * 1_000))).content
+
+
+async def test_the_gateway_refuses_a_request_over_the_bounds_before_the_bus(
+    make_node: MakeNode, http: aiohttp.ClientSession
+) -> None:
+    node = await make_node(providers=("openai",), router=RouterConfig(max_messages=100))
+    assert node.gateway is not None
+    many = [{"role": "user", "content": "hi"}] * 101
+    for path, body in [
+        ("/ai-orchestration/generate", {"messages": many}),
+        ("/v1/chat/completions", {"model": "gpt-4o", "messages": many}),
+    ]:
+        async with http.post(f"{node.gateway.url}{path}", json=body) as response:
+            assert response.status == 400
+            error = (await response.json())["error"]
+            assert "at most 100 are taken (router.max_messages)" in error["message"]
+    assert await node.bus.redis.xlen(node.bus.names.requests) == 0  # nothing was published
