@@ -31,7 +31,8 @@ async def workers(
 ) -> AsyncIterator[Node]:
     """A gateway here and two worker processes (Gemini and Anthropic on the simulator)
     that take requests of up to 200,000 messages; yields the gateway once both serve."""
-    gateway = await make_node(providers=("anthropic", "google"), role="gateway")
+    gateway = await make_node(providers=("anthropic", "google"), role="gateway",
+                              router=RouterConfig(max_messages=200_000))  # fmt: skip
     config = tmp_path / "worker.toml"
     config.write_text(
         f'[bus]\nnamespace = "{gateway.config.bus.namespace}"\n'
