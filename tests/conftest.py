@@ -17,10 +17,17 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
+from hypothesis import settings
 
 from bus import Bus, BusConfig, Codec, EmbeddedRedis, find_redis_server
 
 EXTERNAL = os.environ.get("REDIS_URL")
+
+# How long a test waits for what should happen (an answer, a condition): generous, so
+# that a slow or busy machine passes; a passing test never waits that long. Tests keep
+# short timeouts only where the timeout itself is what they check.
+PATIENCE = 30.0
 
 # Short times, so that takeovers and retries happen within a test's patience.
 FAST = BusConfig(
@@ -33,6 +40,12 @@ FAST = BusConfig(
     backoff_base_ms=50,
     backoff_max_ms=500,
 )
+
+
+# Hypothesis fails an example that runs over 200 ms: that measures the machine, not the
+# code. No deadline, so that a slow or busy machine passes what a fast one does.
+settings.register_profile("patient", deadline=None)
+settings.load_profile("patient")
 
 
 @pytest.fixture(scope="session")
@@ -130,7 +143,7 @@ def _fields(config: BusConfig) -> dict[str, Any]:
 
 
 async def eventually(
-    check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02
+    check: Callable[[], Any], timeout: float = PATIENCE, interval: float = 0.02
 ) -> Any:
     """Poll ``check`` (sync or async) until it returns a truthy value; fail after ``timeout``."""
     loop = asyncio.get_running_loop()
@@ -144,3 +157,19 @@ async def eventually(
         if loop.time() > give_up:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+async def redis_ms(client: redis.asyncio.Redis) -> int:
+    """The Redis server's clock in milliseconds: the clock every Lua script reads."""
+    seconds, micros = await client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def until_redis_time(client: redis.asyncio.Redis, at_ms: int) -> None:
+    """Wait until the Redis server's clock has reached ``at_ms``: for time that must pass
+    inside Redis (a window sliding, an expiry), waiting on the clock the scripts read."""
+
+    async def reached() -> bool:
+        return await redis_ms(client) >= at_ms
+
+    await eventually(reached)
