@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from bus import EmbeddedRedis, find_redis_server
-from tests.conftest import bundled_redis_server
+from tests.conftest import PATIENCE, bundled_redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"  # a zombie has exited; only its parent's reaping is left
 
 
-def _wait_dead(pid: int, timeout: float = 5.0) -> bool:
+def _wait_dead(pid: int, timeout: float = PATIENCE) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _alive(pid):
@@ -67,7 +67,7 @@ def test_server_dies_with_its_parent_even_on_sigkill() -> None:
 def test_ctrl_c_stops_the_server_and_removes_its_directory() -> None:
     proc, pid, directory = _start_child()
     proc.send_signal(signal.SIGINT)
-    proc.wait(10)
+    proc.wait(PATIENCE)
     assert _wait_dead(pid)
     assert not directory.exists()
 

@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from actors.providers.simulator import Simulator
+from tests.conftest import PATIENCE
 from tests.providers.conftest import KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +105,7 @@ async def test_simulate_command_serves_until_stopped(unused_tcp_port: int) -> No
         await client.close()
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(10) in (0, 130)
+        assert process.wait(PATIENCE) in (0, 130)
 
 
 def test_simulate_refuses_a_bad_knob() -> None:
