@@ -8,8 +8,10 @@ tests of the bus contract run against both (``redis_url``), the rest against one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from bus import Bus, BusConfig, Codec, EmbeddedRedis, find_redis_server
 
@@ -42,9 +44,10 @@ FAST = BusConfig(
 )
 
 
-# Hypothesis fails an example that runs over 200 ms: that measures the machine, not the
-# code. No deadline, so that a slow or busy machine passes what a fast one does.
-settings.register_profile("patient", deadline=None)
+# Hypothesis fails an example that runs over 200 ms, and a run whose examples are slow to
+# generate: that measures the machine, not the code. Neither, so that a slow or busy
+# machine passes what a fast one does.
+settings.register_profile("patient", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("patient")
 
 
@@ -136,6 +139,19 @@ async def make_bus(redis_url: str, ns: str) -> AsyncIterator[MakeBus]:
     yield make
     for bus in reversed(buses):
         await bus.close()
+
+
+@contextlib.contextmanager
+def ctrl_c_as_in_a_terminal() -> Iterator[None]:
+    """Start, inside it, a child that a test stops with SIGINT: the child handles it as
+    one started from a terminal does, even when the tests run where SIGINT is ignored
+    (a background job, nohup), which the child would otherwise inherit. (A handled
+    signal is reset to its default on exec; an ignored one stays ignored.)"""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _fields(config: BusConfig) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from bus import EmbeddedRedis, find_redis_server
-from tests.conftest import PATIENCE, bundled_redis_server
+from tests.conftest import PATIENCE, bundled_redis_server, ctrl_c_as_in_a_terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,9 +44,10 @@ def _wait_dead(pid: int, timeout: float = PATIENCE) -> bool:
 
 
 def _start_child() -> tuple[subprocess.Popen[str], int, Path]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
+    with ctrl_c_as_in_a_terminal():
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
     assert proc.stdout is not None
     line = ""
     while not line.startswith("READY"):

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from actors.providers.simulator import Simulator
-from tests.conftest import PATIENCE
+from tests.conftest import PATIENCE, ctrl_c_as_in_a_terminal
 from tests.providers.conftest import KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,12 +83,13 @@ async def test_requests_without_credentials_are_refused(simulator: Simulator) ->
 
 
 async def test_simulate_command_serves_until_stopped(unused_tcp_port: int) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "run.py", "simulate", "--port", str(unused_tcp_port),
-         "--latency-ms", "1", "--knob", "openai.error_rate=1"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    with ctrl_c_as_in_a_terminal():
+        process = subprocess.Popen(
+            [sys.executable, "run.py", "simulate", "--port", str(unused_tcp_port),
+             "--latency-ms", "1", "--knob", "openai.error_rate=1"],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
     try:
         assert process.stdout is not None
         line = await asyncio.to_thread(process.stdout.readline)
