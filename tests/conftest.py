@@ -8,8 +8,10 @@ tests of the bus contract run against both (``redis_url``), the rest against one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -17,10 +19,17 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
+from hypothesis import HealthCheck, settings
 
 from bus import Bus, BusConfig, Codec, EmbeddedRedis, find_redis_server
 
 EXTERNAL = os.environ.get("REDIS_URL")
+
+# How long a test waits for what should happen (an answer, a condition): generous, so
+# that a slow or busy machine passes; a passing test never waits that long. Tests keep
+# short timeouts only where the timeout itself is what they check.
+PATIENCE = 30.0
 
 # Short times, so that takeovers and retries happen within a test's patience.
 FAST = BusConfig(
@@ -33,6 +42,13 @@ FAST = BusConfig(
     backoff_base_ms=50,
     backoff_max_ms=500,
 )
+
+
+# Hypothesis fails an example that runs over 200 ms, and a run whose examples are slow to
+# generate: that measures the machine, not the code. Neither, so that a slow or busy
+# machine passes what a fast one does.
+settings.register_profile("patient", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("patient")
 
 
 @pytest.fixture(scope="session")
@@ -125,12 +141,25 @@ async def make_bus(redis_url: str, ns: str) -> AsyncIterator[MakeBus]:
         await bus.close()
 
 
+@contextlib.contextmanager
+def ctrl_c_as_in_a_terminal() -> Iterator[None]:
+    """Start, inside it, a child that a test stops with SIGINT: the child handles it as
+    one started from a terminal does, even when the tests run where SIGINT is ignored
+    (a background job, nohup), which the child would otherwise inherit. (A handled
+    signal is reset to its default on exec; an ignored one stays ignored.)"""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _fields(config: BusConfig) -> dict[str, Any]:
     return {f: getattr(config, f) for f in config.__struct_fields__}
 
 
 async def eventually(
-    check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02
+    check: Callable[[], Any], timeout: float = PATIENCE, interval: float = 0.02
 ) -> Any:
     """Poll ``check`` (sync or async) until it returns a truthy value; fail after ``timeout``."""
     loop = asyncio.get_running_loop()
@@ -144,3 +173,19 @@ async def eventually(
         if loop.time() > give_up:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+async def redis_ms(client: redis.asyncio.Redis) -> int:
+    """The Redis server's clock in milliseconds: the clock every Lua script reads."""
+    seconds, micros = await client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def until_redis_time(client: redis.asyncio.Redis, at_ms: int) -> None:
+    """Wait until the Redis server's clock has reached ``at_ms``: for time that must pass
+    inside Redis (a window sliding, an expiry), waiting on the clock the scripts read."""
+
+    async def reached() -> bool:
+        return await redis_ms(client) >= at_ms
+
+    await eventually(reached)

@@ -7,35 +7,42 @@ import json
 from typing import ClassVar
 
 import pytest
+import redis.asyncio
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
 from actors import CODEC, Actor, EchoActor, Ping, Pong, Supervisor
 from bus import Bus, Delivery, Message, RemoteError
-from tests.conftest import MakeBus, eventually
+from tests.conftest import PATIENCE, MakeBus, eventually
 
 
 async def test_echo_actor_answers_and_stops(make_bus: MakeBus) -> None:
     bus = await make_bus(CODEC)
     actor = EchoActor(bus, concurrency=4)
     await actor.start()
-    assert await bus.ask(bus.names.echo, Ping(payload="hi"), timeout=5) == Pong(
+    assert await bus.ask(bus.names.echo, Ping(payload="hi"), timeout=PATIENCE) == Pong(
         payload="hi", node=bus.node
     )
     await actor.stop(1.0)
 
 
-async def test_a_client_without_our_code_can_ask(make_bus: MakeBus) -> None:
+async def test_a_client_without_our_code_can_ask(make_bus: MakeBus, redis_url: str) -> None:
     """What the README shows with redis-cli: plain XADD in, plain XREAD out."""
     bus = await make_bus(CODEC)
     actor = EchoActor(bus)
     await actor.start()
     replies = f"{bus.names.ns}:my:replies"
-    await bus.redis.xadd(
-        bus.names.echo,
-        {"type": "ping", "data": '{"payload":"hi"}', "corr": "c-1", "reply_to": replies},
-    )
-    response = await bus.redis.xread({replies: "0"}, block=5000)
+    # A plain client, as redis-cli is: no socket timeout under its blocking read (the
+    # bus's own clients give up on a command after command_timeout_ms).
+    plain = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        await plain.xadd(
+            bus.names.echo,
+            {"type": "ping", "data": '{"payload":"hi"}', "corr": "c-1", "reply_to": replies},
+        )
+        response = await plain.xread({replies: "0"}, block=int(PATIENCE * 1000))
+    finally:
+        await plain.aclose()
     (_stream, [(_id, fields)]) = response[0]
     assert fields[b"type"] == b"pong"
     assert fields[b"corr"] == b"c-1"
@@ -48,7 +55,7 @@ async def test_an_unexpected_message_is_dead_lettered_at_once(make_bus: MakeBus)
     actor = EchoActor(bus)
     await actor.start()
     with pytest.raises(RemoteError, match="rejected: echo does not take Pong"):
-        await bus.ask(bus.names.echo, Pong(payload="?"), timeout=10)
+        await bus.ask(bus.names.echo, Pong(payload="?"), timeout=PATIENCE)
     await actor.stop(1.0)
 
 
@@ -63,7 +70,7 @@ async def test_each_handled_message_is_logged_with_actor_and_request(make_bus: M
     actor = Noisy(bus)
     await actor.start()
     with capture_logs(processors=[merge_contextvars]) as logs:
-        await bus.ask(bus.names.echo, Ping(), timeout=5)
+        await bus.ask(bus.names.echo, Ping(), timeout=PATIENCE)
     line = next(e for e in logs if e["event"] == "noisy.handled")
     assert line["actor"] == "echo"
     assert line["message_id"]
@@ -72,21 +79,24 @@ async def test_each_handled_message_is_logged_with_actor_and_request(make_bus: M
 
 
 class Fragile(Actor):
-    """Echoes, and crashes its own machinery when told to."""
+    """Echoes, and crashes its own machinery when told to (``crash`` set)."""
 
     group: ClassVar[str] = "fragile"
-    built = 0
+    built: ClassVar[list[Fragile]] = []
 
     def __init__(self, bus: Bus) -> None:
         super().__init__(bus, stream=f"{bus.names.ns}:fragile")
-        Fragile.built += 1
-        self.generation = Fragile.built
+        Fragile.built.append(self)
+        self.generation = len(Fragile.built)
+        self.crash = asyncio.Event()
 
     async def on_start(self) -> None:
         self.spawn(self._watch(), "watch")
 
     async def _watch(self) -> None:
-        await self.bus.redis.blpop([f"{self.bus.names.ns}:crash:{self.generation}"], timeout=0)
+        # Waits in this process, as long as it takes: a blocking Redis read on the bus's
+        # client would give up after command_timeout_ms and crash the actor by itself.
+        await self.crash.wait()
         raise RuntimeError(f"generation {self.generation} broke")
 
     async def handle(self, message: Message, delivery: Delivery) -> Message | None:
@@ -96,20 +106,20 @@ class Fragile(Actor):
 
 async def test_supervisor_restarts_a_crashed_actor_with_backoff(make_bus: MakeBus) -> None:
     bus = await make_bus(CODEC)
-    Fragile.built = 0
+    Fragile.built = []
     supervisor = Supervisor([lambda: Fragile(bus)], backoff_base=0.05, backoff_max=0.2)
     await supervisor.start()
     stream = f"{bus.names.ns}:fragile"
-    assert await bus.ask(stream, Ping(), timeout=5) == Pong(payload="generation 1")
+    assert await bus.ask(stream, Ping(), timeout=PATIENCE) == Pong(payload="generation 1")
     with capture_logs() as logs:
-        await bus.redis.rpush(f"{bus.names.ns}:crash:1", "now")
+        Fragile.built[0].crash.set()
         await eventually(lambda: supervisor.restarts == 1)
     crashed = next(e for e in logs if e["event"] == "actor.crashed")
     assert crashed["actor"] == "fragile"
     assert "generation 1 broke" in crashed["error"]
     restarted = next(e for e in logs if e["event"] == "actor.restarted")
     assert 0.025 <= restarted["after_s"] <= 0.05  # the first backoff step, jittered
-    assert await bus.ask(stream, Ping(), timeout=5) == Pong(payload="generation 2")
+    assert await bus.ask(stream, Ping(), timeout=PATIENCE) == Pong(payload="generation 2")
     await supervisor.stop(1.0)
 
 

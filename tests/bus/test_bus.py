@@ -20,7 +20,7 @@ from bus import (
     RemoteError,
     StreamConfig,
 )
-from tests.conftest import MakeBus, eventually
+from tests.conftest import PATIENCE, MakeBus, eventually
 
 
 class Job(Message, tag="test.job", frozen=True, kw_only=True):
@@ -81,7 +81,9 @@ async def test_ask_returns_the_reply(make_bus: MakeBus) -> None:
     stream = f"{bus.names.ns}:jobs"
     sub = bus.subscribe(stream, "workers", Recorder(), concurrency=4)
     await sub.start()
-    replies = await asyncio.gather(*(bus.ask(stream, Job(n=n), timeout=5) for n in range(20)))
+    replies = await asyncio.gather(
+        *(bus.ask(stream, Job(n=n), timeout=PATIENCE) for n in range(20))
+    )
     assert replies == [Done(n=n) for n in range(20)]
     await sub.stop(1.0)
 
@@ -91,10 +93,12 @@ async def test_ask_all_sends_several_asks_at_once(make_bus: MakeBus) -> None:
     served, failing, silent = (f"{bus.names.ns}:{name}" for name in ("a", "b", "c"))
     for stream in (served, failing):
         await bus.subscribe(stream, "workers", Recorder(), concurrency=4).start()
+    # One timeout for all: long enough for the served ones on a slow machine, shorter
+    # than the failing one's way to the dead letters (5 deliveries, claim_idle_ms apart).
     answers = await bus.ask_all(
         [(served, Job(n=1)), (failing, Job(n=2, fail=True)), (silent, Job(n=3)),
          (served, Job(n=4))],
-        timeout=0.5,
+        timeout=3.0,
     )  # fmt: skip
     assert answers[0] == Done(n=1) and answers[3] == Done(n=4)
     assert isinstance(answers[1], AskTimeout)  # its handler raised: no reply in time
@@ -114,7 +118,7 @@ async def test_ask_across_processes_shares_the_work(make_bus: MakeBus) -> None:
     for sub in subs:
         await sub.start()
     replies = await asyncio.gather(
-        *(asker.ask(stream, Job(n=n, sleep=0.01), timeout=5) for n in range(100))
+        *(asker.ask(stream, Job(n=n, sleep=0.01), timeout=PATIENCE) for n in range(100))
     )
     assert sorted(r.n for r in replies if isinstance(r, Done)) == list(range(100))
     assert sorted(handlers[0].seen + handlers[1].seen) == list(range(100))
@@ -142,15 +146,20 @@ async def test_ask_times_out_and_the_late_entry_is_dropped(make_bus: MakeBus) ->
 async def test_late_and_duplicate_replies_are_dropped(make_bus: MakeBus) -> None:
     bus = await make_bus(CODEC)
     stream = f"{bus.names.ns}:jobs"
-    sub = bus.subscribe(stream, "workers", Recorder())
+    handler = Recorder()
+    sub = bus.subscribe(stream, "workers", handler)
     await sub.start()
+    # The handler outlives the ask: its reply comes late however fast the machine is,
+    # as long as the entry is read before its deadline (which has room for that).
+    ask = asyncio.create_task(bus.ask(stream, Job(n=1, sleep=2.0), timeout=1.5))
+    await eventually(lambda: handler.active == 1)
     with pytest.raises(AskTimeout):
-        await bus.ask(stream, Job(n=1, sleep=0.5), timeout=0.2)
+        await ask
     await eventually(lambda: bus.dropped_replies == 1)
     # A stray reply with a correlation id nobody waits for.
     await bus.redis.xadd(bus.reply_stream, CODEC.fields(Done(n=9), correlation_id="nobody"))
     await eventually(lambda: bus.dropped_replies == 2)
-    assert await bus.ask(stream, Job(n=2), timeout=5) == Done(n=2)
+    assert await bus.ask(stream, Job(n=2), timeout=PATIENCE) == Done(n=2)
     await sub.stop(1.0)
 
 
@@ -160,7 +169,9 @@ async def test_concurrency_bound_holds(make_bus: MakeBus) -> None:
     handler = Recorder()
     sub = bus.subscribe(stream, "workers", handler, concurrency=3)
     await sub.start()
-    await asyncio.gather(*(bus.ask(stream, Job(n=n, sleep=0.05), timeout=10) for n in range(20)))
+    await asyncio.gather(
+        *(bus.ask(stream, Job(n=n, sleep=0.05), timeout=PATIENCE) for n in range(20))
+    )
     assert handler.max_active == 3
     assert sorted(handler.seen) == list(range(20))
     await sub.stop(1.0)
@@ -172,9 +183,13 @@ async def test_graceful_stop_drains_in_flight_work(make_bus: MakeBus) -> None:
     handler = Recorder()
     sub = bus.subscribe(stream, "workers", handler, concurrency=4)
     await sub.start()
-    asks = [asyncio.create_task(bus.ask(stream, Job(n=n, sleep=0.3), timeout=5)) for n in range(4)]
+    # Each runs for a second: time enough to see all four in flight on a slow machine.
+    asks = [
+        asyncio.create_task(bus.ask(stream, Job(n=n, sleep=1.0), timeout=PATIENCE))
+        for n in range(4)
+    ]
     await eventually(lambda: handler.active == 4)
-    await sub.stop(timeout=5.0)
+    await sub.stop(timeout=PATIENCE)
     assert [await a for a in asks] == [Done(n=n) for n in range(4)]
     await eventually(lambda: _pending(bus, stream, "workers", 0))
 
@@ -189,7 +204,7 @@ async def test_stop_past_its_deadline_fails_the_asker(make_bus: MakeBus) -> None
     await eventually(lambda: handler.active == 1)
     await sub.stop(timeout=0.2)
     with pytest.raises(RemoteError) as caught:
-        await asyncio.wait_for(ask, 5)
+        await asyncio.wait_for(ask, 15)
     assert caught.value.kind == "stopped"
     await eventually(lambda: _pending(bus, stream, "workers", 0))
 
@@ -201,7 +216,7 @@ async def test_failed_handler_is_retried_then_dead_lettered(make_bus: MakeBus) -
     sub = bus.subscribe(stream, "workers", handler, concurrency=2)
     await sub.start()
     with pytest.raises(RemoteError) as caught:
-        await bus.ask(stream, Job(n=7, fail=True), timeout=15)
+        await bus.ask(stream, Job(n=7, fail=True), timeout=PATIENCE)
     assert caught.value.kind == "dead_letter"
     assert "ValueError: boom 7" in caught.value.message
     assert [d.deliveries for d in handler.deliveries] == [1, 2]
@@ -213,7 +228,7 @@ async def test_failed_handler_is_retried_then_dead_lettered(make_bus: MakeBus) -
     assert fields[b"type"] == b"test.job"  # the original fields travel along
     assert CODEC.decode(fields).message == Job(n=7, fail=True)
     # The consumer keeps going.
-    assert await bus.ask(stream, Job(n=8), timeout=5) == Done(n=8)
+    assert await bus.ask(stream, Job(n=8), timeout=PATIENCE) == Done(n=8)
     await eventually(lambda: _pending(bus, stream, "workers", 0))
     await sub.stop(1.0)
 
@@ -229,7 +244,7 @@ async def test_poison_entry_goes_to_dead_letters_and_the_consumer_continues(
     await bus.redis.xadd(stream, {"type": "test.job", "data": "{not json"})
     await bus.redis.xadd(stream, {"garbage": "1"})
     await bus.redis.xadd(stream, {"type": "no.such.type", "data": "{}"})
-    assert await bus.ask(stream, Job(n=1), timeout=5) == Done(n=1)
+    assert await bus.ask(stream, Job(n=1), timeout=PATIENCE) == Done(n=1)
     dead = await eventually(lambda: _dead(bus, 3))
     reasons = [fields[b"reason"].decode() for _id, fields in dead]
     assert reasons[0].startswith("undecodable: bad data for 'test.job'")
@@ -310,13 +325,13 @@ async def test_a_lost_stream_gets_its_group_back(make_bus: MakeBus) -> None:
     stream = f"{bus.names.ns}:jobs"
     sub = bus.subscribe(stream, "workers", Recorder())
     await sub.start()
-    assert await bus.ask(stream, Job(n=1), timeout=5) == Done(n=1)
+    assert await bus.ask(stream, Job(n=1), timeout=PATIENCE) == Done(n=1)
     with capture_logs() as logs:
         await bus.redis.delete(stream)  # as after a restart without persistence
         await eventually(lambda: any(e["event"] == "bus.group_recreated" for e in logs))
     recreated = next(e for e in logs if e["event"] == "bus.group_recreated")
     assert recreated["start_id"] == "0"
-    assert await bus.ask(stream, Job(n=2), timeout=5) == Done(n=2)
+    assert await bus.ask(stream, Job(n=2), timeout=PATIENCE) == Done(n=2)
     assert sub.failed.done() is False
     await sub.stop(1.0)
 
@@ -329,7 +344,7 @@ async def test_restarts_do_not_grow_the_consumer_list(redis_url: str, ns: str) -
             sub = bus.subscribe(stream, "workers", Recorder())
             await sub.start()
             if n % 25 == 0:
-                assert await bus.ask(stream, Job(n=n), timeout=5) == Done(n=n)
+                assert await bus.ask(stream, Job(n=n), timeout=PATIENCE) == Done(n=n)
             await sub.stop(1.0)
     client = redis.asyncio.Redis.from_url(redis_url)
     consumers = await client.xinfo_consumers(stream, "workers")

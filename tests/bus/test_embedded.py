@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from bus import EmbeddedRedis, find_redis_server
-from tests.conftest import bundled_redis_server
+from tests.conftest import PATIENCE, bundled_redis_server, ctrl_c_as_in_a_terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"  # a zombie has exited; only its parent's reaping is left
 
 
-def _wait_dead(pid: int, timeout: float = 5.0) -> bool:
+def _wait_dead(pid: int, timeout: float = PATIENCE) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _alive(pid):
@@ -44,9 +44,10 @@ def _wait_dead(pid: int, timeout: float = 5.0) -> bool:
 
 
 def _start_child() -> tuple[subprocess.Popen[str], int, Path]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
+    with ctrl_c_as_in_a_terminal():
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
     assert proc.stdout is not None
     line = ""
     while not line.startswith("READY"):
@@ -67,7 +68,7 @@ def test_server_dies_with_its_parent_even_on_sigkill() -> None:
 def test_ctrl_c_stops_the_server_and_removes_its_directory() -> None:
     proc, pid, directory = _start_child()
     proc.send_signal(signal.SIGINT)
-    proc.wait(10)
+    proc.wait(PATIENCE)
     assert _wait_dead(pid)
     assert not directory.exists()
 

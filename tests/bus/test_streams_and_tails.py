@@ -8,7 +8,7 @@ import pytest
 
 from bus import AskTimeout, Bus, Delivery, Message, RemoteError
 from tests.bus.test_bus import CODEC, Done, Job
-from tests.conftest import MakeBus, eventually
+from tests.conftest import PATIENCE, MakeBus, eventually
 
 
 def _streamer(bus: Bus) -> object:
@@ -31,7 +31,7 @@ async def test_a_streaming_ask_yields_every_reply_in_order(make_bus: MakeBus) ->
 
     async def collect(count: int) -> list[Message]:
         received = []
-        async for reply in bus.ask_stream(stream, Job(n=count), timeout=5):
+        async for reply in bus.ask_stream(stream, Job(n=count), timeout=PATIENCE):
             received.append(reply)
             if isinstance(reply, Done):
                 break
@@ -51,14 +51,15 @@ async def test_a_streaming_ask_times_out_as_a_whole(make_bus: MakeBus) -> None:
     async def slow(message: Message, delivery: Delivery) -> Message | None:
         assert delivery.reply_to is not None
         await bus.reply(delivery.reply_to, delivery.correlation_id, Job(n=0))
-        await asyncio.sleep(5)
+        await asyncio.Event().wait()  # and nothing more, until stopped
         return None
 
     sub = bus.subscribe(stream, "streamers", slow)
     await sub.start()
     received: list[Message] = []
+    # Room for the first reply on a slow machine; the second never comes.
     with pytest.raises(AskTimeout):
-        async for reply in bus.ask_stream(stream, Job(n=1), timeout=0.5):
+        async for reply in bus.ask_stream(stream, Job(n=1), timeout=3.0):
             received.append(reply)
     assert received == [Job(n=0)]
     await sub.stop(0.1)
@@ -71,7 +72,7 @@ async def test_a_dead_lettered_streaming_ask_raises(make_bus: MakeBus) -> None:
     await sub.start()
     received: list[Message] = []
     with pytest.raises(RemoteError) as caught:
-        async for reply in bus.ask_stream(stream, Job(n=2, fail=True), timeout=10):
+        async for reply in bus.ask_stream(stream, Job(n=2, fail=True), timeout=PATIENCE):
             received.append(reply)
     assert caught.value.kind == "dead_letter"
     assert received[:2] == [Job(n=0), Job(n=1)]  # what came before the failure arrived

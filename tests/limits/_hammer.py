@@ -26,11 +26,17 @@ if _settings.get("skew_s"):
 import asyncio  # noqa: E402
 import collections  # noqa: E402
 
+import redis.asyncio  # noqa: E402
+
 from actors._logging import configure_logging  # noqa: E402
 from actors.client import Client, GenerateError  # noqa: E402
 from actors.config import Config, GatewayConfig, LimitsConfig, QuotaConfig  # noqa: E402
 from actors.node import Node  # noqa: E402
-from tests.request_path.conftest import bus_config, providers_for  # noqa: E402
+from tests.request_path.conftest import (  # noqa: E402
+    PATIENT_ADMISSION,
+    bus_config,
+    providers_for,
+)
 
 
 async def main(settings: dict[str, object]) -> None:
@@ -42,12 +48,15 @@ async def main(settings: dict[str, object]) -> None:
         gateway=GatewayConfig(port=0),
         limits=LimitsConfig(**settings["limits"]),  # type: ignore[arg-type]
         quota=QuotaConfig(**settings["quota"]),  # type: ignore[arg-type]
+        # Hundreds of admissions at once on a busy machine can take longer than the
+        # default 500 ms; one that timed out would be refused as unavailable, not counted.
+        admission=PATIENT_ADMISSION,
     )
     node = Node(config, str(settings["url"]), "worker")
     await node.start()
     try:
         print("ready", flush=True)
-        await node.bus.redis.blpop([f"{ns}:go"], timeout=60)  # the start signal
+        await _wait_for_start(str(settings["url"]), f"{ns}:go")
         client = Client(node.bus, timeout_ms=30_000)
         refused: collections.Counter[str] = collections.Counter()
         usage: list[int] = []
@@ -69,6 +78,20 @@ async def main(settings: dict[str, object]) -> None:
         print(json.dumps(result), flush=True)
     finally:
         await node.stop(timeout=5.0)
+
+
+async def _wait_for_start(url: str, key: str) -> None:
+    """Block until the test pushes the start signal.
+
+    Not on the bus's clients: their socket timeouts (about a second in the tests) are
+    shorter than this wait, which lasts as long as the other workers take to start.
+    """
+    client = redis.asyncio.Redis.from_url(url, socket_timeout=None)
+    try:
+        if await client.blpop([key], timeout=120) is None:
+            raise TimeoutError(f"no start signal on {key} within 120 s")
+    finally:
+        await client.aclose()
 
 
 if __name__ == "__main__":

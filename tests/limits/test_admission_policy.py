@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -56,7 +57,8 @@ async def test_redis_stopped(server: EmbeddedRedis, policy: str) -> None:
 @pytest.mark.parametrize("policy", ["fail_closed", "fail_open"])
 async def test_no_limiter_answers_in_time(server_url: str, policy: str) -> None:
     """Redis is up but no limiter or quota keeper runs: the asks time out."""
-    async with Bus(server_url, CODEC, bus_config("nobody-home")) as bus:
+    # A namespace of its own: others may run this test on the same Redis at once.
+    async with Bus(server_url, CODEC, bus_config(f"nobody-home-{uuid.uuid4().hex[:8]}")) as bus:
         admission, metrics = _admission(bus, policy)
         result = await asyncio.wait_for(
             admission.admit(GenerateRequest(request_id="r2", prompt="hi"), CANDIDATES), 5

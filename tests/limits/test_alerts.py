@@ -14,12 +14,13 @@ from actors.alerts import Alerts
 from actors.client import Client, QuotaError, RateLimitError
 from actors.messages import BurstDetected, QuotaExceeded, QuotaWarning, RateLimitExceeded
 from bus import Message
+from tests.conftest import PATIENCE
 from tests.limits.conftest import limits, quotas, user
 from tests.request_path.conftest import MakeNode
 
 
 async def _take(alerts: Alerts, count: int) -> list[Message]:
-    return [await asyncio.wait_for(anext(alerts), 10) for _ in range(count)]
+    return [await asyncio.wait_for(anext(alerts), PATIENCE) for _ in range(count)]
 
 
 async def _refused(
@@ -135,5 +136,5 @@ async def test_an_alert_the_reader_failed_on_comes_again(make_node: MakeNode) ->
                 assert alert.user_id == uid  # type: ignore[attr-defined]
                 raise RuntimeError("pager down")
     async with Alerts(node.bus, group="pager") as alerts:  # once claimed back: again
-        (again,) = await asyncio.wait_for(_take(alerts, 1), 15)
+        (again,) = await _take(alerts, 1)
     assert again.user_id == uid  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from actors._amounts import nano
 from actors._limits import LimiterStore
 from actors.messages import CODEC
-from tests.conftest import MakeBus
+from tests.conftest import MakeBus, redis_ms, until_redis_time
 from tests.limits.conftest import (
     MakeLimiter,
     dollars,
@@ -142,17 +142,26 @@ async def test_the_limiter_agrees_with_the_reference_model(
 
 
 async def test_requests_slide_exactly_in_any_window(make_limiter: MakeLimiter) -> None:
-    store, uid = make_limiter(burst_limit=3, burst_window_ms=600), user()
+    """Times are read from Redis, whose clock the limiter uses: the only thing asked of
+    the machine is a few calls within each half window (a second)."""
+    window_ms = 2_000
+    store, uid = make_limiter(burst_limit=3, burst_window_ms=window_ms), user()
+    redis = store.bus.redis
     assert (await store.admit(uid, "r0", 0, 0.0)).admitted
-    await asyncio.sleep(0.3)
+    r0_at = int(await redis.zscore(store.bus.names.limits(uid, "requests"), "r0"))
+    await until_redis_time(redis, r0_at + window_ms // 2)  # the others come later
     admitted = [(await store.admit(uid, f"r{i}", 0, 0.0)).admitted for i in range(1, 5)]
     assert admitted == [True, True, False, False]
+    before = await redis_ms(redis)
     refused = await store.admit(uid, "r5", 0, 0.0)
+    after = await redis_ms(redis)
     assert refused.limit_type == "burst" and refused.limit == 3 and refused.current == 3
-    assert refused.window_s == 0.6
-    # until r0 leaves the window: about 0.3 s, certainly less than the whole window
-    assert refused.retry_after_s is not None and 0 < refused.retry_after_s < 0.4
-    await asyncio.sleep(refused.retry_after_s)
+    assert refused.window_s == window_ms / 1000
+    # until r0 leaves the window, to the millisecond of the clock it was admitted by
+    assert refused.retry_after_s is not None and refused.retry_after_s > 0
+    leaves = r0_at + window_ms
+    assert (leaves - after) / 1000 <= refused.retry_after_s <= (leaves - before) / 1000
+    await asyncio.sleep(refused.retry_after_s)  # waiting as told is enough
     assert (await store.admit(uid, "r6", 0, 0.0)).admitted  # the oldest slid out
     assert not (await store.admit(uid, "r7", 0, 0.0)).admitted  # but only the oldest
 
@@ -168,10 +177,13 @@ async def test_a_request_too_big_alone_is_told_waiting_will_not_help(
 
 async def test_a_waiting_request_is_told_when_it_fits(make_limiter: MakeLimiter) -> None:
     store, uid = make_limiter(tokens_per_minute=1_000), user()
+    before = await redis_ms(store.bus.redis)
     assert (await store.admit(uid, "a", 800, 0.0)).admitted
     verdict = await store.admit(uid, "b", 300, 0.0)
+    elapsed = (await redis_ms(store.bus.redis) - before) / 1000
     assert not verdict.admitted and verdict.current == 800
-    assert verdict.retry_after_s is not None and 59 < verdict.retry_after_s <= 61
+    # "a" counts for 60 to 61 s (per-second buckets), less what has passed since.
+    assert verdict.retry_after_s is not None and 60 - elapsed < verdict.retry_after_s <= 61
 
 
 async def test_every_limit_is_checked_before_any_is_charged(make_limiter: MakeLimiter) -> None:

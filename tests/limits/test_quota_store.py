@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import zoneinfo
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from hypothesis import strategies as st
 from actors._amounts import nano
 from actors._quotas import Periods
 from actors.config import QUOTA_FIELDS
+from tests.conftest import redis_ms, until_redis_time
 from tests.limits.conftest import (
     MakeQuotas,
     dollars,
@@ -201,10 +201,12 @@ async def test_a_warning_goes_out_once_per_period(make_quotas: MakeQuotas) -> No
 async def test_a_never_completed_request_is_released_when_it_expires(
     make_quotas: MakeQuotas,
 ) -> None:
-    store, uid = make_quotas(daily_token_limit=1_000, reservation_ttl_ms=200), user()
+    ttl_ms = 2_000  # room for the next call on a slow machine
+    store, uid = make_quotas(daily_token_limit=1_000, reservation_ttl_ms=ttl_ms), user()
     assert (await store.admit(uid, None, "lost", 900, 0.0)).admitted
+    reserved_by = await redis_ms(store.bus.redis)  # on the clock the script read
     assert not (await store.admit(uid, None, "next", 200, 0.0)).admitted
-    await asyncio.sleep(0.3)
+    await until_redis_time(store.bus.redis, reserved_by + ttl_ms)  # it has expired
     assert (await store.admit(uid, None, "next", 200, 0.0)).admitted  # tokens refunded
     rows = {row["quota_type"]: row for row in (await store.get_usage(uid))["quotas"]}
     assert rows["daily_tokens"]["used"] == 200

@@ -183,11 +183,13 @@ async def test_a_hang_times_out_within_the_configured_time(
     with pytest.raises(ProviderTimeout):
         await asyncio.wait_for(adapter.generate(ProviderRequest(prompt="hi")), 10)
     elapsed = time.monotonic() - started
-    assert 0.35 < elapsed < 2.0, elapsed
+    # Not before the configured 0.4 s; and after it, by far less than any SDK's own
+    # default (a minute or more), with room for a slow or busy machine.
+    assert 0.35 < elapsed < 5.0, elapsed
     started = time.monotonic()
     with pytest.raises(ProviderTimeout):
         await asyncio.wait_for(_drain(adapter.stream(ProviderRequest(prompt="hi"))), 10)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 5.0
 
 
 @parametrize

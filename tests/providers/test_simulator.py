@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from actors.providers.simulator import Simulator
+from tests.conftest import PATIENCE, ctrl_c_as_in_a_terminal
 from tests.providers.conftest import KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,12 +83,13 @@ async def test_requests_without_credentials_are_refused(simulator: Simulator) ->
 
 
 async def test_simulate_command_serves_until_stopped(unused_tcp_port: int) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "run.py", "simulate", "--port", str(unused_tcp_port),
-         "--latency-ms", "1", "--knob", "openai.error_rate=1"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    with ctrl_c_as_in_a_terminal():
+        process = subprocess.Popen(
+            [sys.executable, "run.py", "simulate", "--port", str(unused_tcp_port),
+             "--latency-ms", "1", "--knob", "openai.error_rate=1"],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
     try:
         assert process.stdout is not None
         line = await asyncio.to_thread(process.stdout.readline)
@@ -104,7 +106,7 @@ async def test_simulate_command_serves_until_stopped(unused_tcp_port: int) -> No
         await client.close()
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(10) in (0, 130)
+        assert process.wait(PATIENCE) in (0, 130)
 
 
 def test_simulate_refuses_a_bad_knob() -> None:

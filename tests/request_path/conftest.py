@@ -41,8 +41,12 @@ NO_QUOTAS = QuotaConfig(**dict.fromkeys(QUOTA_FIELDS))
 
 
 def providers_for(url: str, names: tuple[str, ...], **overrides: Any) -> ProvidersConfig:
-    """Provider settings pointing at the simulator; every provider gets a key."""
-    timeout = overrides.pop("timeout_ms", 2_000)
+    """Provider settings pointing at the simulator; every provider gets a key.
+
+    The timeout is generous, so that no call times out on a slow or busy machine;
+    tests of timeouts set their own.
+    """
+    timeout = overrides.pop("timeout_ms", 10_000)
     retries = overrides.pop("max_retries", 1)
     common: dict[str, Any] = {"timeout_ms": timeout, "max_retries": retries}
     configs: dict[str, Any] = {}
@@ -68,6 +72,12 @@ def providers_for(url: str, names: tuple[str, ...], **overrides: Any) -> Provide
 
 def bus_config(ns: str) -> BusConfig:
     return msgspec.structs.replace(FAST, namespace=ns)
+
+
+# Admission asks the limiter and the quota keeper; a request whose verdicts take longer
+# than the timeout is refused as unavailable. The default (500 ms) is tight for a busy
+# machine answering many requests at once; tests of that timeout set their own.
+PATIENT_ADMISSION = AdmissionConfig(timeout_ms=10_000)
 
 
 @pytest.fixture
@@ -101,7 +111,7 @@ async def make_node(server_url: str, simulator: Simulator) -> AsyncIterator[Make
             gateway=gateway or GatewayConfig(port=0, admin_token=Secret(ADMIN_TOKEN)),
             limits=limits,
             quota=quota,
-            admission=admission or AdmissionConfig(),
+            admission=admission or PATIENT_ADMISSION,
         )
         node = Node(config, server_url, role)
         await node.start()

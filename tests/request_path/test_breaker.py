@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from actors.client import Client, NoProviderAvailable
 from actors.config import BreakerConfig
 from actors.messages import BreakerClosed, BreakerHalfOpen, BreakerOpened
+from actors.node import Node
 from actors.providers.simulator import Simulator
 from bus import Message
-from tests.conftest import eventually
+from tests.conftest import eventually, until_redis_time
 from tests.request_path.conftest import MakeNode
 
 QUICK = BreakerConfig(
@@ -22,6 +21,21 @@ QUICK = BreakerConfig(
 
 async def _collect(node_bus: object, stream: str, into: list[Message]) -> None:
     await node_bus.tail(stream, into.append)  # type: ignore[attr-defined]
+
+
+async def _opened_at(node: Node, provider: str) -> int:
+    """When the breaker last opened, on Redis's clock (the one its scripts read)."""
+    return int(await node.bus.redis.hget(node.bus.names.breaker(provider), "opened_at"))
+
+
+async def _open_time_over(node: Node, provider: str) -> None:
+    """Wait until the breaker's open period has ended: on Redis's clock, which decides
+    whether a call may go, and in this process's view, which is consulted first.
+    Waiting for that, not for open_ms, whatever the machine's speed."""
+    state = (await node.store.read([provider]))[provider]
+    assert state.state == "open" and state.open_until_ms > 0, state
+    await until_redis_time(node.bus.redis, state.open_until_ms)
+    await eventually(lambda: not node.breakers.refuses(provider))
 
 
 async def _ask(client: Client, **fields: object) -> object:
@@ -57,7 +71,7 @@ async def test_opens_at_its_threshold_half_opens_and_closes(
     assert refused.attempts[0].outcome == "breaker_open"
     assert simulator.state.calls["openai"] == calls_before  # not even tried
     simulator.state.update("openai", {"error_rate": 0})
-    await asyncio.sleep(QUICK.open_ms / 1000)
+    await _open_time_over(node, "openai")
     for _ in range(QUICK.half_open_calls):  # the trials
         answer = await _ask(client)
         assert not isinstance(answer, Exception), answer
@@ -77,7 +91,7 @@ async def test_a_failed_trial_reopens(make_node: MakeNode, simulator: Simulator)
     for _ in range(4):
         await _ask(client)
     await eventually(lambda: node.breakers.get("openai").state == "open")
-    await asyncio.sleep(QUICK.open_ms / 1000)
+    await _open_time_over(node, "openai")
     failed = await _ask(client)  # the first trial fails
     assert isinstance(failed, NoProviderAvailable) and failed.attempts[0].outcome == "server_error"
     await eventually(lambda: node.breakers.get("openai").state == "open")
@@ -95,15 +109,18 @@ async def test_a_429_holds_it_open_for_its_retry_after(
     assert limited.attempts[0].outcome == "rate_limited"
     await eventually(lambda: node.breakers.get("openai").state == "open")
     state = node.breakers.get("openai")
+    opened_at = await _opened_at(node, "openai")
     # Open for the Retry-After (2 s), longer than its own open time (0.6 s).
-    assert state.open_until_ms - node.bus.now_ms() > 1_500
+    assert state.open_until_ms - opened_at == 2_000
     simulator.state.update("openai", {"rate_limit_rate": 0})
-    await asyncio.sleep(QUICK.open_ms / 1000 + 0.1)
+    # Its own open time is over (on the clock its scripts read); the Retry-After is not
+    # (1.4 s of room for one refused call).
+    await until_redis_time(node.bus.redis, opened_at + QUICK.open_ms)
     refused = await _ask(client)
     assert isinstance(refused, NoProviderAvailable)
     assert refused.attempts[0].outcome == "breaker_open"
-    assert refused.retry_after is not None and refused.retry_after > 0.5
-    await asyncio.sleep(state.open_until_ms / 1000 - node.bus.now_ms() / 1000 + 0.05)
+    assert refused.retry_after is not None and refused.retry_after > 0  # not over yet
+    await _open_time_over(node, "openai")
     assert not isinstance(await _ask(client), Exception)
 
 
@@ -131,7 +148,10 @@ async def test_a_rejected_key_stays_refused_until_reset(
     assert first.attempts[0].outcome == "authentication"
     await eventually(lambda: node.breakers.get("openai").key_invalid)
     simulator.state.update("openai", {"auth_failure": False})
-    await asyncio.sleep(QUICK.open_ms / 1000 + 0.1)  # no timer frees it
+    # No timer frees it: past the time an open_ms timer would have ended (on the clock
+    # its scripts read), it still refuses. A slower machine only waits longer here,
+    # which makes the point no weaker.
+    await until_redis_time(node.bus.redis, await _opened_at(node, "openai") + QUICK.open_ms + 100)
     refused = await _ask(client)
     assert isinstance(refused, NoProviderAvailable)
     assert refused.attempts[0].outcome == "key_invalid"
@@ -147,10 +167,10 @@ async def test_a_breaker_opened_in_one_process_is_seen_by_another(
     second = await make_node(providers=("openai",), role="gateway", breaker=QUICK)
     await first.store.force_open("openai", "tested")
     await first.store.announce("openai", "opened", reason="tested", forced=True)
-    # Within one second (events usually bring it in milliseconds).
-    await eventually(lambda: second.breakers.refuses("openai"), timeout=1.0)
+    # The event brings it (usually in milliseconds; the re-read every refresh_ms would too).
+    await eventually(lambda: second.breakers.refuses("openai"))
     await first.store.reset("openai")  # without an event: the periodic re-read finds it
-    await eventually(lambda: not second.breakers.refuses("openai"), timeout=1.0)
+    await eventually(lambda: not second.breakers.refuses("openai"))
 
 
 @pytest.mark.parametrize("window_type", ["count", "time"])

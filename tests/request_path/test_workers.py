@@ -18,8 +18,8 @@ from actors.config import LIMIT_FIELDS, QUOTA_FIELDS
 from actors.messages import GenerateResponse
 from actors.node import Node
 from actors.providers.simulator import Simulator
-from tests.conftest import FAST, eventually
-from tests.request_path.conftest import MakeNode
+from tests.conftest import FAST, PATIENCE, eventually
+from tests.request_path.conftest import PATIENT_ADMISSION, MakeNode
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,6 +47,7 @@ async def spawn_worker(
         + "".join(f'{name} = "unlimited"\n' for name in LIMIT_FIELDS)
         + "[quota]\n"
         + "".join(f'{name} = "unlimited"\n' for name in QUOTA_FIELDS)
+        + f"[admission]\ntimeout_ms = {PATIENT_ADMISSION.timeout_ms}\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
     env |= {
@@ -112,9 +113,11 @@ async def test_a_killed_worker_does_not_lose_its_request(
     for name in ("w1", "w2"):
         worker = spawn_worker(name)
         workers[await _ready(worker)] = worker
-    simulator.state.update("openai", {"latency_ms": 1_500})
+    # Long enough to find who holds the request and kill it before it is answered.
+    simulator.state.update("openai", {"latency_ms": 3_000})
     client = Client(gateway.bus)
-    ask = asyncio.create_task(client.generate(client.request(prompt="survive", timeout_ms=20_000)))
+    request = client.request(prompt="survive", timeout_ms=int(PATIENCE * 1000))
+    ask = asyncio.create_task(client.generate(request))
     requests = gateway.bus.names.requests
 
     async def holder() -> str | None:
@@ -123,7 +126,7 @@ async def test_a_killed_worker_does_not_lose_its_request(
 
     victim = await eventually(holder)
     workers[victim].send_signal(signal.SIGKILL)
-    answer = await asyncio.wait_for(ask, 20)
+    answer = await ask
     assert isinstance(answer, GenerateResponse) and answer.content
     (survivor,) = set(workers) - {victim}
     assert answer.handled_by == survivor
