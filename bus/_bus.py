@@ -103,6 +103,7 @@ class Bus:
         self._tails: list[Tail] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._keepalive: Keepalive | None = None
+        self._loading: dict[str, asyncio.Future[Any]] = {}
         self._url = redis_url
         self._started = False
 
@@ -398,12 +399,24 @@ class Bus:
         try:
             (result,) = await self.writer.execute(command)
             if isinstance(result, redis.exceptions.NoScriptError):
-                result = await script(keys=keys, args=args)
-            elif isinstance(result, redis.exceptions.ResponseError):
+                # Load it once for every call that found it missing (after a restart,
+                # a burst would otherwise load it once per call), then send each again,
+                # in the order they came back.
+                await self._load(script)
+                (result,) = await self.writer.execute(command)
+            if isinstance(result, redis.exceptions.ResponseError):
                 raise result
         except REDIS_DOWN as exc:
             raise BusUnavailable(f"could not run a script: {exc!r}") from exc
         return result
+
+    async def _load(self, script: AsyncScript) -> None:
+        loading = self._loading.get(script.sha)
+        if loading is None:
+            loading = asyncio.ensure_future(self.redis.script_load(script.script))
+            self._loading[script.sha] = loading
+            loading.add_done_callback(lambda _f: self._loading.pop(script.sha, None))
+        await asyncio.shield(loading)
 
     async def tail(self, stream: str, handler: TailHandler) -> Tail:
         """Hand every new entry of ``stream`` to ``handler`` in this process (no group)."""
