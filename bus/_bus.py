@@ -9,6 +9,7 @@ import re
 import socket
 import time
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis.exceptions
@@ -19,7 +20,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
 from ._aio import Backoff, WriteBatcher, cancel_and_wait
-from ._codec import Codec, Failure, Message, xadd_command
+from ._codec import Codec, Failure, Message, added_ms, xadd_command
 from ._config import BusConfig
 from ._errors import (
     REDIS_DOWN,
@@ -44,9 +45,16 @@ log = structlog.get_logger("bus")
 
 # A clock sample whose round trip took longer is not trusted (its error is half that).
 _CLOCK_MAX_RTT_S = 0.1
-# Failures of a write that prove it did not, and will not, take effect: no connection
-# was made, or no answer came in time (an ask's entry added late is dropped unread).
-_NOT_PUBLISHED = (NotSent, redis.exceptions.TimeoutError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    """An ask's entry as published: where, under which correlation id, and by when
+    Redis must have added it for it to be acted on."""
+
+    stream: str
+    corr: str
+    publish_by: int
 
 
 def _client(url: str, socket_timeout: float, connect_timeout: float) -> Redis:
@@ -241,23 +249,88 @@ class Bus:
         """Replies that found nobody waiting (late, or duplicates)."""
         return self._replies.dropped
 
-    def _ask_fields(self, message: Message, corr: str, timeout: float) -> dict[bytes, bytes]:
+    def _ask_fields(
+        self, stream: str, message: Message, corr: str, timeout: float
+    ) -> tuple[dict[bytes, bytes], _Ask]:
         if not self._started:
             raise Stopped("the bus is not started")
         now = self.now_ms()
-        # The write is given up no sooner than command_timeout_ms from now (the
-        # connection's socket timeout, counted from the send); an entry Redis adds
-        # after publish_by is dropped unread. The margin covers this clock's error
-        # and the answer's way back.
+        # A write that has not come back by then is given up (the connection's socket
+        # timeout, counted from the send, is command_timeout_ms); an entry Redis adds
+        # after publish_by is dropped unread. The margin covers this clock's error.
         timeout_ms = self.config.command_timeout_ms
         publish_by = now + timeout_ms - min(250, timeout_ms // 4)
-        return self.codec.fields(
+        fields = self.codec.fields(
             message,
             correlation_id=corr,
             reply_to=self.reply_stream,
             deadline_ms=now + int(timeout * 1000),
             publish_by_ms=publish_by,
         )
+        return fields, _Ask(stream, corr, publish_by)
+
+    async def _publish_asks(
+        self, asks: list[_Ask], commands: list[list[Any]], give_up: float
+    ) -> list[Exception | None]:
+        """Publish the entries of asks; for each, None when Redis added it by its
+        ``publish_by`` (it will be acted on, a reply will come), or the error that
+        answers it (``BusUnavailable``: it will never be acted on).
+
+        When Redis's answer to the write is lost (a timeout, a broken connection), it is
+        not known whether the write was taken: Redis is then asked, until ``give_up``
+        (loop time), whether each entry is there with an id no later than its
+        ``publish_by`` (past that, one that comes later is dropped unread). If Redis
+        cannot say by then, None: the caller waits for a reply that may come.
+        """
+        try:
+            results: list[Any] = await self.writer.execute(*commands)
+        except NotSent as exc:  # not a byte went out
+            return [BusUnavailable(f"could not publish an ask: {exc}") for _ in asks]
+        except REDIS_DOWN as exc:
+            log.warning("bus.ask_outcome_unknown", error=repr(exc), asks=len(asks))
+            found = await self._find_asks(asks, give_up)
+            if found is None:
+                log.warning("bus.ask_outcome_still_unknown", asks=len(asks))
+                return [None for _ in asks]
+            return [
+                None if taken else BusUnavailable(
+                    f"could not publish an ask ({exc!r}); Redis did not take it in time, so "
+                    "it will not be acted on"
+                )
+                for taken in found
+            ]  # fmt: skip
+        outcomes: list[Exception | None] = []
+        for ask, result in zip(asks, results, strict=True):
+            if isinstance(result, Exception):
+                outcomes.append(result)
+            elif added_ms(result) > ask.publish_by:
+                outcomes.append(BusUnavailable(
+                    f"Redis took the ask at {result.decode()}, after its publish_by "
+                    f"{ask.publish_by} (Redis stalled, or the stream's ids run ahead of its "
+                    "clock): it will not be acted on"
+                ))  # fmt: skip
+            else:
+                outcomes.append(None)
+        return outcomes
+
+    async def _find_asks(self, asks: list[_Ask], give_up: float) -> list[bool] | None:
+        """For each ask, whether Redis added its entry by its ``publish_by``; None if
+        Redis cannot say before ``give_up`` (loop time)."""
+        loop = asyncio.get_running_loop()
+        backoff = self._backoff()
+        # The write cannot have been added before its fields were made.
+        window = self.config.command_timeout_ms + 1_000
+        while True:
+            try:
+                return [
+                    bool(await call(self.scripts.find_ask, [ask.stream],
+                                    [ask.publish_by - window, ask.publish_by, ask.corr]))
+                    for ask in asks
+                ]  # fmt: skip
+            except REDIS_DOWN:
+                if loop.time() + backoff.next_delay() >= give_up:
+                    return None
+                await backoff.sleep()
 
     async def ask(
         self, stream: str, message: Message, timeout: float, *, correlation_id: str | None = None
@@ -295,11 +368,12 @@ class Bus:
         loop = asyncio.get_running_loop()
         waits: list[tuple[bytes, asyncio.Future[Message], asyncio.TimerHandle]] = []
         commands = []
+        published: list[_Ask] = []
         chosen = list(correlation_ids) + [None] * (len(asks) - len(correlation_ids))
         try:
             for (stream, message), given in zip(asks, chosen, strict=True):
                 corr = given or os.urandom(12).hex()
-                fields = self._ask_fields(message, corr, timeout)
+                fields, ask = self._ask_fields(stream, message, corr, timeout)
                 reply: asyncio.Future[Message] = loop.create_future()
                 key = corr.encode()
                 self._replies.pending[key] = reply
@@ -308,20 +382,15 @@ class Bus:
                 waits.append((key, reply, loop.call_later(timeout, _expire, reply, stream,
                                                           timeout)))  # fmt: skip
                 commands.append(self._xadd(stream, fields))
+                published.append(ask)
                 self._log.debug("bus.ask", to=stream, type=type(message).__name__, corr=corr,
                                 timeout_s=timeout)  # fmt: skip
-            try:
-                sent = await self.writer.execute(*commands)
-            except _NOT_PUBLISHED as exc:
-                raise BusUnavailable(f"could not publish an ask: {exc!r}") from exc
-            except REDIS_DOWN as exc:
-                # The write went out and the connection broke: it may have been
-                # taken. Wait for the replies, which come if it was.
-                log.warning("bus.ask_outcome_unknown", error=repr(exc))
-                sent = [None] * len(commands)
-            for (_key, reply, _timer), result in zip(waits, sent, strict=True):
-                if isinstance(result, Exception) and not reply.done():
-                    reply.set_exception(result)
+            outcomes = await self._publish_asks(published, commands, loop.time() + timeout)
+            if all(isinstance(o, BusUnavailable) for o in outcomes):
+                raise outcomes[0]  # type: ignore[misc]
+            for (_key, reply, _timer), outcome in zip(waits, outcomes, strict=True):
+                if outcome is not None and not reply.done():
+                    reply.set_exception(outcome)
             answers: list[Message | BusError] = []
             for _key, reply, _timer in waits:
                 try:
@@ -352,7 +421,7 @@ class Bus:
         failures to publish are raised as ``ask`` raises them.
         """
         corr = correlation_id or os.urandom(12).hex()
-        fields = self._ask_fields(message, corr, timeout)
+        fields, ask = self._ask_fields(stream, message, corr, timeout)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         queue = ReplyQueue(stream, timeout)
@@ -361,14 +430,9 @@ class Bus:
         self._log.debug("bus.ask", to=stream, type=type(message).__name__, corr=corr,
                         timeout_s=timeout, stream=True)  # fmt: skip
         try:
-            try:
-                (result,) = await self.writer.execute(self._xadd(stream, fields))
-                if isinstance(result, Exception):
-                    raise result
-            except _NOT_PUBLISHED as exc:
-                raise BusUnavailable(f"could not publish an ask: {exc!r}") from exc
-            except REDIS_DOWN as exc:  # it may have been taken: see ask_all
-                log.warning("bus.ask_outcome_unknown", error=repr(exc))
+            (outcome,) = await self._publish_asks([ask], [self._xadd(stream, fields)], deadline)
+            if outcome is not None:
+                raise outcome
             while True:
                 answer = await queue.get(deadline)
                 if isinstance(answer, Failure):

@@ -21,7 +21,7 @@ import msgspec
 
 from ._errors import DecodeError
 
-__all__ = ["Codec", "Envelope", "Failure", "Message", "xadd_command"]
+__all__ = ["Codec", "Envelope", "Failure", "Message", "added_ms", "xadd_command"]
 
 TYPE = b"type"
 DATA = b"data"
@@ -173,6 +173,11 @@ class Codec:
             "messages": {self.tag(t): s for t, s in zip(self.types, schemas, strict=True)},
             "$defs": defs,
         }
+
+
+def added_ms(entry_id: bytes) -> int:
+    """When Redis added an entry: its id's first part (Redis time, milliseconds)."""
+    return int(entry_id.partition(b"-")[0])
 
 
 def _millis(fields: Mapping[bytes, bytes], name: bytes) -> int | None:

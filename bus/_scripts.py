@@ -26,6 +26,7 @@ class Scripts:
     def __init__(self, redis: Redis) -> None:
         self.claim = redis.register_script(_source("claim"))
         self.trim = redis.register_script(_source("trim"))
+        self.find_ask = redis.register_script(_source("find_ask"))
         self.prune = redis.register_script(_source("prune"))
         self.release = redis.register_script(_source("release"))
 

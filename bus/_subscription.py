@@ -11,7 +11,7 @@ import redis.exceptions
 import structlog
 
 from ._aio import Backoff, cancel_and_wait
-from ._codec import CORR, REPLY_TO, Envelope, Failure, Message, xadd_command
+from ._codec import CORR, REPLY_TO, Envelope, Failure, Message, added_ms, xadd_command
 from ._errors import REDIS_DOWN, DecodeError, Rejected
 from ._line import Line, parse_entries
 from ._scripts import call
@@ -39,11 +39,6 @@ class Delivery:
 
 
 Handler = Callable[[Message, Delivery], Awaitable[Message | None]]
-
-
-def _added_ms(entry_id: bytes) -> int:
-    """When Redis added an entry (its id's first part, Redis time in milliseconds)."""
-    return int(entry_id.partition(b"-")[0])
 
 
 class Subscription:
@@ -246,12 +241,12 @@ class Subscription:
         except DecodeError as exc:
             await self._dead_letter(entry_id, fields, deliveries, f"undecodable: {exc}")
             return
-        if envelope.publish_by_ms is not None and _added_ms(entry_id) > envelope.publish_by_ms:
+        if envelope.publish_by_ms is not None and added_ms(entry_id) > envelope.publish_by_ms:
             # Redis took the write after its publisher had given up on it and reported
             # it failed: acting on it now would do what the caller was told did not
             # happen.
             log.warning("bus.published_too_late", type=type(envelope.message).__name__,
-                        late_ms=_added_ms(entry_id) - envelope.publish_by_ms)  # fmt: skip
+                        late_ms=added_ms(entry_id) - envelope.publish_by_ms)  # fmt: skip
             await self._settle(entry_id, deliveries, envelope, None)
             return
         if envelope.deadline_ms is not None and self._bus.now_ms() > envelope.deadline_ms:

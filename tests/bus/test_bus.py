@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import redis.asyncio
@@ -20,7 +21,7 @@ from bus import (
     RemoteError,
     StreamConfig,
 )
-from tests.conftest import PATIENCE, MakeBus, eventually
+from tests.conftest import FAST, PATIENCE, MakeBus, eventually
 
 
 class Job(Message, tag="test.job", frozen=True, kw_only=True):
@@ -303,6 +304,46 @@ async def test_an_ask_added_after_its_publish_by_is_dropped_unread(make_bus: Mak
     await sub.stop(1.0)
 
 
+async def test_an_ask_across_a_stuck_loop_is_answered_or_never_acted_on(
+    make_bus: MakeBus,
+) -> None:
+    """The asker's event loop is stuck past the socket timeout around its write. Whatever
+    Redis did meanwhile, the asker gets the replies (Redis took the writes in time), or
+    BusUnavailable and then nobody ever acts on them (it took them late): never a
+    BusUnavailable for work that runs, never a silent drop."""
+    asker, worker = await make_bus(CODEC), await make_bus(CODEC)
+    stream = f"{asker.names.ns}:jobs"
+    handler = Recorder()
+    sub = worker.subscribe(stream, "workers", handler)
+    await sub.start()
+    assert await asker.ask(stream, Job(n=0), timeout=PATIENCE) == Done(n=0)  # connected
+    asks = [(stream, Job(n=1)), (stream, Job(n=2))]  # two: one pipelined round trip
+    ask = asyncio.create_task(asker.ask_all(asks, PATIENCE))
+    await asyncio.sleep(0)  # the ask's first step (its write) runs, then this
+    time.sleep(1.5 * FAST.command_timeout_ms / 1000)  # noqa: ASYNC251 - the point
+    try:
+        answers = await ask
+    except BusUnavailable:
+        await eventually(lambda: _pending(worker, stream, "workers", 0))
+        await eventually(lambda: _read_all(worker, stream, "workers"))
+        assert handler.seen == [0]  # they reached the stream late: nobody ran them
+    else:
+        assert answers == [Done(n=1), Done(n=2)]
+    await sub.stop(1.0)
+
+
+async def test_an_ask_redis_dates_after_its_publish_by_fails_at_once(make_bus: MakeBus) -> None:
+    """A stream whose ids run ahead of Redis's clock (an entry dated in the future):
+    every ask added there would be dropped unread, so the asker says so at once."""
+    bus = await make_bus(CODEC)
+    stream = f"{bus.names.ns}:jobs"
+    await bus.redis.xadd(stream, {"note": "from the future"}, id=f"{bus.now_ms() + 60_000}-0")
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(BusUnavailable, match="after its publish_by"):
+        await bus.ask(stream, Job(n=1), timeout=PATIENCE)
+    assert asyncio.get_running_loop().time() - started < PATIENCE  # not at its timeout
+
+
 async def test_garbage_on_a_reply_stream_is_logged_and_dropped(make_bus: MakeBus) -> None:
     bus = await make_bus(CODEC)
     stream = f"{bus.names.ns}:jobs"
@@ -401,6 +442,13 @@ async def test_publish_fails_fast_when_redis_is_unreachable(unused_tcp_port: int
 async def _pending(bus: Bus, stream: str, group: str, count: int) -> bool:
     summary = await bus.redis.xpending(stream, group)
     return bool(summary["pending"] == count)
+
+
+async def _read_all(bus: Bus, stream: str, group: str) -> bool:
+    """The group has been delivered everything the stream holds."""
+    (info,) = [g for g in await bus.redis.xinfo_groups(stream) if g["name"] == group.encode()]
+    last = await bus.redis.xrevrange(stream, count=1)
+    return bool(info["last-delivered-id"] == last[0][0])
 
 
 async def _dead(bus: Bus, count: int) -> list[tuple[bytes, dict[bytes, bytes]]] | None:

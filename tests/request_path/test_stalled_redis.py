@@ -60,11 +60,18 @@ async def test_a_request_refused_while_redis_stalls_never_runs(
             with capture_logs() as logs:
                 os.kill(server.pid, signal.SIGSTOP)
                 try:
-                    answers = await asyncio.gather(
-                        *(_post(http, url, body, request_id) for request_id in ids)
+                    posts = [asyncio.create_task(_post(http, url, body, request_id))
+                             for request_id in ids]  # fmt: skip
+                    # Each publish is refused (no connection could be made: a 503 at
+                    # once) or goes unanswered: whether Redis took it is then unknown
+                    # until Redis can say, and the gateway holds the request meanwhile.
+                    await eventually(
+                        lambda: sum(p.done() for p in posts) + _unknown(logs) >= len(ids),
+                        timeout=60,
                     )
                 finally:
                     os.kill(server.pid, signal.SIGCONT)
+                answers = await asyncio.gather(*posts)
                 assert [status for status, _kind in answers] == [503] * len(ids), answers
                 assert {kind for _status, kind in answers} == {"unavailable"}
                 # Redis now takes the writes it held; they reach the requests stream
@@ -84,6 +91,10 @@ async def test_a_request_refused_while_redis_stalls_never_runs(
         await check.aclose()
         await gateway.stop(timeout=2.0)
         await node.stop(timeout=2.0)
+
+
+def _unknown(logs: list[dict[str, object]]) -> int:
+    return sum(e["event"] == "bus.ask_outcome_unknown" for e in logs)
 
 
 async def _post(
