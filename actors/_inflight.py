@@ -6,11 +6,15 @@ import collections
 import contextlib
 from collections.abc import Callable, Iterator
 
+import structlog
+
 from bus import Message
 
 from .messages import RequestCancelled
 
 __all__ = ["InFlight"]
+
+log = structlog.get_logger("inflight")
 
 # Cancellations remembered for work that has not started yet (a request still on its
 # stream when its caller left): the most recent this many.
@@ -37,7 +41,10 @@ class InFlight:
         if len(self._cancelled) > _REMEMBERED:
             self._cancelled.popitem(last=False)
         for stop in self._work.pop(message.cancel_key, []):
-            stop()
+            try:
+                stop()
+            except Exception:  # one failing stop must not keep the others running
+                log.exception("inflight.stop_failed", request_id=message.request_id)
 
     def cancelled(self, key: str) -> bool:
         return bool(key) and key in self._cancelled

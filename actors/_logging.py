@@ -51,6 +51,10 @@ SECRET_ENV = (
 _SECRET_FIELD = re.compile(r"(?:^|_)(?:api_keys?|keys?|tokens?|secrets?|passwords?)$")
 
 
+# Secrets shorter than this are masked only where they stand alone.
+_SHORT = 8
+
+
 class Redactor:
     """Masks secrets in a rendered log line (``str`` or ``bytes``): every known secret
     value (also as JSON, ``repr`` and URL escaping write it), the value of each
@@ -68,9 +72,15 @@ class Redactor:
                     repr(value)[1:-1],
                     urllib.parse.quote(value, safe=""),
                 }
-        # Longest first: a secret that contains another is masked whole.
-        self._forms = sorted(forms, key=len, reverse=True)
+        # Longest first: a secret that contains another is masked whole. A short one
+        # (a test key, "x") is masked only where it stands alone: as a substring it
+        # would garble every line (127.0.0.1 holding a "1").
+        ordered = sorted(forms, key=len, reverse=True)
+        self._forms = [f for f in ordered if len(f) >= _SHORT]
         self._byte_forms = [form.encode() for form in self._forms]
+        alone = [rf"(?<![\w.~+/-]){re.escape(f)}(?![\w.~+/-])" for f in ordered if len(f) < _SHORT]
+        self._short = re.compile("|".join(alone)) if alone else None
+        self._short_bytes = re.compile("|".join(alone).encode()) if alone else None
         self._text = [(re.compile(p), r) for p, r in _MASKS]
         self._bytes = [(re.compile(p.encode()), r.encode()) for p, r in _MASKS]
 
@@ -80,6 +90,8 @@ class Redactor:
         for form in self._forms:
             if form in line:
                 line = line.replace(form, "***")
+        if self._short is not None:
+            line = self._short.sub("***", line)
         low = line.lower()
         if "authorization" in low or "api-key" in low or "bearer" in low:
             for pattern, replacement in self._text:
@@ -90,6 +102,8 @@ class Redactor:
         for form in self._byte_forms:
             if form in line:
                 line = line.replace(form, b"***")
+        if self._short_bytes is not None:
+            line = self._short_bytes.sub(b"***", line)
         low = line.lower()
         if b"authorization" in low or b"api-key" in low or b"bearer" in low:
             for pattern, replacement in self._bytes:

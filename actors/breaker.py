@@ -7,7 +7,7 @@ import contextlib
 import time
 from typing import ClassVar
 
-from bus import REDIS_DOWN, Bus, BusUnavailable, Delivery, Message, Rejected
+from bus import REDIS_DOWN, Bus, BusUnavailable, Delivery, Message, Rejected, added_ms
 
 from ._actor import Actor
 from ._breaker_state import BreakerState, BreakerStore, BreakerView, Decision
@@ -77,6 +77,17 @@ class Breaker(Actor):
 
     async def _call(self, call: ProviderCall, delivery: Delivery) -> Message:
         model = self.adapter.model_for(call.request)
+        if self.inflight.cancelled(call.cancel_key) or _spent(self.bus, call):
+            # Its caller left, or its budget went by while it waited here (this breaker
+            # was busy): no call, and nothing against the provider.
+            gone = self.inflight.cancelled(call.cancel_key)
+            return CallFailed(
+                provider=self.provider, model=model,
+                kind="cancelled" if gone else "timeout",
+                message="its caller went away before the call" if gone else
+                "the attempt's budget ran out before the call could start (the breaker "
+                "was busy)",
+            )  # fmt: skip
         decision = await self._permit()
         if decision.verdict == "reject":
             self.log.debug("breaker.rejected", state=decision.state, reason=decision.reason)
@@ -250,20 +261,30 @@ class _Cutoff:
         if self.first is None:
             self.first = self.end
         self.budget_s = None if self.first is None else max(0.0, self.first - now)
+        # How much of the budget the router granted went by in this breaker's queue.
+        self.queued_share = 0.0
+        if call.attempt_deadline_ms is not None:
+            added = added_ms(delivery.entry_id.encode())
+            granted = call.attempt_deadline_ms - added
+            self.queued_share = (now_ms - added) / granted if granted > 0 else 1.0
         self.stream = call.stream_to is not None
         self.scope: asyncio.Timeout | None = None
         self.cancelled = False
         self._texting = False
 
     def first_text(self) -> None:
-        if not self._texting and self.scope is not None:
+        if not self._texting and not self.cancelled and self.scope is not None:
             self._texting = True
-            self.scope.reschedule(self.end)
+            self._move(self.end)
 
     def cancel(self) -> None:
         self.cancelled = True
-        if self.scope is not None:
-            self.scope.reschedule(asyncio.get_running_loop().time())
+        self._move(asyncio.get_running_loop().time())
+
+    def _move(self, when: float | None) -> None:
+        if self.scope is not None and not self.scope.expired():
+            with contextlib.suppress(RuntimeError):  # it is firing already
+                self.scope.reschedule(when)
 
     def error(self, provider: str) -> ProviderError:
         """What the scope's firing means: the caller left, or the budget ran out."""
@@ -272,7 +293,23 @@ class _Cutoff:
         if self._texting:
             return ProviderTimeout(provider, "the stream did not end before the deadline")
         what = "first text" if self.stream else "answer"
-        return ProviderTimeout(provider, f"no {what} within the attempt's {self.budget_s:.1f}s")
+        message = f"no {what} within the attempt's {self.budget_s:.1f}s"
+        if self.queued_share > 0.5:
+            # Most of the budget went by in this breaker's queue: not the provider's
+            # fault, so not held against it.
+            return _Squeezed(provider, f"{message} (most of its budget went by in the queue)")
+        return ProviderTimeout(provider, message)
+
+
+class _Squeezed(ProviderTimeout):
+    """A timeout of a call whose budget mostly went by before it started."""
+
+    counts_for_breaker = False
+
+
+def _spent(bus: Bus, call: ProviderCall) -> bool:
+    """Whether the call's attempt budget is already over."""
+    return call.attempt_deadline_ms is not None and bus.now_ms() >= call.attempt_deadline_ms
 
 
 class _Cancelled(ProviderError):

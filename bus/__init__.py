@@ -11,7 +11,7 @@ It knows nothing of LLMs. Use::
 
 from ._aio import Backoff, cancel_and_wait
 from ._bus import Bus
-from ._codec import Codec, Envelope, Failure, Message
+from ._codec import Codec, Envelope, Failure, Message, added_ms
 from ._config import BusConfig, StreamConfig
 from ._embedded import EmbeddedRedis, find_redis_server
 from ._errors import (
@@ -54,6 +54,7 @@ __all__ = [
     "Subscription",
     "Tail",
     "TailHandler",
+    "added_ms",
     "call_script",
     "cancel_and_wait",
     "find_redis_server",

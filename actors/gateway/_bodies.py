@@ -154,18 +154,22 @@ def request_id_of(request: web.Request) -> str | None:
 
 
 def bus_failure(exc: BusError) -> tuple[int, str, str]:
-    """Status, error type and message for a request the bus could not carry through."""
+    """Status, error type and message for a request the bus could not carry through.
+
+    ``unavailable`` only when the request provably did not run (see ``Bus.ask``); any
+    other failure came after it was published, so it may have run.
+    """
     if isinstance(exc, BusUnavailable):
         return 503, "unavailable", (
             f"the request was not published ({exc}): it did not run and was not charged; "
             "sending it again is safe"
         )  # fmt: skip
     if isinstance(exc, RemoteError):
-        return 503, "interrupted", (
-            f"the worker handling the request stopped before it answered ({exc.kind}: "
-            f"{exc.message}); it may have reached a provider"
-        )  # fmt: skip
-    return 503, "unavailable", f"the request path is down: {exc}"
+        why = (f"the worker handling the request stopped before it answered "
+               f"({exc.kind}: {exc.message})")  # fmt: skip
+    else:
+        why = f"the request was published but its answer was lost ({type(exc).__name__}: {exc})"
+    return 503, "interrupted", f"{why}; it may have reached a provider"
 
 
 def json_response(

@@ -249,6 +249,14 @@ def test_the_redactor_masks_secrets_headers_and_bearer_tokens() -> None:
         redact(None, "info", {"event": "not rendered yet"})
 
 
+def test_a_short_secret_is_masked_where_it_stands_alone_not_inside_words() -> None:
+    """A one-letter test key must not garble every line that has that letter."""
+    redactor = Redactor(["1", "test", "sk-long-enough-key"])
+    line = 'GET http://127.0.0.1:18080/latest key=test "1" a-sk-long-enough-key-b'
+    assert redactor.redact(line) == 'GET http://127.0.0.1:18080/latest key=*** "***" a-***-b'
+    assert redactor.redact_bytes(b"api key: test, attest") == b"api key: ***, attest"
+
+
 def test_secrets_come_from_the_config_and_the_environment() -> None:
     config = load_config(
         None, {"OPENAI_API_KEY": "from-env", "REDIS_URL": "redis://:redis-pw@h:6379/0"}

@@ -8,7 +8,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from actors.client import Client
+from actors.client import Client, DeadlineExceeded
 from actors.config import BreakerConfig, RouterConfig
 from actors.messages import RequestCompleted
 from actors.providers.simulator import Simulator
@@ -125,3 +125,28 @@ async def test_an_http_client_that_disconnects_cancels_the_provider_call(
         with pytest.raises(asyncio.CancelledError):
             await waiting
     await eventually(lambda: simulator.state.hanging["openai"] == 0, timeout=30)
+
+
+async def test_a_budget_spent_waiting_in_the_breaker_is_not_held_against_the_provider(
+    make_node: MakeNode, simulator: Simulator
+) -> None:
+    """A breaker that calls one at a time: a short request waits behind a long one until
+    its budget is gone. It is not called, and the provider is not blamed for it."""
+    # The short one's budget (2 s) ends while the long one runs; its wait for the
+    # breaker (budget + 0.5 s) does not yet: it reaches the breaker with nothing left.
+    simulator.state.update("openai", {"latency_ms": 2_250})
+    node = await make_node(
+        providers=("openai",),
+        breaker=BreakerConfig(window_size=2, minimum_calls=1, refresh_ms=200, concurrency=1),
+        provider_overrides={"timeout_ms": 60_000, "max_retries": 0},
+    )
+    client = Client(node.bus)
+    slow = asyncio.create_task(client.generate(client.request(prompt="a", timeout_ms=30_000)))
+    await eventually(lambda: simulator.state.calls["openai"] == 1)
+    with pytest.raises(DeadlineExceeded) as caught:  # its one attempt had all its time
+        await client.generate(client.request(prompt="b", timeout_ms=2_000))
+    assert [a.outcome for a in caught.value.attempts] == ["timeout"]
+    assert (await slow).content
+    assert simulator.state.calls["openai"] == 1  # the waiting one was never sent
+    assert not node.breakers.refuses("openai")
+    assert (await node.store.read(["openai"]))["openai"].state == "closed"

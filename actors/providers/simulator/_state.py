@@ -70,8 +70,7 @@ class SimulatorState:
 
     def reset(self) -> None:
         self.knobs = {p: Knobs() for p in PROVIDERS}
-        self.calls = dict.fromkeys(PROVIDERS, 0)
-        self.hanging = dict.fromkeys(PROVIDERS, 0)
+        self.calls = dict.fromkeys(PROVIDERS, 0)  # hanging counts live calls: kept
         self.last = {}
 
     def fate(self, provider: str) -> Fate:
