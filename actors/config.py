@@ -100,9 +100,10 @@ class BreakerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 # Limits: a count (requests, tokens) is a whole number (5 or 5.0: JSON does not tell
 # them apart, nor does JSON Schema's "integer"), an amount is US dollars; None means
 # unlimited (in TOML, the string "unlimited"). The maxima keep every limit exact where
-# the stores keep it: dollars as integer nano-dollars, and Lua's doubles.
+# the stores keep it, in Lua's doubles (whole numbers up to 2**53, about 9.007e15):
+# counts as they are, dollars as integer nano-dollars (9e6 dollars: 9e15).
 MAX_COUNT = 10**12
-MAX_USD = 1e9
+MAX_USD = 9_000_000
 Count = Annotated[float, msgspec.Meta(ge=0, le=MAX_COUNT, multiple_of=1)]
 Usd = Annotated[float, msgspec.Meta(ge=0, le=MAX_USD)]
 WindowMs = Annotated[float, msgspec.Meta(gt=0, le=3_600_000, multiple_of=1)]
