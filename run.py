@@ -14,12 +14,13 @@ from collections.abc import Sequence
 import msgspec
 
 from actors import CODEC, configure_logging
-from actors._logging import secrets_of
-from actors.config import Config, ConfigError, load_config
-from actors.demo import redis_for, run_demo
+from actors.demo import run_demo
 from actors.node import Node, Role
 from actors.providers import Catalog, Secret, build_adapters
 from actors.providers.simulator import PROVIDERS, Knobs, Simulator
+from actors.runtime import redis_for
+from actors.runtime._logging import secrets_of
+from actors.runtime.config import Config, ConfigError, load_config
 
 
 def _schema(_args: argparse.Namespace) -> int:

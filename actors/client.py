@@ -18,8 +18,8 @@ from .messages import (
     GenerateResponse,
     RequestCancelled,
     StreamDelta,
+    fallback_answer,
 )
-from .router import fallback_answer
 
 __all__ = [
     "AdmissionUnavailable",

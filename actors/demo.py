@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import statistics
 import time
@@ -14,16 +13,14 @@ import aiohttp
 import msgspec
 import openai
 
-from bus import Bus, EmbeddedRedis, Message
+from bus import Bus, Message
 
-from ._supervisor import Supervisor
 from .alerts import Alerts
-from .config import BreakerConfig, Config, GatewayConfig
-from .echo import EchoActor
 from .messages import CODEC, Ping
 from .node import Node
 from .providers import (
     ADAPTER_CLASSES,
+    DEFAULT_MODELS,
     AzureConfig,
     Catalog,
     ChatMessage,
@@ -34,20 +31,10 @@ from .providers import (
     Secret,
     adapter_class,
 )
-from .providers._config import DEFAULT_MODELS
 from .providers.simulator import Simulator
+from .runtime import BreakerConfig, Config, EchoActor, GatewayConfig, Supervisor, redis_for
 
 __all__ = ["run_demo"]
-
-
-@contextlib.asynccontextmanager
-async def redis_for(config: Config, data_dir: str | None) -> AsyncIterator[str]:
-    """The Redis to use: ``REDIS_URL`` (or ``redis_url`` in the config), else an embedded one."""
-    if config.redis_url:
-        yield config.redis_url
-        return
-    with EmbeddedRedis(data_dir=data_dir) as server:
-        yield server.url
 
 
 async def run_demo(config: Config, data_dir: str | None, rounds: int) -> None:

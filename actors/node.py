@@ -9,23 +9,21 @@ import structlog
 
 from bus import Bus, Message
 
-from ._actor import Actor
-from ._admission import Admission
-from ._breaker_state import BreakerStore, BreakerView
-from ._inflight import InFlight
-from ._limits import LimiterStore
-from ._metrics import Metrics
-from ._planner import LatencyView, Planner
-from ._quotas import QuotaStore
-from ._supervisor import Supervisor
-from .breaker import Breaker
-from .config import Config
 from .gateway import Gateway
-from .limiter import Limiter
+from .limits import Limiter, LimiterStore, QuotaKeeper, QuotaStore
 from .messages import CODEC
 from .providers import Adapter, AzureConfig, Catalog, build_adapters
-from .quota_keeper import QuotaKeeper
-from .router import Router
+from .routing import (
+    Admission,
+    Breaker,
+    BreakerStore,
+    BreakerView,
+    InFlight,
+    LatencyView,
+    Planner,
+    Router,
+)
+from .runtime import Actor, Config, Metrics, Supervisor
 
 __all__ = ["Node", "Role"]
 

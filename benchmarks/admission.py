@@ -25,16 +25,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _timing import compare, forget, main, report
 from redis.asyncio import Redis
 
-from actors._admission import Admission
-from actors._limits import LimiterStore
-from actors._metrics import Metrics
-from actors._planner import Candidate
-from actors._quotas import QuotaStore
-from actors.config import LIMIT_FIELDS, QUOTA_FIELDS, AdmissionConfig, LimitsConfig, QuotaConfig
-from actors.limiter import Limiter
+from actors.limits._limiter_store import LimiterStore
+from actors.limits._quota_store import QuotaStore
+from actors.limits.limiter import Limiter
+from actors.limits.quota_keeper import QuotaKeeper
 from actors.messages import CODEC, GenerateRequest
 from actors.providers import Catalog
-from actors.quota_keeper import QuotaKeeper
+from actors.routing import Admission
+from actors.routing._planner import Candidate
+from actors.runtime._metrics import Metrics
+from actors.runtime.config import (
+    LIMIT_FIELDS,
+    QUOTA_FIELDS,
+    AdmissionConfig,
+    LimitsConfig,
+    QuotaConfig,
+)
 from bus import Bus, BusConfig
 
 HIGH = 1e12  # a limit on every dimension, never reached

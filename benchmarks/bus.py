@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _timing import compare, forget, main, report
 
-from actors.echo import EchoActor
 from actors.messages import CODEC, Ping
+from actors.runtime.echo import EchoActor
 from bus import Bus, BusConfig
 from bus._aio import cancel_and_wait
 from bus._bus import _client

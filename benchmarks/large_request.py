@@ -36,16 +36,6 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 from google.genai import models, types  # noqa: E402
 
-from actors._logging import configure_logging  # noqa: E402
-from actors.config import (  # noqa: E402
-    LIMIT_FIELDS,
-    QUOTA_FIELDS,
-    Config,
-    GatewayConfig,
-    LimitsConfig,
-    QuotaConfig,
-    RouterConfig,
-)
 from actors.node import Node  # noqa: E402
 from actors.providers import (  # noqa: E402
     Catalog,
@@ -58,6 +48,16 @@ from actors.providers import (  # noqa: E402
 from actors.providers._config import ProviderConfig  # noqa: E402
 from actors.providers._google import GoogleAdapter  # noqa: E402
 from actors.providers._tokens import estimate_prompt_tokens  # noqa: E402
+from actors.runtime._logging import configure_logging  # noqa: E402
+from actors.runtime.config import (  # noqa: E402
+    LIMIT_FIELDS,
+    QUOTA_FIELDS,
+    Config,
+    GatewayConfig,
+    LimitsConfig,
+    QuotaConfig,
+    RouterConfig,
+)
 from bus import BusConfig, EmbeddedRedis  # noqa: E402
 
 

@@ -19,10 +19,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
-from ._aio import Backoff, WriteBatcher, cancel_and_wait
-from ._codec import Codec, Failure, Message, added_ms, xadd_command
-from ._config import BusConfig
-from ._errors import (
+from bus._aio import Backoff, WriteBatcher, cancel_and_wait
+from bus._codec import Codec, Failure, Message, added_ms, xadd_command
+from bus._config import BusConfig
+from bus._errors import (
     REDIS_DOWN,
     AskTimeout,
     BusError,
@@ -31,13 +31,13 @@ from ._errors import (
     RemoteError,
     Stopped,
 )
-from ._keepalive import Keepalive
-from ._line import Line
-from ._names import Names
-from ._replies import Replies, ReplyQueue
-from ._scripts import Scripts, call
-from ._subscription import Handler, Subscription
-from ._tail import Tail, TailHandler
+from bus._keepalive import Keepalive
+from bus._line import Line
+from bus._names import Names
+from bus._replies import Replies, ReplyQueue
+from bus._scripts import Scripts, call
+from bus._subscription import Handler, Subscription
+from bus._tail import Tail, TailHandler
 
 __all__ = ["Bus"]
 

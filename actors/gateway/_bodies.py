@@ -12,8 +12,7 @@ from aiohttp import web
 from bus import BusError, BusUnavailable, RemoteError
 
 from ..messages import Attempt, GenerateFailed, GenerateResponse, LimitState, Strategy, UserId
-from ..providers import ChatMessage
-from ..providers._types import check_conversation
+from ..providers import ChatMessage, check_conversation
 
 __all__ = [
     "TURN_SCHEMA",

@@ -10,8 +10,8 @@ from aiohttp import web
 
 from bus import REDIS_DOWN, BusError
 
-from ..config import LimitChanges, QuotaChanges
 from ..messages import UserId
+from ..runtime.config import LimitChanges, QuotaChanges
 from ._bodies import BadInput, decode, error_response, json_response
 
 if TYPE_CHECKING:

@@ -11,8 +11,7 @@ from aiohttp import web
 
 from ..client import GenerateError
 from ..messages import GenerateResponse, LimitState, StreamDelta, UserId
-from ..providers import ChatMessage
-from ..providers._types import Role
+from ..providers import ChatMessage, Role
 from ._bodies import TURN_SCHEMA, Stop, json_response, limit_headers, retry_after_header
 
 __all__ = [

@@ -6,8 +6,8 @@ from typing import Any
 
 import msgspec
 
-from ..config import LimitChanges, QuotaChanges
 from ..messages import UserId
+from ..runtime.config import LimitChanges, QuotaChanges
 from ._bodies import ErrorBody, GenerateBody, ResponseBody
 from ._openai import ChatCompletionBody
 

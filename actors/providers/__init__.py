@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 from ._adapter import Adapter
 from ._catalog import Catalog, CatalogData, ModelInfo, UnknownModel
-from ._config import AzureConfig, ProviderConfig, ProvidersConfig, Secret
+from ._config import (
+    DEFAULT_MODELS,
+    ENV,
+    AzureConfig,
+    ProviderConfig,
+    ProvidersConfig,
+    Secret,
+    apply_env,
+    decode_hook,
+)
 from ._errors import (
     AuthenticationFailed,
     BadRequest,
@@ -22,10 +31,22 @@ from ._errors import (
 )
 from ._registry import ADAPTER_CLASSES, adapter_class, build_adapters
 from ._tokens import estimate_prompt_tokens, estimate_tokens
-from ._types import ChatMessage, Chunk, Completion, ProbeResult, ProviderRequest, Usage
+from ._types import (
+    ChatMessage,
+    Chunk,
+    Completion,
+    FinishReason,
+    ProbeResult,
+    ProviderRequest,
+    Role,
+    Usage,
+    check_conversation,
+)
 
 __all__ = [
     "ADAPTER_CLASSES",
+    "DEFAULT_MODELS",
+    "ENV",
     "Adapter",
     "AnthropicAdapter",
     "AuthenticationFailed",
@@ -39,6 +60,7 @@ __all__ = [
     "Completion",
     "ContentFiltered",
     "ContextTooLong",
+    "FinishReason",
     "GoogleAdapter",
     "ModelInfo",
     "OpenAIAdapter",
@@ -49,13 +71,17 @@ __all__ = [
     "ProviderTimeout",
     "ProvidersConfig",
     "RateLimited",
+    "Role",
     "Secret",
     "ServerError",
     "Unavailable",
     "UnknownModel",
     "Usage",
     "adapter_class",
+    "apply_env",
     "build_adapters",
+    "check_conversation",
+    "decode_hook",
     "estimate_prompt_tokens",
     "estimate_tokens",
 ]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.config import Config, ConfigError, load_config
+from actors.runtime.config import Config, ConfigError, load_config
 from bus import StreamConfig
 
 

@@ -23,10 +23,10 @@ import aiohttp
 import msgspec
 import pytest
 
-from actors._logging import Redactor, secrets_of
-from actors.config import load_config
 from actors.providers import Secret
 from actors.providers.simulator import Simulator
+from actors.runtime._logging import Redactor, secrets_of
+from actors.runtime.config import load_config
 from tests.conftest import _delete_namespace
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,7 +185,7 @@ async def test_serve_at_debug_follows_a_request_through_every_actor(
 _FORMATS = r"""
 import logging, sys
 import structlog
-from actors._logging import configure_logging
+from actors.runtime._logging import configure_logging
 
 configure_logging("debug", sdk_level="debug", secrets=[sys.argv[2], 'we"ird\\key'],
                   json=sys.argv[1] == "json")

@@ -28,10 +28,10 @@ import collections  # noqa: E402
 
 import redis.asyncio  # noqa: E402
 
-from actors._logging import configure_logging  # noqa: E402
 from actors.client import Client, GenerateError  # noqa: E402
-from actors.config import Config, GatewayConfig, LimitsConfig, QuotaConfig  # noqa: E402
 from actors.node import Node  # noqa: E402
+from actors.runtime._logging import configure_logging  # noqa: E402
+from actors.runtime.config import Config, GatewayConfig, LimitsConfig, QuotaConfig  # noqa: E402
 from tests.request_path.conftest import (  # noqa: E402
     PATIENT_ADMISSION,
     bus_config,

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from actors._limits import LimiterStore
-from actors._quotas import QuotaStore
-from actors.config import LIMIT_FIELDS, QUOTA_FIELDS, LimitsConfig, QuotaConfig
+from actors.limits._limiter_store import LimiterStore
+from actors.limits._quota_store import QuotaStore
 from actors.messages import CODEC
+from actors.runtime.config import LIMIT_FIELDS, QUOTA_FIELDS, LimitsConfig, QuotaConfig
 from bus import Bus
 from tests.request_path.conftest import (  # noqa: F401  (fixtures)
     _clean,

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 import pytest
 from structlog.testing import capture_logs
 
-from actors._admission import Admission
-from actors._metrics import Metrics
-from actors._planner import Candidate
-from actors.config import AdmissionConfig
 from actors.messages import CODEC, GenerateRequest
 from actors.providers import Catalog
+from actors.routing import Admission
+from actors.routing._planner import Candidate
+from actors.runtime._metrics import Metrics
+from actors.runtime.config import AdmissionConfig
 from bus import Bus, EmbeddedRedis
 from tests.request_path.conftest import bus_config
 

@@ -14,11 +14,11 @@ import pytest
 import redis.asyncio
 
 from actors.client import Client, QuotaError, RateLimitError
-from actors.config import LIMIT_FIELDS, QUOTA_FIELDS
 from actors.messages import AdmissionAsk, AdmissionVerdict
 from actors.node import Node
 from actors.providers import Catalog
 from actors.providers.simulator import Simulator
+from actors.runtime.config import LIMIT_FIELDS, QUOTA_FIELDS
 from bus import lua_source
 from tests.conftest import PATIENCE, eventually
 from tests.limits.conftest import limits, quotas, user
@@ -129,7 +129,7 @@ async def test_a_cost_budget_is_never_exceeded(make_node: MakeNode, simulator: S
     # not, and the orders differ (0 to 3 served): never over budget, but not this
     # test's subject. Load them first.
     for script in ("limiter_admit", "quota_admit"):
-        await node.bus.redis.script_load(lua_source("actors", script))
+        await node.bus.redis.script_load(lua_source("actors.limits", script))
     answers = await asyncio.gather(
         *(client.generate(client.request(prompt=f"q{i}", user_id=uid, model="gpt-4o",
                                          max_tokens=10_000)) for i in range(20)),

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors._amounts import nano
-from actors._limits import LimiterStore
+from actors.limits._amounts import nano
+from actors.limits._limiter_store import LimiterStore
 from actors.messages import CODEC
 from tests.conftest import MakeBus, redis_ms, until_redis_time
 from tests.limits.conftest import (

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors._amounts import nano
-from actors._quotas import Periods
-from actors.config import QUOTA_FIELDS
+from actors.limits._amounts import nano
+from actors.limits._quota_store import Periods
+from actors.runtime.config import QUOTA_FIELDS
 from tests.conftest import redis_ms, until_redis_time
 from tests.limits.conftest import (
     MakeQuotas,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors._settlement import settlement
+from actors.limits._settlement import settlement
 from actors.messages import RequestCompleted
 from actors.providers import Usage
 

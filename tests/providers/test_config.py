@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from actors.config import ConfigError, load_config
 from actors.providers import Catalog, build_adapters
 from actors.providers._config import ENV
+from actors.runtime.config import ConfigError, load_config
 
 
 def test_environment_sets_every_provider() -> None:

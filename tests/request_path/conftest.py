@@ -11,7 +11,10 @@ import msgspec
 import pytest
 import redis.asyncio
 
-from actors.config import (
+from actors.node import Node, Role
+from actors.providers import AzureConfig, ProviderConfig, ProvidersConfig, Secret
+from actors.providers.simulator import Simulator
+from actors.runtime.config import (
     LIMIT_FIELDS,
     QUOTA_FIELDS,
     AdmissionConfig,
@@ -22,9 +25,6 @@ from actors.config import (
     QuotaConfig,
     RouterConfig,
 )
-from actors.node import Node, Role
-from actors.providers import AzureConfig, ProviderConfig, ProvidersConfig, Secret
-from actors.providers.simulator import Simulator
 from bus import BusConfig
 from tests.conftest import FAST
 

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 import structlog
 
-from actors.config import GatewayConfig
+from actors.runtime.config import GatewayConfig
 from tests.request_path.conftest import ADMIN, ADMIN_TOKEN, MakeNode
 
 JSON = {"Content-Type": "application/json"}

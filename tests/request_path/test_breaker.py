@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from actors.client import Client, NoProviderAvailable
-from actors.config import BreakerConfig
 from actors.messages import BreakerClosed, BreakerHalfOpen, BreakerOpened
 from actors.node import Node
 from actors.providers.simulator import Simulator
+from actors.runtime.config import BreakerConfig
 from bus import Message
 from tests.conftest import eventually, until_redis_time
 from tests.request_path.conftest import MakeNode

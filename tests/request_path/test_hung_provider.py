@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 
 from actors.client import Client, DeadlineExceeded
-from actors.config import BreakerConfig, RouterConfig
 from actors.messages import RequestCompleted
 from actors.providers.simulator import Simulator
+from actors.runtime.config import BreakerConfig, RouterConfig
 from tests.conftest import eventually
 from tests.request_path.conftest import MakeNode
 

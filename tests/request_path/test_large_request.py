@@ -15,10 +15,10 @@ import aiohttp
 import pytest
 
 from actors.client import Client, InvalidRequest
-from actors.config import LIMIT_FIELDS, QUOTA_FIELDS, RouterConfig
 from actors.node import Node
 from actors.providers import ChatMessage
 from actors.providers.simulator import Simulator
+from actors.runtime.config import LIMIT_FIELDS, QUOTA_FIELDS, RouterConfig
 from tests.conftest import FAST
 from tests.request_path.conftest import MakeNode
 

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import openai
 import pytest
 
-from actors.config import RouterConfig
 from actors.node import Node
 from actors.providers.simulator import Simulator
+from actors.runtime.config import RouterConfig
 from tests.request_path.conftest import MakeNode
 
 

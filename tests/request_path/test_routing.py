@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 
 from actors.client import Client, DeadlineExceeded, NoProviderAvailable
-from actors.config import RouterConfig
 from actors.messages import RequestCompleted
 from actors.providers import Catalog, estimate_prompt_tokens
 from actors.providers.simulator import Simulator
+from actors.runtime.config import RouterConfig
 from tests.conftest import eventually
 from tests.request_path.conftest import MakeNode
 

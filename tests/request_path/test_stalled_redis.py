@@ -14,9 +14,9 @@ import pytest
 import redis.asyncio
 from structlog.testing import capture_logs
 
-from actors.config import Config, GatewayConfig, QuotaConfig
 from actors.node import Node
 from actors.providers.simulator import Simulator
+from actors.runtime.config import Config, GatewayConfig, QuotaConfig
 from bus import EmbeddedRedis
 from tests.conftest import eventually
 from tests.request_path.conftest import NO_LIMITS, NO_QUOTAS, bus_config, providers_for

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from actors.client import Client
-from actors.config import LIMIT_FIELDS, QUOTA_FIELDS
 from actors.messages import GenerateResponse
 from actors.node import Node
 from actors.providers.simulator import Simulator
+from actors.runtime.config import LIMIT_FIELDS, QUOTA_FIELDS
 from tests.conftest import FAST, PATIENCE, eventually
 from tests.request_path.conftest import PATIENT_ADMISSION, MakeNode
 

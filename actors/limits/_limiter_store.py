@@ -21,9 +21,9 @@ import msgspec
 
 from bus import Bus, lua_source
 
+from ..messages import LimitState
+from ..runtime.config import LIMIT_FIELDS, LimitsConfig
 from ._amounts import check_usage, from_redis, lua_defaults, nano, to_redis, usd
-from .config import LIMIT_FIELDS, LimitsConfig
-from .messages import LimitState
 
 __all__ = ["LimiterStore", "RateVerdict"]
 
@@ -75,8 +75,8 @@ class LimiterStore:
     def __init__(self, bus: Bus, config: LimitsConfig) -> None:
         self.bus = bus
         self.config = config
-        self.admit_script = bus.redis.register_script(lua_source("actors", "limiter_admit"))
-        self._settle = bus.redis.register_script(lua_source("actors", "limiter_settle"))
+        self.admit_script = bus.redis.register_script(lua_source("actors.limits", "limiter_admit"))
+        self._settle = bus.redis.register_script(lua_source("actors.limits", "limiter_settle"))
         self._defaults = lua_defaults(config, LIMIT_FIELDS, _is_cost)
 
     def _keys(self, user_id: str) -> list[str]:

@@ -3,7 +3,7 @@
 Unknown keys and values of the wrong type or range stop the program with a message
 that names the field (``ConfigError``). Environment variables override the file
 where the README says so: ``REDIS_URL``, ``AIO_ADMIN_TOKEN`` and the provider
-variables (``actors.providers._config.ENV``).
+variables (``actors.providers.ENV``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import msgspec
 
 from bus import BusConfig
 
-from .providers import CatalogData, ProvidersConfig, Secret
-from .providers._config import apply_env, decode_hook
+from ..providers import CatalogData, ProvidersConfig, Secret, apply_env, decode_hook
 
 __all__ = [
     "LIMIT_FIELDS",

@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .config import check_limits
+from ..runtime.config import check_limits
 
 __all__ = ["check_usage", "from_redis", "lua_defaults", "nano", "to_redis", "usd"]
 

@@ -6,8 +6,8 @@ from typing import ClassVar
 
 from bus import Bus, Delivery, Message, Rejected
 
+from ..messages import Ping, Pong
 from ._actor import Actor
-from .messages import Ping, Pong
 
 __all__ = ["EchoActor"]
 

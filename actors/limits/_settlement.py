@@ -7,8 +7,8 @@ from typing import Generic, Protocol, TypeVar
 
 from bus import Bus, Delivery, Message, Rejected
 
-from ._actor import Actor
-from .messages import AdmissionAsk, AdmissionVerdict, RequestCompleted
+from ..messages import AdmissionAsk, AdmissionVerdict, RequestCompleted
+from ..runtime import Actor
 
 __all__ = ["REFUSED", "ReservingActor", "reservation_of", "settlement"]
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from bus import Message
 
+from ..messages import Attempt, GenerateRequest, RequestCompleted, Strategy
+from ..providers import Catalog, UnknownModel, estimate_prompt_tokens
+from ..runtime.config import RouterConfig
 from ._breaker_state import BreakerView
-from .config import RouterConfig
-from .messages import Attempt, GenerateRequest, RequestCompleted, Strategy
-from .providers import Catalog, UnknownModel, estimate_prompt_tokens
 
 __all__ = ["Candidate", "LatencyView", "Planner"]
 

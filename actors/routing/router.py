@@ -14,12 +14,7 @@ import msgspec
 
 from bus import AskTimeout, Bus, BusUnavailable, Delivery, Message, Rejected, RemoteError
 
-from ._actor import Actor
-from ._admission import Admission
-from ._inflight import InFlight
-from ._planner import Candidate, Planner
-from .config import RouterConfig
-from .messages import (
+from ..messages import (
     Attempt,
     CallFailed,
     GenerateFailed,
@@ -28,34 +23,16 @@ from .messages import (
     LimitState,
     ProviderCall,
     RequestCompleted,
+    fallback_answer,
 )
-from .providers import Completion, ProviderConfig, UnknownModel, Usage, estimate_prompt_tokens
+from ..providers import Completion, ProviderConfig, UnknownModel, estimate_prompt_tokens
+from ..runtime import Actor
+from ..runtime.config import RouterConfig
+from ._admission import Admission
+from ._inflight import InFlight
+from ._planner import Candidate, Planner
 
-__all__ = ["FALLBACK_TEXT", "Router", "fallback_answer"]
-
-FALLBACK_TEXT = (
-    "I'm sorry, no language model is available to answer right now. Please try again shortly."
-)
-
-
-def fallback_answer(
-    request_id: str, reason: str, attempts: list[Attempt], processing_time_ms: float = 0.0
-) -> GenerateResponse:
-    """The system's own answer when no provider can give one."""
-    return GenerateResponse(
-        request_id=request_id,
-        content=FALLBACK_TEXT,
-        provider="system",
-        model="fallback",
-        finish_reason="stop",
-        usage=Usage(),
-        cost_usd=0.0,
-        processing_time_ms=processing_time_ms,
-        attempts=attempts,
-        fallback=True,
-        reason=reason,
-    )
-
+__all__ = ["Router"]
 
 # What a failed call means for the chain: stop (the request itself is at fault),
 # or go to the next candidate at once; other kinds are retried on the same one.

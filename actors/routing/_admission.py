@@ -8,11 +8,10 @@ import structlog
 
 from bus import Bus, BusError, Message
 
-from ._metrics import Metrics
+from ..messages import AdmissionAsk, AdmissionVerdict, GenerateRequest, LimitState
+from ..providers import Catalog, UnknownModel, estimate_prompt_tokens
+from ..runtime import AdmissionConfig, Metrics
 from ._planner import Candidate
-from .config import AdmissionConfig
-from .messages import AdmissionAsk, AdmissionVerdict, GenerateRequest, LimitState
-from .providers import Catalog, UnknownModel, estimate_prompt_tokens
 
 __all__ = ["Admission", "AdmissionResult"]
 

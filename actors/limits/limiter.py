@@ -8,10 +8,10 @@ import msgspec
 
 from bus import Bus
 
-from ._limits import LimiterStore, RateVerdict
-from ._quotas import iso
+from ..messages import AdmissionAsk, AdmissionVerdict, BurstDetected, RateLimitExceeded
+from ._limiter_store import LimiterStore, RateVerdict
+from ._quota_store import iso
 from ._settlement import ReservingActor, reservation_of
-from .messages import AdmissionAsk, AdmissionVerdict, BurstDetected, RateLimitExceeded
 
 __all__ = ["Limiter"]
 

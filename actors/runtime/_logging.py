@@ -22,8 +22,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from .providers import Secret
-from .providers._config import ENV
+from ..providers import ENV, Secret
 
 __all__ = ["SECRET_ENV", "Redactor", "configure_logging", "secrets_of"]
 

@@ -10,7 +10,7 @@ import structlog
 
 from bus import Message
 
-from .messages import RequestCancelled
+from ..messages import RequestCancelled
 
 __all__ = ["InFlight"]
 

@@ -6,9 +6,9 @@ from typing import Any, ClassVar
 
 from bus import Bus
 
-from ._quotas import QuotaStore, iso, period_of
+from ..messages import AdmissionAsk, AdmissionVerdict, LimitState, QuotaExceeded, QuotaWarning
+from ._quota_store import QuotaStore, iso, period_of
 from ._settlement import ReservingActor, reservation_of
-from .messages import AdmissionAsk, AdmissionVerdict, LimitState, QuotaExceeded, QuotaWarning
 
 __all__ = ["QuotaKeeper"]
 

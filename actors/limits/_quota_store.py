@@ -27,8 +27,8 @@ import msgspec
 
 from bus import Bus, lua_source
 
+from ..runtime.config import QUOTA_FIELDS, QuotaConfig
 from ._amounts import check_usage, from_redis, lua_defaults, nano, to_redis, usd
-from .config import QUOTA_FIELDS, QuotaConfig
 
 __all__ = ["Periods", "QuotaStore", "QuotaVerdict", "iso", "period_of"]
 
@@ -122,8 +122,8 @@ class QuotaStore:
         self.bus = bus
         self.config = config
         self.zone = zoneinfo.ZoneInfo(config.timezone)
-        self.admit_script = bus.redis.register_script(lua_source("actors", "quota_admit"))
-        self._settle = bus.redis.register_script(lua_source("actors", "quota_settle"))
+        self.admit_script = bus.redis.register_script(lua_source("actors.limits", "quota_admit"))
+        self._settle = bus.redis.register_script(lua_source("actors.limits", "quota_settle"))
         self._defaults = lua_defaults(config, QUOTA_FIELDS, _is_cost)
         self._periods = Periods("", "", 0, 0)
 

@@ -9,11 +9,8 @@ from typing import ClassVar
 
 from bus import REDIS_DOWN, Bus, BusUnavailable, Delivery, Message, Rejected, added_ms
 
-from ._actor import Actor
-from ._breaker_state import BreakerState, BreakerStore, BreakerView, Decision
-from ._inflight import InFlight
-from .messages import CallFailed, ProviderCall, StreamDelta
-from .providers import (
+from ..messages import CallFailed, ProviderCall, StreamDelta
+from ..providers import (
     Adapter,
     AuthenticationFailed,
     Completion,
@@ -21,6 +18,9 @@ from .providers import (
     ProviderTimeout,
     RateLimited,
 )
+from ..runtime import Actor
+from ._breaker_state import BreakerState, BreakerStore, BreakerView, Decision
+from ._inflight import InFlight
 
 __all__ = ["Breaker"]
 

@@ -18,8 +18,8 @@ import structlog
 
 from bus import REDIS_DOWN, Bus, Message, call_script, cancel_and_wait, lua_source
 
-from .config import BreakerConfig
-from .messages import BreakerClosed, BreakerHalfOpen, BreakerOpened
+from ..messages import BreakerClosed, BreakerHalfOpen, BreakerOpened
+from ..runtime.config import BreakerConfig
 
 __all__ = ["BreakerState", "BreakerStore", "BreakerView", "Decision", "Transition"]
 
@@ -94,9 +94,9 @@ class BreakerStore:
     def __init__(self, bus: Bus, config: BreakerConfig) -> None:
         self.bus = bus
         self.config = config
-        self._acquire = bus.redis.register_script(lua_source("actors", "breaker_acquire"))
-        self._record = bus.redis.register_script(lua_source("actors", "breaker_record"))
-        self._admin = bus.redis.register_script(lua_source("actors", "breaker_admin"))
+        self._acquire = bus.redis.register_script(lua_source("actors.routing", "breaker_acquire"))
+        self._record = bus.redis.register_script(lua_source("actors.routing", "breaker_record"))
+        self._admin = bus.redis.register_script(lua_source("actors.routing", "breaker_admin"))
 
     def _keys(self, provider: str) -> list[str]:
         names = self.bus.names

@@ -1,0 +1,93 @@
+"""Every message of the system, in one tagged union, with its one codec.
+
+On the wire a stream entry is ``{"type": <tag>, "data": <JSON>}`` (see ``bus``);
+``python run.py schema`` prints the JSON Schema of all of them. Rules: frozen,
+keyword-only Structs; new fields get defaults; a field's type never changes; a new
+meaning gets a new tag.
+"""
+
+from bus import Codec, Failure, Message
+
+from ..providers import Completion, ProviderRequest
+from ._admission import AdmissionAsk, AdmissionVerdict
+from ._alerts import BurstDetected, QuotaExceeded, QuotaWarning, RateLimitExceeded
+from ._calls import CallFailed, ProviderCall
+from ._events import (
+    BreakerClosed,
+    BreakerHalfOpen,
+    BreakerOpened,
+    RequestCancelled,
+    RequestCompleted,
+)
+from ._request import (
+    FALLBACK_TEXT,
+    Attempt,
+    GenerateFailed,
+    GenerateRequest,
+    GenerateResponse,
+    LimitState,
+    Ping,
+    Pong,
+    Strategy,
+    StreamDelta,
+    UserId,
+    fallback_answer,
+)
+
+__all__ = [
+    "CODEC",
+    "FALLBACK_TEXT",
+    "MESSAGE_TYPES",
+    "AdmissionAsk",
+    "AdmissionVerdict",
+    "Attempt",
+    "BreakerClosed",
+    "BreakerHalfOpen",
+    "BreakerOpened",
+    "BurstDetected",
+    "CallFailed",
+    "Failure",
+    "GenerateFailed",
+    "GenerateRequest",
+    "GenerateResponse",
+    "LimitState",
+    "Ping",
+    "Pong",
+    "ProviderCall",
+    "QuotaExceeded",
+    "QuotaWarning",
+    "RateLimitExceeded",
+    "RequestCancelled",
+    "RequestCompleted",
+    "Strategy",
+    "StreamDelta",
+    "UserId",
+    "fallback_answer",
+]
+
+MESSAGE_TYPES: tuple[type[Message], ...] = (
+    Failure,
+    Ping,
+    Pong,
+    GenerateRequest,
+    GenerateResponse,
+    GenerateFailed,
+    StreamDelta,
+    ProviderRequest,
+    ProviderCall,
+    Completion,
+    CallFailed,
+    RequestCompleted,
+    RequestCancelled,
+    BreakerOpened,
+    BreakerHalfOpen,
+    BreakerClosed,
+    AdmissionAsk,
+    AdmissionVerdict,
+    QuotaExceeded,
+    QuotaWarning,
+    RateLimitExceeded,
+    BurstDetected,
+)
+
+CODEC = Codec(MESSAGE_TYPES)

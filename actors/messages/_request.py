@@ -1,0 +1,193 @@
+"""The request path: requests, answers, failures, stream pieces, and liveness."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from bus import Message
+
+from ..providers import ChatMessage, ProviderRequest, Usage, check_conversation
+
+Strategy = Literal["performance", "cost", "round_robin", "weighted"]
+
+# A user or session id, wherever one enters (HTTP bodies and paths, the bus): 1 to 256
+# characters, no control character (Unicode Cc). Not `^[^...]*$`: Python's `$` also
+# matches before a final newline.
+UserId = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=256, pattern=r"^(?![\s\S]*[\x00-\x1f\x7f-\x9f])"),
+]
+
+
+# -- liveness ------------------------------------------------------------------------
+
+
+class Ping(Message, tag="ping", frozen=True, kw_only=True):
+    """Asks an echo actor to answer: proves the bus path, end to end."""
+
+    payload: str = ""
+
+
+class Pong(Message, tag="pong", frozen=True, kw_only=True):
+    """The echo actor's answer to ``Ping``."""
+
+    payload: str = ""
+    node: str = ""
+
+
+# -- the request path ---------------------------------------------------------------
+
+
+class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True):
+    """A request for an answer, to ``{ns}:requests`` (the router answers).
+
+    Give ``prompt`` or ``messages``. ``model`` may be a model id, an alias, a tier
+    or ``provider/model``; empty: any enabled provider's default model. With
+    ``fallback`` the answer is never an error: when every candidate fails it is a
+    system response with ``fallback: true``. With ``stream`` the router's replies
+    are ``stream.delta`` messages, then the final ``generate.response`` (without
+    repeating the text) or ``generate.failed``. The deadline travels on the entry
+    (``deadline``, Redis time); ``timeout_ms`` is what the caller asked for.
+    """
+
+    request_id: str
+    user_id: UserId = "anonymous"
+    session_id: UserId | None = None
+    prompt: str | None = None
+    messages: list[ChatMessage] = []
+    model: str = ""
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    stop: list[str] = []
+    strategy: Strategy | None = None
+    use_cache: bool = True
+    fallback: bool = False
+    stream: bool = False
+    timeout_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        check_conversation(self.prompt, self.messages, self.stop)
+
+    def provider_request(self, model: str) -> ProviderRequest:
+        """The call to make of one candidate model."""
+        return ProviderRequest(
+            prompt=self.prompt,
+            messages=self.messages,
+            model=model,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=self.max_tokens,
+            stop=self.stop,
+            user=self.user_id,
+        )
+
+    def texts(self) -> list[str]:
+        """Every message text, for token estimates."""
+        return [self.prompt] if self.prompt is not None else [m.content for m in self.messages]
+
+    def too_large(self, max_messages: int, max_prompt_chars: int) -> str | None:
+        """Why the request is larger than a deployment takes (``router.max_messages``,
+        ``router.max_prompt_chars``), or None."""
+        if len(self.messages) > max_messages:
+            return (f"messages: {len(self.messages)} messages; at most {max_messages} are "
+                    f"taken (router.max_messages)")  # fmt: skip
+        chars = sum(len(text) for text in self.texts())
+        if chars > max_prompt_chars:
+            return (f"messages: {chars} characters of prompt; at most {max_prompt_chars} are "
+                    f"taken (router.max_prompt_chars)")  # fmt: skip
+        return None
+
+
+class Attempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One try of one candidate: ``outcome`` is ``ok`` or why it did not answer."""
+
+    provider: str
+    model: str
+    outcome: str
+    latency_ms: float = 0.0
+    status: int | None = None
+    message: str = ""
+    retry_after: float | None = None
+
+
+class LimitState(msgspec.Struct, frozen=True, kw_only=True):
+    """A rate limit or quota as it stands for a user (the X-RateLimit-* headers)."""
+
+    name: str  # requests_per_minute, tokens_per_hour, daily_tokens, monthly_cost, ...
+    limit: float
+    remaining: float
+    reset_s: float  # until it has room again (a window) or starts over (a period)
+
+
+class GenerateResponse(Message, tag="generate.response", frozen=True, kw_only=True):
+    """The router's answer. After a stream, ``content`` is empty (it was streamed)."""
+
+    request_id: str
+    content: str
+    provider: str
+    model: str
+    finish_reason: str
+    usage: Usage
+    cost_usd: float
+    processing_time_ms: float
+    attempts: list[Attempt] = []
+    cache_hit: bool = False
+    fallback: bool = False
+    reason: str = ""
+    handled_by: str = ""  # the process whose router answered
+    limits: list[LimitState] = []
+
+
+class GenerateFailed(Message, tag="generate.failed", frozen=True, kw_only=True):
+    """The router could not answer. ``kind`` says why; ``status`` is its HTTP status.
+
+    Kinds: ``no_provider`` (503: every candidate failed or was unavailable),
+    ``deadline_exceeded`` (504), ``cancelled`` (499: its caller went away),
+    ``bad_request``, ``context_too_long``,
+    ``content_filtered`` (400), ``stream_interrupted`` (the stream broke after it
+    had started; no other provider can continue it), ``rate_limited`` and
+    ``quota_exceeded`` (429), ``admission_unavailable`` (503: the limiter or quota
+    keeper could not answer and the policy is fail_closed).
+    """
+
+    request_id: str
+    kind: str
+    message: str
+    status: int
+    retry_after: float | None = None
+    attempts: list[Attempt] = []
+    limits: list[LimitState] = []
+    limit_type: str = ""  # which limit or quota refused it (rate_limited, quota_exceeded)
+
+
+class StreamDelta(Message, tag="stream.delta", frozen=True, kw_only=True):
+    """A piece of a streamed answer's text."""
+
+    text: str
+
+
+FALLBACK_TEXT = (
+    "I'm sorry, no language model is available to answer right now. Please try again shortly."
+)
+
+
+def fallback_answer(
+    request_id: str, reason: str, attempts: list[Attempt], processing_time_ms: float = 0.0
+) -> GenerateResponse:
+    """The system's own answer when no provider can give one."""
+    return GenerateResponse(
+        request_id=request_id,
+        content=FALLBACK_TEXT,
+        provider="system",
+        model="fallback",
+        finish_reason="stop",
+        usage=Usage(),
+        cost_usd=0.0,
+        processing_time_ms=processing_time_ms,
+        attempts=attempts,
+        fallback=True,
+        reason=reason,
+    )

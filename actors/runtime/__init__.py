@@ -1,0 +1,44 @@
+"""What every actor runs on: the actor base and its supervisor, configuration, logging,
+counters, and the choice of Redis."""
+
+from ._actor import Actor
+from ._logging import Redactor, configure_logging, secrets_of
+from ._metrics import Metrics
+from ._redis import redis_for
+from ._supervisor import Supervisor
+from .config import (
+    LIMIT_FIELDS,
+    QUOTA_FIELDS,
+    AdmissionConfig,
+    BreakerConfig,
+    Config,
+    ConfigError,
+    GatewayConfig,
+    LimitsConfig,
+    QuotaConfig,
+    RouterConfig,
+    load_config,
+)
+from .echo import EchoActor
+
+__all__ = [
+    "LIMIT_FIELDS",
+    "QUOTA_FIELDS",
+    "Actor",
+    "AdmissionConfig",
+    "BreakerConfig",
+    "Config",
+    "ConfigError",
+    "EchoActor",
+    "GatewayConfig",
+    "LimitsConfig",
+    "Metrics",
+    "QuotaConfig",
+    "Redactor",
+    "RouterConfig",
+    "Supervisor",
+    "configure_logging",
+    "load_config",
+    "redis_for",
+    "secrets_of",
+]
