@@ -1,7 +1,9 @@
-"""One process of the system: the actors its role runs, wired to one bus."""
+"""One process of the system: the composition root that builds what its role runs."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable
 from typing import Literal
 
@@ -9,10 +11,12 @@ import structlog
 
 from bus import Bus, Message
 
+from .admin import Admin
+from .client import Client
 from .gateway import Gateway
 from .limits import Limiter, LimiterStore, QuotaKeeper, QuotaStore
 from .messages import CODEC
-from .providers import Adapter, AzureConfig, Catalog, build_adapters
+from .providers import Adapter, Catalog, ModelDirectory, build_adapters
 from .routing import (
     Admission,
     Breaker,
@@ -33,11 +37,18 @@ Role = Literal["all", "gateway", "worker"]
 
 
 class Node:
-    """Runs what ``role`` asks for in this process, sharing one bus and one set of views.
+    """Builds, for ``role``, only what that role runs, on one bus, and hands each part
+    only what it uses.
 
     ``worker``: the limiter, the quota keeper, the router and one breaker per enabled
-    provider. ``gateway``: the HTTP gateway. ``all``: both. Processes of any role share
-    one Redis; consumer groups spread requests and calls over the workers.
+    provider, with the views they read (breaker states, latencies, in-flight work) fed
+    by one tail of ``{ns}:events``. ``gateway``: the HTTP gateway, which reaches the
+    actors only through the bus (a ``Client`` for requests, an ``Admin`` for
+    management): it registers no store's script and keeps no view. ``all``: both.
+    Processes of any role share one Redis; consumer groups spread the work.
+
+    The stores (``limits``, ``quotas``, ``store``) are built on first use: the worker
+    role uses them; tests and tools may read them directly.
     """
 
     def __init__(self, config: Config, redis_url: str, role: Role = "all") -> None:
@@ -45,33 +56,48 @@ class Node:
         self.role = role
         self.bus = Bus(redis_url, CODEC, config.bus)
         self.catalog = Catalog(overrides=config.catalog)
-        self.enabled = [name for name, p in config.providers.items() if p.enabled]
-        self.default_models = {name: config.providers.default_model(name) for name in self.enabled}
-        self.store = BreakerStore(self.bus, config.breaker)
-        self.limits = LimiterStore(self.bus, config.limits)
-        self.quotas = QuotaStore(self.bus, config.quota)
+        self.models = ModelDirectory(self.catalog, config.providers)
         self.metrics = Metrics()
-        self.breakers = BreakerView(self.store, self.enabled)
         self.latency = LatencyView()
         self.inflight = InFlight()
         self.adapters: dict[str, Adapter] = {}
         self.supervisor: Supervisor | None = None
         self.gateway: Gateway | None = None
+        self._cleanup = contextlib.AsyncExitStack()
+        self._stop_timeout = 10.0
+
+    @property
+    def enabled(self) -> list[str]:
+        return self.models.enabled
+
+    @property
+    def default_models(self) -> dict[str, str]:
+        return self.models.default_models
 
     def serves(self, provider: str, model: str) -> bool:
-        """Whether an enabled provider can serve a model (Azure through a deployment)."""
-        config = getattr(self.config.providers, provider)
-        if isinstance(config, AzureConfig):
-            return model in config.deployments or (
-                bool(config.deployment) and model == self.default_models.get(provider)
-            )
-        return True
+        return self.models.serves(provider, model)
+
+    @functools.cached_property
+    def store(self) -> BreakerStore:
+        return BreakerStore(self.bus, self.config.breaker)
+
+    @functools.cached_property
+    def breakers(self) -> BreakerView:
+        return BreakerView(self.store, self.enabled)
+
+    @functools.cached_property
+    def limits(self) -> LimiterStore:
+        return LimiterStore(self.bus, self.config.limits)
+
+    @functools.cached_property
+    def quotas(self) -> QuotaStore:
+        return QuotaStore(self.bus, self.config.quota)
 
     async def start(self) -> None:
+        """Start what the role runs; on a failure, stop what had started and raise."""
         await self.bus.start()
+        self._cleanup.push_async_callback(self._close_bus)
         try:
-            await self.breakers.start()
-            await self.bus.tail(self.bus.names.events, self._on_event)
             if self.role in ("all", "worker"):
                 await self._start_workers()
             if self.role in ("all", "gateway"):
@@ -88,13 +114,16 @@ class Node:
         self.inflight.on_event(message)
 
     async def _start_workers(self) -> None:
+        await self.breakers.start()
+        self._cleanup.push_async_callback(self.breakers.stop)
+        await self.bus.tail(self.bus.names.events, self._on_event)  # stopped with the bus
         self.adapters = build_adapters(self.config.providers, self.catalog)
-        planner = Planner(
-            self.catalog, self.default_models, self.serves, self.config.router, self.latency,
-            self.breakers,
-        )  # fmt: skip
-        providers = {name: p for name, p in self.config.providers.items() if name in self.enabled}
+        for adapter in self.adapters.values():
+            self._cleanup.push_async_callback(adapter.close)
         config = self.config
+        planner = Planner(self.catalog, self.default_models, self.serves, config.router,
+                          self.latency, self.breakers)  # fmt: skip
+        providers = {name: p for name, p in config.providers.items() if name in self.enabled}
         admission = Admission(self.bus, config.admission, self.catalog, self.metrics)
         counts = config.admission.count_cache_hits
         factories: list[Callable[[], Actor]] = [
@@ -106,8 +135,10 @@ class Node:
         ]  # fmt: skip
         for adapter in self.adapters.values():
             factories.append(self._breaker_factory(adapter))
-        self.supervisor = Supervisor(factories)
-        await self.supervisor.start()
+        supervisor = Supervisor(factories)
+        await supervisor.start()
+        self.supervisor = supervisor
+        self._cleanup.push_async_callback(self._stop_supervisor)
 
     def _breaker_factory(self, adapter: Adapter) -> Callable[[], Actor]:
         def build() -> Actor:
@@ -119,22 +150,40 @@ class Node:
         return build
 
     async def _start_gateway(self) -> None:
-        gateway = Gateway(self)
+        config = self.config
+        gateway = Gateway(
+            config.gateway,
+            client=Client(self.bus, timeout_ms=config.router.request_timeout_ms),
+            admin=Admin(self.bus, self.enabled),
+            models=self.models,
+            bounds=config.router,
+            metrics=self.metrics,
+        )
         await gateway.start()
         self.gateway = gateway
+        self._cleanup.push_async_callback(self._stop_gateway)
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Stop taking work, drain for ``timeout`` seconds, release everything."""
-        gateway = self.gateway
-        if gateway is not None:
-            await gateway.stop(timeout)
-            self.gateway = None
+        """Stop taking work, drain for ``timeout`` seconds, release everything: in the
+        reverse order of start, every step attempted even when one fails (the first
+        failure is raised at the end, the others chained to it)."""
+        self._stop_timeout = timeout
+        try:
+            await self._cleanup.aclose()
+        finally:
+            self._cleanup = contextlib.AsyncExitStack()
+            log.info("node.stopped", role=self.role)
+
+    async def _stop_gateway(self) -> None:
+        if self.gateway is not None:
+            gateway, self.gateway = self.gateway, None
+            await gateway.stop(self._stop_timeout)
+
+    async def _stop_supervisor(self) -> None:
         if self.supervisor is not None:
-            await self.supervisor.stop(timeout)
-            self.supervisor = None
-        for adapter in self.adapters.values():
-            await adapter.close()
+            supervisor, self.supervisor = self.supervisor, None
+            await supervisor.stop(self._stop_timeout)
+
+    async def _close_bus(self) -> None:
         self.adapters = {}
-        await self.breakers.stop()
         await self.bus.close()
-        log.info("node.stopped", role=self.role)

@@ -365,6 +365,8 @@ class Bus:
         (``AskTimeout``, ``RemoteError``); ``BusUnavailable`` is raised as ``ask``
         raises it. The whole exchange is bounded by ``timeout``.
         """
+        if not asks:
+            return []
         loop = asyncio.get_running_loop()
         waits: list[tuple[bytes, asyncio.Future[Message], asyncio.TimerHandle]] = []
         commands = []

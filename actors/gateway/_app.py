@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
+import msgspec
 import structlog
 from aiohttp import web
 
 from bus import BusError
 
+from ..admin import Admin
 from ..client import Client, GenerateError
 from ..messages import GenerateRequest, GenerateResponse, StreamDelta
-from ..providers import UnknownModel
+from ..providers import ModelDirectory, UnknownModel
+from ..runtime import GatewayConfig, Metrics, RouterConfig
 from ._admin import AdminGuard
 from ._bodies import (
     BadInput,
@@ -40,9 +44,6 @@ from ._openai import (
 )
 from ._openapi import openapi_document
 
-if TYPE_CHECKING:
-    from ..node import Node
-
 __all__ = ["Gateway"]
 
 log = structlog.get_logger("gateway")
@@ -51,12 +52,29 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Gateway:
-    """HTTP in, bus requests out; runs in a process with the ``gateway`` (or ``all``) role."""
+    """HTTP in, bus requests out; runs in a process with the ``gateway`` (or ``all``) role.
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.config = node.config.gateway
-        self.client = Client(node.bus, timeout_ms=node.config.router.request_timeout_ms)
+    It holds no state of its own: requests go to the router through ``client``,
+    management to the actors that own the state through ``admin``; ``models`` says
+    which models the enabled providers serve, ``bounds`` how large a request may be.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        client: Client,
+        admin: Admin,
+        models: ModelDirectory,
+        bounds: RouterConfig,
+        metrics: Metrics,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.admin = admin
+        self.models = models
+        self.bounds = bounds
+        self._metrics = metrics
         guard = AdminGuard(self.config.admin_token)
         self.app = web.Application(
             client_max_size=self.config.max_body_bytes,
@@ -66,7 +84,7 @@ class Gateway:
             web.post("/ai-orchestration/generate", self.generate),
             web.post("/ai-orchestration/generate-with-fallback", self.generate_with_fallback),
             web.post("/v1/chat/completions", self.chat_completions),
-            web.get("/v1/models", self.models),
+            web.get("/v1/models", self.list_models),
             web.get("/metrics", self.metrics),
             web.get("/openapi.json", self.openapi),
             web.get("/health", self.health),
@@ -78,7 +96,7 @@ class Gateway:
                 web.get("/ai-orchestration/circuit-breakers", self.breakers),
                 web.post("/ai-orchestration/circuit-breakers/{provider}/reset", self.reset_breaker),
                 web.post("/ai-orchestration/circuit-breakers/{provider}/open", self.open_breaker),
-                *LimitsApi(node).routes(),
+                *LimitsApi(admin).routes(),
             ]
         )
         self._log = log.bind()
@@ -102,10 +120,18 @@ class Gateway:
         log.info("gateway.listening", url=self.url)
 
     async def stop(self, timeout: float = 10.0) -> None:
-        if self._runner is not None:
-            await self._runner.shutdown()
-            await self._runner.cleanup()
-            self._runner = None
+        """Stop listening, let requests in flight finish for ``timeout`` seconds, then
+        close what is left; the runner is cleaned up even when that runs out."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await runner.shutdown()
+        except TimeoutError:
+            log.warning("gateway.stop_timeout", timeout_s=timeout)
+        finally:
+            await runner.cleanup()
 
     @web.middleware
     async def _debug_lines(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -180,8 +206,7 @@ class Gateway:
             ask = GenerateRequest(request_id=request_id, **fields)
         except (TypeError, ValueError) as exc:
             raise BadInput(str(exc)) from None
-        bounds = self.node.config.router
-        too_large = ask.too_large(bounds.max_messages, bounds.max_prompt_chars)
+        too_large = ask.too_large(self.bounds.max_messages, self.bounds.max_prompt_chars)
         if too_large is not None:  # refused here: it never reaches the bus
             raise BadInput(too_large)
         return ask
@@ -190,7 +215,7 @@ class Gateway:
         if not model:
             return
         try:
-            self.node.catalog.resolve(model)
+            self.models.resolve(model)
         except UnknownModel as exc:
             raise BadInput(f"model: {exc}") from None
 
@@ -254,42 +279,37 @@ class Gateway:
         return openai_error(failed.status, failed.kind, failed.message, failed.request_id,
                             failed.retry_after, failed.limits)  # fmt: skip
 
-    async def models(self, _request: web.Request) -> web.Response:
-        node, data = self.node, []
-        for model_id, info in sorted(node.catalog.models.items()):
-            if any(node.serves(p, model_id) for p, _m in node.catalog.resolve(model_id)
-                   if p in node.default_models):  # fmt: skip
-                data.append({"id": model_id, "object": "model", "created": 0,
-                             "owned_by": info.provider})  # fmt: skip
-        for name in sorted([*node.catalog.aliases, *node.catalog.tiers]):
-            data.append({"id": name, "object": "model", "created": 0, "owned_by": "aio"})
-        return json_response({"object": "list", "data": data})
+    async def list_models(self, _request: web.Request) -> web.Response:
+        return json_response({"object": "list", "data": self.models.listing()})
 
     # -- circuit breakers ------------------------------------------------------------
 
     async def breakers(self, _request: web.Request) -> web.Response:
-        states = await self.node.store.read(self.node.enabled)
-        return json_response({"circuit_breakers": [s.public() for s in states.values()]})
+        try:
+            reports = await self.admin.breakers()
+        except BusError as exc:
+            return error_response(*bus_failure(exc))
+        states = [msgspec.structs.asdict(r) for r in reports]
+        return json_response({"circuit_breakers": states})
 
     async def reset_breaker(self, request: web.Request) -> web.Response:
-        return await self._move_breaker(request, reset=True)
+        return await self._move_breaker(request, "reset")
 
     async def open_breaker(self, request: web.Request) -> web.Response:
-        return await self._move_breaker(request, reset=False)
+        return await self._move_breaker(request, "open")
 
-    async def _move_breaker(self, request: web.Request, *, reset: bool) -> web.Response:
+    async def _move_breaker(
+        self, request: web.Request, action: Literal["reset", "open"]
+    ) -> web.Response:
         provider = request.match_info["provider"]
-        if provider not in self.node.enabled:
-            known = ", ".join(self.node.enabled) or "none"
+        if provider not in self.admin.providers:
+            known = ", ".join(self.admin.providers) or "none"
             return error_response(404, "not_found", f"no breaker {provider!r} (known: {known})")
-        store = self.node.store
-        moved = await store.reset(provider) if reset else await store.force_open(provider)
-        (state,) = (await store.read([provider])).values()
-        await store.announce(
-            provider, moved, reason=state.reason, open_until_ms=state.open_until_ms,
-            forced=not reset,
-        )  # fmt: skip
-        return json_response(state.public())
+        try:
+            report = await self.admin.breaker(provider, action)
+        except BusError as exc:
+            return error_response(*bus_failure(exc))
+        return json_response(msgspec.structs.asdict(report))
 
     # -- the rest --------------------------------------------------------------------
 
@@ -298,12 +318,12 @@ class Gateway:
 
     async def metrics(self, _request: web.Request) -> web.Response:
         return web.Response(
-            text=self.node.metrics.render(), content_type="text/plain", charset="utf-8",
+            text=self._metrics.render(), content_type="text/plain", charset="utf-8",
             headers={"X-Prometheus-Format": "0.0.4"},
         )  # fmt: skip
 
     async def health(self, _request: web.Request) -> web.Response:
-        return json_response({"status": "ok", "node": self.node.bus.node})
+        return json_response({"status": "ok", "node": self.client.bus.node})
 
 
 async def _one(answer: GenerateResponse) -> AsyncIterator[GenerateResponse]:

@@ -3,32 +3,31 @@ start it over. Behind the admin token, like every management endpoint (``_admin`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 import msgspec
 from aiohttp import web
 
-from bus import REDIS_DOWN, BusError
+from bus import BusError
 
-from ..messages import UserId
+from ..admin import Admin, AdminRefusedError, Owner
+from ..messages import LimitsReport, UserId
 from ..runtime.config import LimitChanges, QuotaChanges
-from ._bodies import BadInput, decode, error_response, json_response
-
-if TYPE_CHECKING:
-    from ..node import Node
+from ._bodies import BadInput, bus_failure, decode, error_response, json_response
 
 __all__ = ["LimitsApi"]
 
-_UNREACHABLE: tuple[type[BaseException], ...] = (BusError, *REDIS_DOWN)
+Action = Literal["usage", "config", "reset"]
 
 
 class LimitsApi:
     """``/ai-orchestration/quotas/{user_id}`` and ``/ai-orchestration/rate-limits/{user_id}``,
     with ``/config`` (PUT: a partial body of limits, ``null`` = unlimited) and ``/reset``
-    (POST: forget the user's usage; its overrides stay)."""
+    (POST: forget the user's usage; its overrides stay). Each is a ``limits.command`` to
+    the quota keeper or the limiter, which own that state."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, admin: Admin) -> None:
+        self.admin = admin
 
     def routes(self) -> list[web.RouteDef]:
         quotas = "/ai-orchestration/quotas/{user_id}"
@@ -42,64 +41,54 @@ class LimitsApi:
             web.post(limits + "/reset", self.reset_rate_limits),
         ]
 
-    # -- quotas ----------------------------------------------------------------------
-
     async def quotas(self, request: web.Request) -> web.Response:
-        async def read(user_id: str) -> dict[str, Any]:
-            session = request.query.get("session_id") or None
-            if session is not None:
-                session = _user_id(session, "session_id")
-            return await self.node.quotas.get_usage(user_id, session)
-
-        return await _answer(request, read)
+        session = request.query.get("session_id") or None
+        return await self._answer(request, "quota", "usage", session_id=session)
 
     async def set_quotas(self, request: web.Request) -> web.Response:
-        async def change(user_id: str) -> dict[str, Any]:
-            changes = await _changes(request, QuotaChanges)
-            await self.node.quotas.set_user_quota_config(user_id, changes)
-            return await self.node.quotas.get_usage(user_id)
-
-        return await _answer(request, change)
+        return await self._answer(request, "quota", "config", body=QuotaChanges)
 
     async def reset_quotas(self, request: web.Request) -> web.Response:
-        async def reset(user_id: str) -> dict[str, Any]:
-            await self.node.quotas.reset(user_id)
-            return await self.node.quotas.get_usage(user_id)
-
-        return await _answer(request, reset)
-
-    # -- rate limits -----------------------------------------------------------------
+        return await self._answer(request, "quota", "reset")
 
     async def rate_limits(self, request: web.Request) -> web.Response:
-        return await _answer(request, self._standing)
+        return await self._answer(request, "limiter", "usage")
 
     async def set_rate_limits(self, request: web.Request) -> web.Response:
-        async def change(user_id: str) -> dict[str, Any]:
-            await self.node.limits.set_config(user_id, await _changes(request, LimitChanges))
-            return await self._standing(user_id)
-
-        return await _answer(request, change)
+        return await self._answer(request, "limiter", "config", body=LimitChanges)
 
     async def reset_rate_limits(self, request: web.Request) -> web.Response:
-        async def reset(user_id: str) -> dict[str, Any]:
-            await self.node.limits.reset(user_id)
-            return await self._standing(user_id)
+        return await self._answer(request, "limiter", "reset")
 
-        return await _answer(request, reset)
+    async def _answer(
+        self,
+        request: web.Request,
+        owner: Owner,
+        action: Action,
+        *,
+        session_id: str | None = None,
+        body: type[Any] | None = None,
+    ) -> web.Response:
+        try:
+            user_id = _user_id(request.match_info["user_id"])
+            if session_id is not None:
+                session_id = _user_id(session_id, "session_id")
+            changes = await _changes(request, body) if body is not None else None
+            report = await self.admin.limits(owner, action, user_id, session_id=session_id,
+                                             changes=changes)  # fmt: skip
+        except (BadInput, AdminRefusedError) as exc:
+            return error_response(400, "invalid_request", str(exc))
+        except BusError as exc:
+            return error_response(*bus_failure(exc))
+        return json_response(_shown(owner, report))
 
-    async def _standing(self, user_id: str) -> dict[str, Any]:
-        store = self.node.limits
-        rows = [
-            {
-                "limit_type": state.name,
-                "limit": state.limit,
-                "used": round(state.limit - state.remaining, 9),
-                "remaining": state.remaining,
-                "reset_s": state.reset_s,
-            }
-            for state in await store.status(user_id)
-        ]
-        return {"user_id": user_id, "limits": rows, "config": await store.config_of(user_id)}
+
+def _shown(owner: Owner, report: LimitsReport) -> dict[str, Any]:
+    """The report as the HTTP API shows it: a user's rate limits, or its quotas."""
+    if owner == "limiter":
+        return {"user_id": report.user_id, "limits": report.limits, "config": report.config}
+    return {"user_id": report.user_id, "session_id": report.session_id,
+            "quotas": report.quotas, "config": report.config}  # fmt: skip
 
 
 async def _changes(request: web.Request, kind: type[Any]) -> dict[str, float | None]:
@@ -117,12 +106,3 @@ def _user_id(value: str, name: str = "user_id") -> str:
         return msgspec.convert(value, UserId)
     except msgspec.ValidationError as exc:
         raise BadInput(f"{name}: {exc}") from None
-
-
-async def _answer(request: web.Request, work: Any) -> web.Response:
-    try:
-        return json_response(await work(_user_id(request.match_info["user_id"])))
-    except (BadInput, ValueError) as exc:  # ValueError: a limit the stores refused
-        return error_response(400, "invalid_request", str(exc))
-    except _UNREACHABLE as exc:
-        return error_response(503, "unavailable", f"Redis cannot be reached: {exc}")

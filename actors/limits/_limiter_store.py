@@ -21,7 +21,7 @@ import msgspec
 
 from bus import Bus, lua_source
 
-from ..messages import LimitState
+from ..messages import LimitsReport, LimitState, RateLimitRow
 from ..runtime.config import LIMIT_FIELDS, LimitsConfig
 from ._amounts import check_usage, from_redis, lua_defaults, nano, to_redis, usd
 
@@ -71,6 +71,8 @@ def _shown(name: str, value: float) -> float:
 
 class LimiterStore:
     """Sliding-window rate limits per user, reserved then settled, in Redis."""
+
+    fields: tuple[str, ...] = LIMIT_FIELDS
 
     def __init__(self, bus: Bus, config: LimitsConfig) -> None:
         self.bus = bus
@@ -144,6 +146,20 @@ class LimiterStore:
         keys = self._keys(user_id)[1:6]  # requests, tokens, cost, reservations, expiring
         args = [request_id, tokens, nano(cost_usd), int(counted)]
         return bool(await self.bus.run_script(self._settle, keys, args))
+
+    async def report(self, user_id: str, session_id: str | None = None) -> LimitsReport:
+        """The user's rate limits as they stand, and the limits that apply to it."""
+        rows = [
+            RateLimitRow(
+                limit_type=state.name,
+                limit=state.limit,
+                used=round(state.limit - state.remaining, 9),
+                remaining=state.remaining,
+                reset_s=state.reset_s,
+            )
+            for state in await self.status(user_id)
+        ]
+        return LimitsReport(user_id=user_id, limits=rows, config=await self.config_of(user_id))
 
     async def status(self, user_id: str) -> list[LimitState]:
         """Every limit of the user, as it stands."""

@@ -27,6 +27,7 @@ import msgspec
 
 from bus import Bus, lua_source
 
+from ..messages import LimitsReport, QuotaRow
 from ..runtime.config import QUOTA_FIELDS, QuotaConfig
 from ._amounts import check_usage, from_redis, lua_defaults, nano, to_redis, usd
 
@@ -117,6 +118,8 @@ def _shown(name: str, value: float) -> float:
 
 class QuotaStore:
     """Monthly, daily and per-session quotas per user, reserved then settled, in Redis."""
+
+    fields: tuple[str, ...] = QUOTA_FIELDS
 
     def __init__(self, bus: Bus, config: QuotaConfig) -> None:
         self.bus = bus
@@ -257,11 +260,21 @@ class QuotaStore:
                 })  # fmt: skip
         return {"user_id": user_id, "session_id": session_id, "quotas": rows, "config": limits}
 
+    async def report(self, user_id: str, session_id: str | None = None) -> LimitsReport:
+        """The user's quotas (and a session's) as they stand, and the limits that apply."""
+        usage = await self.get_usage(user_id, session_id)
+        return LimitsReport(
+            user_id=user_id,
+            session_id=session_id,
+            quotas=[msgspec.convert(row, QuotaRow) for row in usage["quotas"]],
+            config=usage["config"],
+        )
+
     async def config_of(self, user_id: str) -> dict[str, float | None]:
         stored = await self.bus.redis.hgetall(self._key(user_id, "config"))
         return from_redis(stored, QUOTA_FIELDS, self.config, _is_cost)
 
-    async def set_user_quota_config(self, user_id: str, changes: dict[str, float | None]) -> None:
+    async def set_config(self, user_id: str, changes: dict[str, float | None]) -> None:
         """Override some quotas of one user (None: unlimited); kept in Redis."""
         values = to_redis(changes, QUOTA_FIELDS, _is_cost)
         if values:

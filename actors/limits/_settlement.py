@@ -7,8 +7,16 @@ from typing import Generic, Protocol, TypeVar
 
 from bus import Bus, Delivery, Message, Rejected
 
-from ..messages import AdmissionAsk, AdmissionVerdict, RequestCompleted
+from ..messages import (
+    AdminRefused,
+    AdmissionAsk,
+    AdmissionVerdict,
+    LimitsCommand,
+    LimitsReport,
+    RequestCompleted,
+)
 from ..runtime import Actor
+from ..runtime.config import check_limits
 
 __all__ = ["REFUSED", "ReservingActor", "reservation_of", "settlement"]
 
@@ -35,18 +43,29 @@ def reservation_of(message: AdmissionAsk | RequestCompleted) -> str:
     return message.reservation_id or message.request_id
 
 
-class _Store(Protocol):
+class ReservationStore(Protocol):
+    """What the limiter's and the quota keeper's stores share: one set of operations."""
+
+    fields: tuple[str, ...]  # the names of its limits
+
     async def settle(
         self, user_id: str, request_id: str, tokens: int, cost_usd: float, *, counted: bool
     ) -> bool: ...
 
+    async def report(self, user_id: str, session_id: str | None = None) -> LimitsReport: ...
 
-S = TypeVar("S", bound=_Store)
+    async def set_config(self, user_id: str, changes: dict[str, float | None]) -> None: ...
+
+    async def reset(self, user_id: str) -> None: ...
+
+
+S = TypeVar("S", bound=ReservationStore)
 
 
 class ReservingActor(Actor, Generic[S]):
-    """Answers ``admission.ask`` on its own stream with ``admit``; follows ``{ns}:events``
-    in the same group and settles each ``request.completed`` in ``store``."""
+    """Answers ``admission.ask`` on its own stream with ``admit`` and ``limits.command``
+    (usage, config, reset) from its store; follows ``{ns}:events`` in the same group and
+    settles each ``request.completed`` in ``store``. It alone changes its store."""
 
     def __init__(
         self, bus: Bus, stream: str, store: S, *, concurrency: int, count_cache_hits: bool
@@ -58,10 +77,24 @@ class ReservingActor(Actor, Generic[S]):
     async def admit(self, ask: AdmissionAsk) -> AdmissionVerdict:
         raise NotImplementedError
 
+    async def command(self, command: LimitsCommand) -> Message:
+        """Carry out an admin command; the report of the user as it stands after it."""
+        if command.action == "config":
+            try:
+                changes = check_limits(command.changes, self.store.fields)
+            except ValueError as exc:
+                return AdminRefused(message=str(exc))
+            await self.store.set_config(command.user_id, changes)
+        elif command.action == "reset":
+            await self.store.reset(command.user_id)
+        return await self.store.report(command.user_id, command.session_id)
+
     async def handle(self, message: Message, delivery: Delivery) -> Message | None:
         match message:
             case AdmissionAsk():
                 return await self.admit(message)
+            case LimitsCommand():
+                return await self.command(message)
             case RequestCompleted():
                 counted, tokens, cost = settlement(message, count_cache_hits=self.count_cache_hits)
                 await self.store.settle(

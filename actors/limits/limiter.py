@@ -33,16 +33,6 @@ class Limiter(ReservingActor[LimiterStore]):
         super().__init__(bus, bus.names.limiter, store, concurrency=concurrency,
                          count_cache_hits=count_cache_hits)  # fmt: skip
 
-    async def check_rate_limit(
-        self, user_id: str, tokens: int = 0, cost: float = 0.0
-    ) -> RateVerdict:
-        """Would a request of this size pass now? Changes nothing."""
-        return await self.store.check_rate_limit(user_id, tokens, cost)
-
-    async def record_request(self, user_id: str, tokens: int = 0, cost: float = 0.0) -> RateVerdict:
-        """Admit and charge a request of known size at once (refused: nothing charged)."""
-        return await self.store.record_request(user_id, tokens, cost)
-
     async def admit(self, ask: AdmissionAsk) -> AdmissionVerdict:
         verdict = await self.store.admit(ask.user_id, reservation_of(ask), ask.tokens, ask.cost_usd)
         if verdict.admitted:

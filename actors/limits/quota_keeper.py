@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from bus import Bus
 
@@ -29,18 +29,6 @@ class QuotaKeeper(ReservingActor[QuotaStore]):
     ) -> None:
         super().__init__(bus, bus.names.quota, store, concurrency=concurrency,
                          count_cache_hits=count_cache_hits)  # fmt: skip
-
-    async def set_user_quota_config(self, user_id: str, changes: dict[str, float | None]) -> None:
-        """Override some of a user's quotas (None: unlimited); kept in Redis."""
-        await self.store.set_user_quota_config(user_id, changes)
-
-    async def get_usage(self, user_id: str, session_id: str | None = None) -> dict[str, Any]:
-        """Each quota: limit, used, remaining, reset time."""
-        return await self.store.get_usage(user_id, session_id)
-
-    async def reset(self, user_id: str) -> None:
-        """Forget a user's usage in the current periods and sessions."""
-        await self.store.reset(user_id)
 
     async def admit(self, ask: AdmissionAsk) -> AdmissionVerdict:
         verdict = await self.store.admit(

@@ -9,6 +9,15 @@ meaning gets a new tag.
 from bus import Codec, Failure, Message
 
 from ..providers import Completion, ProviderRequest
+from ._admin import (
+    AdminRefused,
+    BreakerCommand,
+    BreakerReport,
+    LimitsCommand,
+    LimitsReport,
+    QuotaRow,
+    RateLimitRow,
+)
 from ._admission import AdmissionAsk, AdmissionVerdict
 from ._alerts import BurstDetected, QuotaExceeded, QuotaWarning, RateLimitExceeded
 from ._calls import CallFailed, ProviderCall
@@ -38,12 +47,15 @@ __all__ = [
     "CODEC",
     "FALLBACK_TEXT",
     "MESSAGE_TYPES",
+    "AdminRefused",
     "AdmissionAsk",
     "AdmissionVerdict",
     "Attempt",
     "BreakerClosed",
+    "BreakerCommand",
     "BreakerHalfOpen",
     "BreakerOpened",
+    "BreakerReport",
     "BurstDetected",
     "CallFailed",
     "Failure",
@@ -51,12 +63,16 @@ __all__ = [
     "GenerateRequest",
     "GenerateResponse",
     "LimitState",
+    "LimitsCommand",
+    "LimitsReport",
     "Ping",
     "Pong",
     "ProviderCall",
     "QuotaExceeded",
+    "QuotaRow",
     "QuotaWarning",
     "RateLimitExceeded",
+    "RateLimitRow",
     "RequestCancelled",
     "RequestCompleted",
     "Strategy",
@@ -88,6 +104,11 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     QuotaWarning,
     RateLimitExceeded,
     BurstDetected,
+    BreakerCommand,
+    BreakerReport,
+    LimitsCommand,
+    LimitsReport,
+    AdminRefused,
 )
 
 CODEC = Codec(MESSAGE_TYPES)

@@ -18,6 +18,7 @@ from ._config import (
     apply_env,
     decode_hook,
 )
+from ._directory import ModelDirectory
 from ._errors import (
     AuthenticationFailed,
     BadRequest,
@@ -62,6 +63,7 @@ __all__ = [
     "ContextTooLong",
     "FinishReason",
     "GoogleAdapter",
+    "ModelDirectory",
     "ModelInfo",
     "OpenAIAdapter",
     "ProbeResult",

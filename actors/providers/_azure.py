@@ -36,13 +36,7 @@ class AzureOpenAIAdapter(OpenAIAdapter):
         )
 
     def _target(self, model: str) -> str:
-        if model in self.config.deployments:
-            return self.config.deployments[model]
-        if model == self.default_model and self.config.deployment:
-            return self.config.deployment
-        raise BadRequest(self.name, f"no Azure deployment serves model {model!r}")
-
-    def serves(self, model: str) -> bool:
-        return model in self.config.deployments or (
-            model == self.default_model and bool(self.config.deployment)
-        )
+        deployment = self.config.deployment_for(model, self.default_model)
+        if deployment is None:
+            raise BadRequest(self.name, f"no Azure deployment serves model {model!r}")
+        return deployment

@@ -58,10 +58,12 @@ class AzureConfig(ProviderConfig, frozen=True, kw_only=True, forbid_unknown_fiel
     deployments: dict[str, str] = {}
     api_version: str = "2024-10-21"
 
-    def deployment_for(self, model: str) -> str | None:
+    def deployment_for(self, model: str, default_model: str) -> str | None:
+        """The deployment that serves ``model`` (``default_model`` is this provider's
+        default, as resolved), or None."""
         if model in self.deployments:
             return self.deployments[model]
-        if self.deployment and model in ("", self.default_model):
+        if self.deployment and model in ("", default_model):
             return self.deployment
         return None
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from bus import REDIS_DOWN, Bus, BusUnavailable, Delivery, Message, Rejected, added_ms
 
-from ..messages import CallFailed, ProviderCall, StreamDelta
+from ..messages import BreakerCommand, BreakerReport, CallFailed, ProviderCall, StreamDelta
 from ..providers import (
     Adapter,
     AuthenticationFailed,
@@ -70,6 +70,8 @@ class Breaker(Actor):
         match message:
             case ProviderCall():
                 return await self._call(message, delivery)
+            case BreakerCommand():
+                return await self._command(message)
             case _:
                 raise Rejected(
                     f"breaker does not take {type(message).__name__} (on {delivery.stream})"
@@ -174,21 +176,35 @@ class Breaker(Actor):
             return Decision("reject", known.state, known.open_until_ms, known.reason)
         decision = await self.store.acquire(self.provider)
         if decision.transition:
-            self.view.learn(
-                BreakerState(
-                    provider=self.provider,
-                    state=decision.state,
-                    open_until_ms=decision.open_until_ms,
-                    reason=decision.reason,
-                )
-            )
-            await self.store.announce(
-                self.provider,
-                decision.transition,
-                reason=decision.reason,
+            state = BreakerState(
+                provider=self.provider,
+                state=decision.state,
                 open_until_ms=decision.open_until_ms,
+                reason=decision.reason,
             )
+            await self._moved(state, decision.transition)
         return decision
+
+    async def _moved(self, state: BreakerState, transition: str, **details: Any) -> None:
+        """A move of this breaker: this process's view learns it at once, and every
+        process hears of it (``breaker.*`` on the events stream)."""
+        self.view.learn(state)
+        await self.store.announce(
+            self.provider, transition, reason=state.reason, open_until_ms=state.open_until_ms,
+            key_invalid=state.key_invalid, forced=state.forced, **details,
+        )  # fmt: skip
+
+    async def _command(self, command: BreakerCommand) -> BreakerReport:
+        """An operator's command: report the state, close the breaker or force it open."""
+        transition = ""
+        if command.action == "reset":
+            transition = await self.store.reset(self.provider)
+        elif command.action == "open":
+            transition = await self.store.force_open(self.provider)
+        (state,) = (await self.store.read([self.provider])).values()
+        if command.action != "status":
+            await self._moved(state, transition)
+        return BreakerReport(**state.public())
 
     def _record(self, error: ProviderError | None, latency_ms: float, trial: bool) -> None:
         # Off the reply's path: the outcome goes to Redis while the reply goes out.
@@ -222,25 +238,15 @@ class Breaker(Actor):
             self.log.warning("breaker.outcome_lost", error=repr(exc))
             return
         if moved.moved:
-            self.view.learn(
-                BreakerState(
-                    provider=self.provider,
-                    state=moved.state,
-                    open_until_ms=moved.open_until_ms,
-                    key_invalid=kind == "authentication",
-                    reason=moved.reason,
-                )
-            )
-            await self.store.announce(
-                self.provider,
-                moved.moved,
-                reason=moved.reason,
+            state = BreakerState(
+                provider=self.provider,
+                state=moved.state,
                 open_until_ms=moved.open_until_ms,
-                failure_rate=moved.failure_rate,
-                slow_call_rate=moved.slow_call_rate,
-                calls=moved.calls,
                 key_invalid=kind == "authentication",
+                reason=moved.reason,
             )
+            await self._moved(state, moved.moved, failure_rate=moved.failure_rate,
+                              slow_call_rate=moved.slow_call_rate, calls=moved.calls)  # fmt: skip
 
 
 class _Cutoff:

@@ -216,7 +216,7 @@ async def test_a_never_completed_request_is_released_when_it_expires(
 
 async def test_reset_forgets_usage_but_keeps_overrides(make_quotas: MakeQuotas) -> None:
     store, uid = make_quotas(daily_request_limit=1), user()
-    await store.set_user_quota_config(uid, {"daily_request_limit": 2, "monthly_cost_limit": None})
+    await store.set_config(uid, {"daily_request_limit": 2, "monthly_cost_limit": None})
     assert (await store.admit(uid, "s", "a", 0, 0.0)).admitted
     assert (await store.admit(uid, "s", "b", 0, 0.0)).admitted
     refused = await store.admit(uid, "s", "c", 0, 0.0)
@@ -261,4 +261,4 @@ async def test_bad_quotas_are_refused_by_name(
 ) -> None:
     store, uid = make_quotas(), user()
     with pytest.raises(ValueError, match=named):
-        await store.set_user_quota_config(uid, changes)
+        await store.set_config(uid, changes)

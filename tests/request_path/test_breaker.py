@@ -164,7 +164,8 @@ async def test_a_breaker_opened_in_one_process_is_seen_by_another(
     make_node: MakeNode, simulator: Simulator
 ) -> None:
     first = await make_node(providers=("openai",), breaker=QUICK)
-    second = await make_node(providers=("openai",), role="gateway", breaker=QUICK)
+    # Another worker process (a gateway-only one keeps no view: it routes nothing).
+    second = await make_node(providers=("openai",), role="worker", breaker=QUICK)
     await first.store.force_open("openai", "tested")
     await first.store.announce("openai", "opened", reason="tested", forced=True)
     # The event brings it (usually in milliseconds; the re-read every refresh_ms would too).
