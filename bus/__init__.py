@@ -9,12 +9,12 @@ It knows nothing of LLMs. Use::
         pong = await bus.ask("aio:ping", Ping(), timeout=1.0)
 """
 
-from bus._aio import Backoff, cancel_and_wait
-from bus._bus import Bus
-from bus._codec import Codec, Envelope, Failure, Message, added_ms
-from bus._config import BusConfig, StreamConfig
-from bus._embedded import EmbeddedRedis, find_redis_server
-from bus._errors import (
+from ._aio import Backoff, cancel_and_wait
+from ._bus import Bus
+from ._codec import Codec, Envelope, Failure, Message, added_ms
+from ._config import BusConfig, StreamConfig
+from ._embedded import EmbeddedRedis, find_redis_server
+from ._errors import (
     REDIS_DOWN,
     AskTimeout,
     BusError,
@@ -24,11 +24,11 @@ from bus._errors import (
     RemoteError,
     Stopped,
 )
-from bus._names import Names
-from bus._scripts import call as call_script
-from bus._scripts import lua_source
-from bus._subscription import Delivery, Handler, Subscription
-from bus._tail import Tail, TailHandler
+from ._names import Names
+from ._scripts import call as call_script
+from ._scripts import lua_source
+from ._subscription import Delivery, Handler, Subscription
+from ._tail import Tail, TailHandler
 
 __all__ = [
     "REDIS_DOWN",

@@ -10,7 +10,7 @@ from typing import Any
 import redis.exceptions
 import structlog
 
-from bus._line import Line
+from ._line import Line
 
 __all__ = ["Backoff", "WriteBatcher", "cancel_and_wait"]
 

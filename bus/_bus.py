@@ -9,7 +9,6 @@ import re
 import socket
 import time
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import redis.exceptions
@@ -19,25 +18,23 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
-from bus._aio import Backoff, WriteBatcher, cancel_and_wait
-from bus._codec import Codec, Failure, Message, added_ms, xadd_command
-from bus._config import BusConfig
-from bus._errors import (
+from . import _asks
+from ._aio import Backoff, WriteBatcher, cancel_and_wait
+from ._codec import Codec, Message, xadd_command
+from ._config import BusConfig
+from ._errors import (
     REDIS_DOWN,
-    AskTimeout,
     BusError,
     BusUnavailable,
-    NotSent,
-    RemoteError,
     Stopped,
 )
-from bus._keepalive import Keepalive
-from bus._line import Line
-from bus._names import Names
-from bus._replies import Replies, ReplyQueue
-from bus._scripts import Scripts, call
-from bus._subscription import Handler, Subscription
-from bus._tail import Tail, TailHandler
+from ._keepalive import Keepalive
+from ._line import Line
+from ._names import Names
+from ._replies import Replies
+from ._scripts import Scripts, call
+from ._subscription import Handler, Subscription
+from ._tail import Tail, TailHandler
 
 __all__ = ["Bus"]
 
@@ -45,16 +42,6 @@ log = structlog.get_logger("bus")
 
 # A clock sample whose round trip took longer is not trusted (its error is half that).
 _CLOCK_MAX_RTT_S = 0.1
-
-
-@dataclass(frozen=True, slots=True)
-class _Ask:
-    """An ask's entry as published: where, under which correlation id, and by when
-    Redis must have added it for it to be acted on."""
-
-    stream: str
-    corr: str
-    publish_by: int
 
 
 def _client(url: str, socket_timeout: float, connect_timeout: float) -> Redis:
@@ -249,89 +236,6 @@ class Bus:
         """Replies that found nobody waiting (late, or duplicates)."""
         return self._replies.dropped
 
-    def _ask_fields(
-        self, stream: str, message: Message, corr: str, timeout: float
-    ) -> tuple[dict[bytes, bytes], _Ask]:
-        if not self._started:
-            raise Stopped("the bus is not started")
-        now = self.now_ms()
-        # A write that has not come back by then is given up (the connection's socket
-        # timeout, counted from the send, is command_timeout_ms); an entry Redis adds
-        # after publish_by is dropped unread. The margin covers this clock's error.
-        timeout_ms = self.config.command_timeout_ms
-        publish_by = now + timeout_ms - min(250, timeout_ms // 4)
-        fields = self.codec.fields(
-            message,
-            correlation_id=corr,
-            reply_to=self.reply_stream,
-            deadline_ms=now + int(timeout * 1000),
-            publish_by_ms=publish_by,
-        )
-        return fields, _Ask(stream, corr, publish_by)
-
-    async def _publish_asks(
-        self, asks: list[_Ask], commands: list[list[Any]], give_up: float
-    ) -> list[Exception | None]:
-        """Publish the entries of asks; for each, None when Redis added it by its
-        ``publish_by`` (it will be acted on, a reply will come), or the error that
-        answers it (``BusUnavailable``: it will never be acted on).
-
-        When Redis's answer to the write is lost (a timeout, a broken connection), it is
-        not known whether the write was taken: Redis is then asked, until ``give_up``
-        (loop time), whether each entry is there with an id no later than its
-        ``publish_by`` (past that, one that comes later is dropped unread). If Redis
-        cannot say by then, None: the caller waits for a reply that may come.
-        """
-        try:
-            results: list[Any] = await self.writer.execute(*commands)
-        except NotSent as exc:  # not a byte went out
-            return [BusUnavailable(f"could not publish an ask: {exc}") for _ in asks]
-        except REDIS_DOWN as exc:
-            log.warning("bus.ask_outcome_unknown", error=repr(exc), asks=len(asks))
-            found = await self._find_asks(asks, give_up)
-            if found is None:
-                log.warning("bus.ask_outcome_still_unknown", asks=len(asks))
-                return [None for _ in asks]
-            return [
-                None if taken else BusUnavailable(
-                    f"could not publish an ask ({exc!r}); Redis did not take it in time, so "
-                    "it will not be acted on"
-                )
-                for taken in found
-            ]  # fmt: skip
-        outcomes: list[Exception | None] = []
-        for ask, result in zip(asks, results, strict=True):
-            if isinstance(result, Exception):
-                outcomes.append(result)
-            elif added_ms(result) > ask.publish_by:
-                outcomes.append(BusUnavailable(
-                    f"Redis took the ask at {result.decode()}, after its publish_by "
-                    f"{ask.publish_by} (Redis stalled, or the stream's ids run ahead of its "
-                    "clock): it will not be acted on"
-                ))  # fmt: skip
-            else:
-                outcomes.append(None)
-        return outcomes
-
-    async def _find_asks(self, asks: list[_Ask], give_up: float) -> list[bool] | None:
-        """For each ask, whether Redis added its entry by its ``publish_by``; None if
-        Redis cannot say before ``give_up`` (loop time)."""
-        loop = asyncio.get_running_loop()
-        backoff = self._backoff()
-        # The write cannot have been added before its fields were made.
-        window = self.config.command_timeout_ms + 1_000
-        while True:
-            try:
-                return [
-                    bool(await call(self.scripts.find_ask, [ask.stream],
-                                    [ask.publish_by - window, ask.publish_by, ask.corr]))
-                    for ask in asks
-                ]  # fmt: skip
-            except REDIS_DOWN:
-                if loop.time() + backoff.next_delay() >= give_up:
-                    return None
-                await backoff.sleep()
-
     async def ask(
         self, stream: str, message: Message, timeout: float, *, correlation_id: str | None = None
     ) -> Message:
@@ -365,54 +269,9 @@ class Bus:
         (``AskTimeout``, ``RemoteError``); ``BusUnavailable`` is raised as ``ask``
         raises it. The whole exchange is bounded by ``timeout``.
         """
-        if not asks:
-            return []
-        loop = asyncio.get_running_loop()
-        waits: list[tuple[bytes, asyncio.Future[Message], asyncio.TimerHandle]] = []
-        commands = []
-        published: list[_Ask] = []
-        chosen = list(correlation_ids) + [None] * (len(asks) - len(correlation_ids))
-        try:
-            for (stream, message), given in zip(asks, chosen, strict=True):
-                corr = given or os.urandom(12).hex()
-                fields, ask = self._ask_fields(stream, message, corr, timeout)
-                reply: asyncio.Future[Message] = loop.create_future()
-                key = corr.encode()
-                self._replies.pending[key] = reply
-                # The wait ends by a timer, not a cancellation, so it cannot be lost
-                # (see cancel_and_wait); the publish is bounded by its own timeouts.
-                waits.append((key, reply, loop.call_later(timeout, _expire, reply, stream,
-                                                          timeout)))  # fmt: skip
-                commands.append(self._xadd(stream, fields))
-                published.append(ask)
-                self._log.debug("bus.ask", to=stream, type=type(message).__name__, corr=corr,
-                                timeout_s=timeout)  # fmt: skip
-            outcomes = await self._publish_asks(published, commands, loop.time() + timeout)
-            if all(isinstance(o, BusUnavailable) for o in outcomes):
-                raise outcomes[0]  # type: ignore[misc]
-            for (_key, reply, _timer), outcome in zip(waits, outcomes, strict=True):
-                if outcome is not None and not reply.done():
-                    reply.set_exception(outcome)
-            answers: list[Message | BusError] = []
-            for _key, reply, _timer in waits:
-                try:
-                    answer = await reply
-                except BusError as exc:
-                    answers.append(exc)
-                    continue
-                answers.append(
-                    RemoteError(answer.kind, answer.message)
-                    if isinstance(answer, Failure) else answer
-                )  # fmt: skip
-            return answers
-        finally:
-            for key, reply, timer in waits:
-                timer.cancel()
-                self._replies.pending.pop(key, None)
-                if not reply.done():
-                    reply.cancel()
+        return await _asks.ask_all(self, asks, timeout, correlation_ids=correlation_ids)
 
-    async def ask_stream(
+    def ask_stream(
         self, stream: str, message: Message, timeout: float, *, correlation_id: str | None = None
     ) -> AsyncGenerator[Message, None]:
         """Publish ``message`` and yield its replies, in order, until the caller stops.
@@ -422,26 +281,7 @@ class Bus:
         message ends the exchange. The whole exchange is bounded by ``timeout``;
         failures to publish are raised as ``ask`` raises them.
         """
-        corr = correlation_id or os.urandom(12).hex()
-        fields, ask = self._ask_fields(stream, message, corr, timeout)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        queue = ReplyQueue(stream, timeout)
-        key = corr.encode()
-        self._replies.pending[key] = queue
-        self._log.debug("bus.ask", to=stream, type=type(message).__name__, corr=corr,
-                        timeout_s=timeout, stream=True)  # fmt: skip
-        try:
-            (outcome,) = await self._publish_asks([ask], [self._xadd(stream, fields)], deadline)
-            if outcome is not None:
-                raise outcome
-            while True:
-                answer = await queue.get(deadline)
-                if isinstance(answer, Failure):
-                    raise RemoteError(answer.kind, answer.message)
-                yield answer
-        finally:
-            self._replies.pending.pop(key, None)
+        return _asks.ask_stream(self, stream, message, timeout, correlation_id=correlation_id)
 
     async def reply(self, reply_to: str, correlation_id: str | None, message: Message) -> None:
         """Send one reply of a (streaming) ask; raises ``BusUnavailable``."""
@@ -550,8 +390,3 @@ class Bus:
             await call(self.scripts.trim, [stream], [retention])
         for sub in list(self._subscriptions):
             await sub.prune()
-
-
-def _expire(reply: asyncio.Future[Message], stream: str, timeout: float) -> None:
-    if not reply.done():
-        reply.set_exception(AskTimeout(stream, timeout))

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from bus._errors import DecodeError
+from ._errors import DecodeError
 
 __all__ = ["Codec", "Envelope", "Failure", "Message", "added_ms", "xadd_command"]
 

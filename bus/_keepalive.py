@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 import redis
 import structlog
 
-from bus._config import BusConfig
-from bus._errors import REDIS_DOWN
-from bus._scripts import lua_source
+from ._config import BusConfig
+from ._errors import REDIS_DOWN
+from ._scripts import lua_source
 
 if TYPE_CHECKING:
-    from bus._subscription import Subscription
+    from ._subscription import Subscription
 
 __all__ = ["Keepalive"]
 

@@ -19,7 +19,7 @@ from hiredis import pack_command  # RESP in C: redis-py's asyncio packer is Pyth
 from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import AbstractConnection
 
-from bus._errors import NotSent
+from ._errors import NotSent
 
 __all__ = ["Entries", "Line", "parse_entries"]
 

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from bus._codec import CORR, TYPE, Message
-from bus._errors import AskTimeout, DecodeError
-from bus._tail import follow
+from ._codec import CORR, TYPE, Message
+from ._errors import AskTimeout, DecodeError
+from ._tail import follow
 
 if TYPE_CHECKING:
-    from bus._bus import Bus
+    from ._bus import Bus
 
 __all__ = ["Replies", "ReplyQueue"]
 

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Any
 import redis.exceptions
 import structlog
 
-from bus._aio import Backoff, cancel_and_wait
-from bus._codec import CORR, REPLY_TO, Envelope, Failure, Message, added_ms, xadd_command
-from bus._errors import REDIS_DOWN, DecodeError, Rejected
-from bus._line import Line, parse_entries
-from bus._scripts import call
+from ._aio import Backoff, cancel_and_wait
+from ._codec import CORR, REPLY_TO, Envelope, Failure, Message, added_ms, xadd_command
+from ._errors import REDIS_DOWN, DecodeError, Rejected
+from ._line import Line, parse_entries
+from ._scripts import call
 
 if TYPE_CHECKING:
-    from bus._bus import Bus
+    from ._bus import Bus
 
 __all__ = ["Delivery", "Handler", "Subscription"]
 

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from bus._aio import cancel_and_wait
-from bus._codec import Message
-from bus._errors import REDIS_DOWN, DecodeError
-from bus._line import Line, parse_entries
+from ._aio import cancel_and_wait
+from ._codec import Message
+from ._errors import REDIS_DOWN, DecodeError
+from ._line import Line, parse_entries
 
 if TYPE_CHECKING:
-    from bus._bus import Bus
+    from ._bus import Bus
 
 __all__ = ["Tail", "TailHandler", "follow"]
 

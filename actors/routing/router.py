@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from typing import ClassVar
 
 import msgspec
 
-from bus import AskTimeout, Bus, BusUnavailable, Delivery, Message, Rejected, RemoteError
+from bus import AskTimeout, Backoff, Bus, BusUnavailable, Delivery, Message, Rejected, RemoteError
 
 from ..messages import (
     Attempt,
@@ -175,6 +174,7 @@ class Router(Actor):
             stream_corr=delivery.correlation_id if streaming else None,
             cancel_key=delivery.correlation_id or "",
         )
+        backoff = Backoff(self.config.retry_base_ms / 1000, self.config.retry_max_ms / 1000)
         for attempt in range(retries + 1):
             if course.gone.is_set():
                 return self._cancelled(course)
@@ -232,7 +232,7 @@ class Router(Actor):
             # candidate could use it.
             if reply.kind in _NEXT or (more and reply.kind == "timeout") or attempt == retries:
                 return None
-            delay = self._backoff(attempt, reply.retry_after)
+            delay = max(backoff.next_delay(), reply.retry_after or 0.0)  # never before Retry-After
             if (course.deadline_ms - self.bus.now_ms()) / 1000 <= delay:
                 return None
             self.log.debug("router.backoff", provider=provider, kind=reply.kind, delay_s=delay)
@@ -254,11 +254,6 @@ class Router(Actor):
     def _cancelled(self, course: _Course) -> GenerateFailed:
         return self._failed(course.request, "cancelled", "the caller went away before the answer",
                             course.attempts)  # fmt: skip
-
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        base, cap = self.config.retry_base_ms / 1000, self.config.retry_max_ms / 1000
-        delay = min(cap, base * 2**attempt)
-        return max(random.uniform(delay / 2, delay), retry_after or 0.0)
 
     def _answered(
         self, request: GenerateRequest, done: Completion, attempts: list[Attempt], *, streamed: bool
