@@ -13,12 +13,22 @@ import msgspec
 from bus import AskTimeout, Bus, BusError, Message
 
 from .messages import (
+    AdmissionUnavailable,
+    DeadlineExceeded,
+    GenerateError,
     GenerateFailed,
     GenerateRequest,
     GenerateResponse,
+    InvalidRequest,
+    LimitError,
+    NoProviderAvailable,
+    QuotaError,
+    RateLimitError,
     RequestCancelled,
     StreamDelta,
+    StreamInterrupted,
     fallback_answer,
+    kind_of,
 )
 
 __all__ = [
@@ -39,72 +49,8 @@ __all__ = [
 _SLACK_S = 1.0
 
 
-class GenerateError(Exception):
-    """The request got no answer. ``kind``, ``status`` (HTTP), ``attempts`` say why."""
-
-    def __init__(self, failed: GenerateFailed) -> None:
-        super().__init__(f"{failed.kind}: {failed.message}")
-        self.failed = failed
-        self.kind = failed.kind
-        self.status = failed.status
-        self.retry_after = failed.retry_after
-        self.attempts = failed.attempts
-
-
-class NoProviderAvailable(GenerateError):
-    """Every candidate provider failed, was held open, or none serves the model (503)."""
-
-
-class DeadlineExceeded(GenerateError, TimeoutError):
-    """The request's deadline passed before an answer (504)."""
-
-
-class InvalidRequest(GenerateError):
-    """The request itself was refused: bad request, context too long, filtered (400)."""
-
-
-class StreamInterrupted(GenerateError):
-    """A stream broke after its first text; no other provider can continue it."""
-
-
-class LimitError(GenerateError):
-    """Refused at admission (429): ``limit_type`` names the limit or quota,
-    ``retry_after`` says in how many seconds it would be admitted (None: waiting will
-    not help), ``limits`` are the user's limits as they stand."""
-
-    def __init__(self, failed: GenerateFailed) -> None:
-        super().__init__(failed)
-        self.limit_type = failed.limit_type
-        self.limits = failed.limits
-
-
-class RateLimitError(LimitError):
-    """A rate limit (requests, tokens or cost per minute or hour, or a burst) refused."""
-
-
-class QuotaError(LimitError):
-    """A quota (monthly, daily or per-session requests, tokens or cost) is used up."""
-
-
-class AdmissionUnavailable(GenerateError):
-    """Limits and quotas could not be checked in time and the policy is fail_closed (503)."""
-
-
-_ERRORS: dict[str, type[GenerateError]] = {
-    "rate_limited": RateLimitError,
-    "quota_exceeded": QuotaError,
-    "admission_unavailable": AdmissionUnavailable,
-    "no_provider": NoProviderAvailable,
-    "deadline_exceeded": DeadlineExceeded,
-    "bad_request": InvalidRequest,
-    "context_too_long": InvalidRequest,
-    "content_filtered": InvalidRequest,
-    "stream_interrupted": StreamInterrupted,
-}
-
-
 def error_for(failed: GenerateFailed) -> GenerateError:
-    return _ERRORS.get(failed.kind, GenerateError)(failed)
+    return kind_of(failed.kind).error(failed)
 
 
 class Client:

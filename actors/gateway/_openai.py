@@ -10,7 +10,7 @@ import msgspec
 from aiohttp import web
 
 from ..client import GenerateError
-from ..messages import GenerateResponse, LimitState, StreamDelta, UserId
+from ..messages import KINDS, GenerateResponse, LimitState, StreamDelta, UserId
 from ..providers import ChatMessage, Role
 from ._bodies import TURN_SCHEMA, Stop, json_response, limit_headers, retry_after_header
 
@@ -128,7 +128,9 @@ def openai_error(status: int, kind: str, message: str, request_id: str = "",
     """An error as OpenAI shapes it (``type`` and ``message``, plus ``code`` and ``param``)."""
     error = {
         "message": message,
-        "type": _ERROR_TYPES.get(status)
+        "type": KINDS[kind].openai_type
+        if kind in KINDS
+        else _ERROR_TYPES.get(status)
         or ("invalid_request_error" if status < 500 else "server_error"),
         "param": message.partition(":")[0] if status == 400 and ":" in message else None,
         "code": kind,

@@ -14,14 +14,12 @@ from ..messages import (
     LimitsCommand,
     LimitsReport,
     RequestCompleted,
+    kind_of,
 )
 from ..runtime import Actor
 from ..runtime.config import check_limits
 
-__all__ = ["REFUSED", "ReservingActor", "reservation_of", "settlement"]
-
-# A request refused at admission was never made: its reservations are released.
-REFUSED = frozenset({"rate_limited", "quota_exceeded", "admission_unavailable"})
+__all__ = ["ReservationStore", "ReservingActor", "reservation_of", "settlement"]
 
 
 def settlement(event: RequestCompleted, *, count_cache_hits: bool) -> tuple[bool, int, float]:
@@ -31,7 +29,7 @@ def settlement(event: RequestCompleted, *, count_cache_hits: bool) -> tuple[bool
     counts as a request with no tokens and no cost; a cache hit likewise, unless
     cache hits are not counted; one refused at admission does not count at all.
     """
-    if event.error_kind in REFUSED:
+    if kind_of(event.error_kind).refused:  # never made: its reservations are released
         return False, 0, 0.0
     if event.cache_hit:
         return count_cache_hits, 0, 0.0

@@ -21,6 +21,17 @@ from ._admin import (
 from ._admission import AdmissionAsk, AdmissionVerdict
 from ._alerts import BurstDetected, QuotaExceeded, QuotaWarning, RateLimitExceeded
 from ._calls import CallFailed, ProviderCall
+from ._errors import (
+    AdmissionUnavailable,
+    DeadlineExceeded,
+    GenerateError,
+    InvalidRequest,
+    LimitError,
+    NoProviderAvailable,
+    QuotaError,
+    RateLimitError,
+    StreamInterrupted,
+)
 from ._events import (
     BreakerClosed,
     BreakerHalfOpen,
@@ -28,6 +39,7 @@ from ._events import (
     RequestCancelled,
     RequestCompleted,
 )
+from ._kinds import KINDS, CallFailure, Chain, Kind, RequestFailure, kind_of
 from ._request import (
     FALLBACK_TEXT,
     Attempt,
@@ -46,9 +58,11 @@ from ._request import (
 __all__ = [
     "CODEC",
     "FALLBACK_TEXT",
+    "KINDS",
     "MESSAGE_TYPES",
     "AdminRefused",
     "AdmissionAsk",
+    "AdmissionUnavailable",
     "AdmissionVerdict",
     "Attempt",
     "BreakerClosed",
@@ -58,27 +72,40 @@ __all__ = [
     "BreakerReport",
     "BurstDetected",
     "CallFailed",
+    "CallFailure",
+    "Chain",
+    "DeadlineExceeded",
     "Failure",
+    "GenerateError",
     "GenerateFailed",
     "GenerateRequest",
     "GenerateResponse",
+    "InvalidRequest",
+    "Kind",
+    "LimitError",
     "LimitState",
     "LimitsCommand",
     "LimitsReport",
+    "NoProviderAvailable",
     "Ping",
     "Pong",
     "ProviderCall",
+    "QuotaError",
     "QuotaExceeded",
     "QuotaRow",
     "QuotaWarning",
+    "RateLimitError",
     "RateLimitExceeded",
     "RateLimitRow",
     "RequestCancelled",
     "RequestCompleted",
+    "RequestFailure",
     "Strategy",
     "StreamDelta",
+    "StreamInterrupted",
     "UserId",
     "fallback_answer",
+    "kind_of",
 ]
 
 MESSAGE_TYPES: tuple[type[Message], ...] = (

@@ -8,7 +8,14 @@ import structlog
 
 from bus import Bus, BusError, Message
 
-from ..messages import AdmissionAsk, AdmissionVerdict, GenerateRequest, LimitState
+from ..messages import (
+    AdmissionAsk,
+    AdmissionVerdict,
+    GenerateRequest,
+    LimitState,
+    RequestFailure,
+    kind_of,
+)
 from ..providers import Catalog, UnknownModel, estimate_prompt_tokens
 from ..runtime import AdmissionConfig, Metrics
 from ._planner import Candidate
@@ -23,7 +30,7 @@ class AdmissionResult:
     """Admitted or not; when not, why (kind, message, HTTP status, when to retry)."""
 
     admitted: bool
-    kind: str = ""
+    kind: RequestFailure = "admission_unavailable"  # when not admitted
     limit_type: str = ""
     message: str = ""
     status: int = 200
@@ -105,12 +112,15 @@ class Admission:
                 broken.append(TypeError(f"not a verdict: {type(answer).__name__}"))
         if refused is not None:
             self.metrics.inc("aio_admissions_total", result=refused.kind)
+            kind: RequestFailure = (
+                "quota_exceeded" if refused.kind == "quota_exceeded" else "rate_limited"
+            )
             return AdmissionResult(
                 admitted=False,
-                kind=refused.kind,
+                kind=kind,
                 limit_type=refused.limit_type,
                 message=refused.message,
-                status=429,
+                status=kind_of(kind).status,
                 retry_after=refused.retry_after_s,
                 limits=limits,
             )
@@ -126,7 +136,7 @@ class Admission:
                     admitted=False,
                     kind="admission_unavailable",
                     message=f"limits and quotas could not be checked: {broken[0]}",
-                    status=503,
+                    status=kind_of("admission_unavailable").status,
                     limits=limits,
                 )
             return AdmissionResult(admitted=True, limits=limits)

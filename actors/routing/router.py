@@ -22,7 +22,9 @@ from ..messages import (
     LimitState,
     ProviderCall,
     RequestCompleted,
+    RequestFailure,
     fallback_answer,
+    kind_of,
 )
 from ..providers import Completion, ProviderConfig, UnknownModel, estimate_prompt_tokens
 from ..runtime import Actor
@@ -33,25 +35,9 @@ from ._planner import Candidate, Planner
 
 __all__ = ["Router"]
 
-# What a failed call means for the chain: stop (the request itself is at fault),
-# or go to the next candidate at once; other kinds are retried on the same one.
-_FINAL = {"bad_request", "content_filtered"}
-_NEXT = {"rate_limited", "breaker_open", "key_invalid", "authentication", "context_too_long"}
-_STATUS = {
-    "cancelled": 499,  # the caller went away (nginx's "client closed request")
-    "bad_request": 400,
-    "content_filtered": 400,
-    "context_too_long": 400,
-    "rate_limited": 429,
-    "quota_exceeded": 429,
-    "deadline_exceeded": 504,
-}
 # How much longer than an attempt's budget the router waits for its breaker's answer
 # (the breaker cuts the call off at the budget and says so).
 _REPLY_SLACK_MS = 500
-# Refusals at admission stay refusals even for generate-with-fallback: a fallback
-# answer must not hide a limit from the caller.
-_NO_FALLBACK = {"rate_limited", "quota_exceeded"}
 
 
 class Router(Actor):
@@ -226,11 +212,13 @@ class Router(Actor):
                     f"{provider} failed after the stream had started: {reply.message}",
                     attempts,
                 )  # fmt: skip
-            if reply.kind in _FINAL:
-                return self._failed(request, reply.kind, reply.message, attempts)
+            chain = kind_of(reply.kind).chain
+            if chain == "final":
+                # Final call failures are request failures of the same name.
+                return self._failed(request, reply.kind, reply.message, attempts)  # type: ignore[arg-type]
             # A provider that hung is not given the rest of the deadline while another
             # candidate could use it.
-            if reply.kind in _NEXT or (more and reply.kind == "timeout") or attempt == retries:
+            if chain == "next" or (more and reply.kind == "timeout") or attempt == retries:
                 return None
             delay = max(backoff.next_delay(), reply.retry_after or 0.0)  # never before Retry-After
             if (course.deadline_ms - self.bus.now_ms()) / 1000 <= delay:
@@ -276,12 +264,12 @@ class Router(Actor):
     def _failed(
         self,
         request: GenerateRequest,
-        kind: str,
+        kind: RequestFailure,
         message: str,
         attempts: list[Attempt],
         retry_after: float | None = None,
     ) -> GenerateFailed:
-        status = _STATUS.get(kind, 503)
+        status = kind_of(kind).status
         return GenerateFailed(
             request_id=request.request_id,
             kind=kind,
@@ -304,10 +292,10 @@ class Router(Actor):
             isinstance(result, GenerateFailed)
             and request.fallback
             and not request.stream
-            and result.kind not in _NO_FALLBACK
+            and kind_of(result.kind).fallback
         ):
             # generate-with-fallback does not fail for a provider's sake: a system answer
-            # says why instead (a limit's refusal stays a refusal: see _NO_FALLBACK).
+            # says why instead (a limit's refusal stays a refusal: its kind says so).
             result = fallback_answer(
                 request.request_id, f"{result.kind}: {result.message}", result.attempts, elapsed
             )
