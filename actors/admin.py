@@ -12,6 +12,8 @@ from .messages import (
     BreakerReport,
     LimitsCommand,
     LimitsReport,
+    limiter_stream,
+    quota_stream,
 )
 
 __all__ = ["Admin", "AdminRefusedError"]
@@ -66,7 +68,7 @@ class Admin:
     ) -> LimitsReport:
         """A user's rate limits (``limiter``) or quotas (``quota``), after a change if
         asked; ``AdminRefusedError`` when the owner refuses the changes."""
-        stream = self.bus.names.limiter if owner == "limiter" else self.bus.names.quota
+        stream = (limiter_stream if owner == "limiter" else quota_stream)(self.bus.names)
         command = LimitsCommand(action=action, user_id=user_id, session_id=session_id,
                                 changes=changes or {})  # fmt: skip
         answer = await self.bus.ask(stream, command, self.timeout_s)

@@ -24,7 +24,7 @@ from ._errors import (
     RemoteError,
     Stopped,
 )
-from ._names import Names
+from ._names import Names, user_tag
 from ._scripts import call as call_script
 from ._scripts import lua_source
 from ._subscription import Delivery, Handler, Subscription
@@ -59,4 +59,5 @@ __all__ = [
     "cancel_and_wait",
     "find_redis_server",
     "lua_source",
+    "user_tag",
 ]

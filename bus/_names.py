@@ -1,4 +1,5 @@
-"""Every stream name and key prefix of the system, under one namespace.
+"""The bus's stream names and key prefixes, under one namespace (each package of the
+actors keeps its own key layout beside its Lua scripts).
 
 Key layouts (``{ns}`` is the namespace, default ``aio``):
 
@@ -14,13 +15,6 @@ key                             type    what
 ``{ns}:reply:{node}``           stream  replies for one process (expires when unused)
 ``{ns}:node:{node}``            string  lease on a process name (token, with a TTL)
 ``{ns}:errors:{stream}``        hash    last handler error per ``{group}/{entry id}``
-``{ns}:limiter``                stream  admission asks for the limiter
-``{ns}:quota``                  stream  admission asks for the quota keeper
-``{ns}:limits:{{u}}:*``         ...     user u's rate limits (``limiter_*.lua`` says which)
-``{ns}:quota:{{u}}:*``          ...     user u's quotas (``quota_*.lua`` says which)
-``{ns}:breaker:{{p}}``          hash    provider p's circuit breaker (``breaker_*.lua``)
-``{ns}:breaker:{{p}}:window``   list    its sliding window of outcomes (hash of counters
-                                        per second for a time window)
 ==============================  ======  ==============================================
 """
 
@@ -35,7 +29,7 @@ __all__ = ["Names", "user_tag"]
 
 @functools.lru_cache(maxsize=65_536)
 def user_tag(user_id: str) -> str:
-    """The user id as a Redis hash tag: itself when it can be one, else a digest."""
+    """An id (a user's) as a Redis hash tag: itself when it can be one, else a digest."""
     if user_id and len(user_id) <= 128 and not any(c in user_id for c in "{}\n "):
         return user_id
     return "#" + hashlib.sha256(user_id.encode()).hexdigest()[:24]
@@ -83,29 +77,6 @@ class Names:
 
     def node_lease(self, node: str) -> str:
         return f"{self.ns}:node:{node}"
-
-    @property
-    def limiter(self) -> str:
-        return f"{self.ns}:limiter"
-
-    @property
-    def quota(self) -> str:
-        return f"{self.ns}:quota"
-
-    def limits(self, user_id: str, part: str) -> str:
-        """A key of one user's rate limits; all of a user's keys share one Cluster slot."""
-        return f"{self.ns}:limits:{{{user_tag(user_id)}}}:{part}"
-
-    def quotas(self, user_id: str, part: str) -> str:
-        """A key of one user's quotas; all of a user's keys share one Cluster slot."""
-        return f"{self.ns}:quota:{{{user_tag(user_id)}}}:{part}"
-
-    def breaker(self, provider: str) -> str:
-        """A breaker's state; braces keep it and its window in one Redis Cluster slot."""
-        return f"{self.ns}:breaker:{{{provider}}}"
-
-    def breaker_window(self, provider: str) -> str:
-        return f"{self.ns}:breaker:{{{provider}}}:window"
 
     def errors(self, stream: str) -> str:
         """Last handler error per entry of ``stream``, kept for the dead-letter reason."""

@@ -24,6 +24,7 @@ from bus import Bus, lua_source
 from ..messages import LimitsReport, LimitState, RateLimitRow
 from ..runtime.config import LIMIT_FIELDS, LimitsConfig
 from ._amounts import check_usage, from_redis, lua_defaults, nano, to_redis, usd
+from ._keys import limits_key
 
 __all__ = ["LimiterStore", "RateVerdict"]
 
@@ -82,7 +83,7 @@ class LimiterStore:
         self._defaults = lua_defaults(config, LIMIT_FIELDS, _is_cost)
 
     def _keys(self, user_id: str) -> list[str]:
-        return [self.bus.names.limits(user_id, part) for part in _PARTS]
+        return [limits_key(self.bus.names, user_id, part) for part in _PARTS]
 
     def admit_args(
         self, user_id: str, request_id: str, tokens: int, cost_usd: float, mode: str = "reserve"
@@ -167,7 +168,7 @@ class LimiterStore:
 
     async def config_of(self, user_id: str) -> dict[str, float | None]:
         """The user's limits: overrides where set, else the defaults."""
-        stored = await self.bus.redis.hgetall(self.bus.names.limits(user_id, "config"))
+        stored = await self.bus.redis.hgetall(limits_key(self.bus.names, user_id, "config"))
         return from_redis(stored, LIMIT_FIELDS, self.config, _is_cost)
 
     async def set_config(self, user_id: str, changes: dict[str, float | None]) -> None:
@@ -175,7 +176,7 @@ class LimiterStore:
         values = to_redis(changes, LIMIT_FIELDS, _is_cost)
         if values:
             await self.bus.redis.hset(
-                self.bus.names.limits(user_id, "config"),
+                limits_key(self.bus.names, user_id, "config"),
                 mapping=values,  # type: ignore[arg-type]
             )
 

@@ -30,6 +30,7 @@ from bus import Bus, lua_source
 from ..messages import LimitsReport, QuotaRow
 from ..runtime.config import QUOTA_FIELDS, QuotaConfig
 from ._amounts import check_usage, from_redis, lua_defaults, nano, to_redis, usd
+from ._keys import quotas_key
 
 __all__ = ["Periods", "QuotaStore", "QuotaVerdict", "iso", "period_of"]
 
@@ -131,7 +132,7 @@ class QuotaStore:
         self._periods = Periods("", "", 0, 0)
 
     def _key(self, user_id: str, part: str) -> str:
-        return self.bus.names.quotas(user_id, part)
+        return quotas_key(self.bus.names, user_id, part)
 
     def _keys(self, user_id: str, session_id: str | None, periods: Periods) -> list[str]:
         session = _session_part(session_id) if session_id else "-"

@@ -8,7 +8,13 @@ import msgspec
 
 from bus import Bus
 
-from ..messages import AdmissionAsk, AdmissionVerdict, BurstDetected, RateLimitExceeded
+from ..messages import (
+    AdmissionAsk,
+    AdmissionVerdict,
+    BurstDetected,
+    RateLimitExceeded,
+    limiter_stream,
+)
 from ._limiter_store import LimiterStore, RateVerdict
 from ._quota_store import iso
 from ._settlement import ReservingActor, reservation_of
@@ -30,7 +36,7 @@ class Limiter(ReservingActor[LimiterStore]):
     def __init__(
         self, bus: Bus, store: LimiterStore, *, concurrency: int, count_cache_hits: bool = True
     ) -> None:
-        super().__init__(bus, bus.names.limiter, store, concurrency=concurrency,
+        super().__init__(bus, limiter_stream(bus.names), store, concurrency=concurrency,
                          count_cache_hits=count_cache_hits)  # fmt: skip
 
     async def admit(self, ask: AdmissionAsk) -> AdmissionVerdict:

@@ -6,7 +6,14 @@ from typing import ClassVar
 
 from bus import Bus
 
-from ..messages import AdmissionAsk, AdmissionVerdict, LimitState, QuotaExceeded, QuotaWarning
+from ..messages import (
+    AdmissionAsk,
+    AdmissionVerdict,
+    LimitState,
+    QuotaExceeded,
+    QuotaWarning,
+    quota_stream,
+)
 from ._quota_store import QuotaStore, iso, period_of
 from ._settlement import ReservingActor, reservation_of
 
@@ -27,7 +34,7 @@ class QuotaKeeper(ReservingActor[QuotaStore]):
     def __init__(
         self, bus: Bus, store: QuotaStore, *, concurrency: int, count_cache_hits: bool = True
     ) -> None:
-        super().__init__(bus, bus.names.quota, store, concurrency=concurrency,
+        super().__init__(bus, quota_stream(bus.names), store, concurrency=concurrency,
                          count_cache_hits=count_cache_hits)  # fmt: skip
 
     async def admit(self, ask: AdmissionAsk) -> AdmissionVerdict:

@@ -54,6 +54,7 @@ from ._request import (
     UserId,
     fallback_answer,
 )
+from ._streams import limiter_stream, quota_stream
 
 __all__ = [
     "CODEC",
@@ -106,6 +107,8 @@ __all__ = [
     "UserId",
     "fallback_answer",
     "kind_of",
+    "limiter_stream",
+    "quota_stream",
 ]
 
 MESSAGE_TYPES: tuple[type[Message], ...] = (

@@ -15,6 +15,8 @@ from ..messages import (
     LimitState,
     RequestFailure,
     kind_of,
+    limiter_stream,
+    quota_stream,
 )
 from ..providers import Catalog, UnknownModel, estimate_prompt_tokens
 from ..runtime import AdmissionConfig, Metrics
@@ -94,8 +96,8 @@ class Admission:
         names = self.bus.names
         answers: list[Message | Exception]
         try:  # both asks in one round trip
-            answers = list(await self.bus.ask_all([(names.limiter, ask), (names.quota, ask)],
-                                                  timeout))  # fmt: skip
+            asks = [(limiter_stream(names), ask), (quota_stream(names), ask)]
+            answers = list(await self.bus.ask_all(asks, timeout))
         except BusError as exc:  # Redis is down
             answers = [exc]
         limits: list[LimitState] = []

@@ -16,10 +16,17 @@ from typing import Any
 
 import structlog
 
-from bus import REDIS_DOWN, Bus, Message, call_script, cancel_and_wait, lua_source
+from bus import REDIS_DOWN, Bus, Message, Names, call_script, cancel_and_wait, lua_source
 
 from ..messages import BreakerClosed, BreakerHalfOpen, BreakerOpened
 from ..runtime.config import BreakerConfig
+
+
+def breaker_key(names: Names, provider: str) -> str:
+    """A breaker's state (a hash; ``{key}:window`` its sliding window): the braces keep
+    both in one Redis Cluster slot. Layouts: the headers of ``lua/breaker_*.lua``."""
+    return f"{names.ns}:breaker:{{{provider}}}"
+
 
 __all__ = ["BreakerState", "BreakerStore", "BreakerView", "Decision", "Transition"]
 
@@ -100,7 +107,7 @@ class BreakerStore:
 
     def _keys(self, provider: str) -> list[str]:
         names = self.bus.names
-        return [names.breaker(provider), names.breaker_window(provider)]
+        return [breaker_key(names, provider), f"{breaker_key(names, provider)}:window"]
 
     async def acquire(self, provider: str) -> Decision:
         cfg = self.config
@@ -151,7 +158,7 @@ class BreakerStore:
         """Every named breaker's state, in one round trip."""
         pipe = self.bus.redis.pipeline(transaction=False)
         for provider in providers:
-            pipe.hgetall(self.bus.names.breaker(provider))
+            pipe.hgetall(breaker_key(self.bus.names, provider))
         found = await pipe.execute()
         return {p: _state(p, raw) for p, raw in zip(providers, found, strict=True)}
 

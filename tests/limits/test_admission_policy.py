@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from structlog.testing import capture_logs
 
-from actors.messages import CODEC, GenerateRequest
+from actors.messages import CODEC, GenerateRequest, limiter_stream, quota_stream
 from actors.providers import Catalog
 from actors.routing import Admission
 from actors.routing._planner import Candidate
@@ -63,6 +63,6 @@ async def test_no_limiter_answers_in_time(server_url: str, policy: str) -> None:
         result = await asyncio.wait_for(
             admission.admit(GenerateRequest(request_id="r2", prompt="hi"), CANDIDATES), 5
         )
-        await bus.redis.delete(bus.names.limiter, bus.names.quota)
+        await bus.redis.delete(limiter_stream(bus.names), quota_stream(bus.names))
     assert result.admitted == (policy == "fail_open")
     assert metrics.value("aio_admissions_total", result=f"unavailable_{policy}") == 1

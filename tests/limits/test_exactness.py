@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio
 
 from actors.client import Client, QuotaError, RateLimitError
-from actors.messages import AdmissionAsk, AdmissionVerdict
+from actors.messages import AdmissionAsk, AdmissionVerdict, limiter_stream, quota_stream
 from actors.node import Node
 from actors.providers import Catalog
 from actors.providers.simulator import Simulator
@@ -158,7 +158,9 @@ async def test_a_redelivered_request_is_charged_once(make_node: MakeNode) -> Non
     ask = AdmissionAsk(request_id="r1", user_id=uid, tokens=100, cost_usd=0.01,
                        reservation_id="r1@1-0")  # fmt: skip
     for _ in range(2):
-        verdicts = await node.bus.ask_all([(names.limiter, ask), (names.quota, ask)], PATIENCE)
+        verdicts = await node.bus.ask_all(
+            [(limiter_stream(names), ask), (quota_stream(names), ask)], PATIENCE
+        )
         assert all(isinstance(v, AdmissionVerdict) and v.admitted for v in verdicts)
     assert await _counted(node, uid) == (1, 1)
     client = Client(node.bus)

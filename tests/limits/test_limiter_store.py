@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from actors.limits._amounts import nano
+from actors.limits._keys import limits_key
 from actors.limits._limiter_store import LimiterStore
 from actors.messages import CODEC
 from tests.conftest import MakeBus, redis_ms, until_redis_time
@@ -148,7 +149,7 @@ async def test_requests_slide_exactly_in_any_window(make_limiter: MakeLimiter) -
     store, uid = make_limiter(burst_limit=3, burst_window_ms=window_ms), user()
     redis = store.bus.redis
     assert (await store.admit(uid, "r0", 0, 0.0)).admitted
-    r0_at = int(await redis.zscore(store.bus.names.limits(uid, "requests"), "r0"))
+    r0_at = int(await redis.zscore(limits_key(store.bus.names, uid, "requests"), "r0"))
     await until_redis_time(redis, r0_at + window_ms // 2)  # the others come later
     admitted = [(await store.admit(uid, f"r{i}", 0, 0.0)).admitted for i in range(1, 5)]
     assert admitted == [True, True, False, False]
@@ -248,7 +249,7 @@ async def test_bad_limits_are_refused_by_name(
     store, uid = make_limiter(), user()
     with pytest.raises(ValueError, match=named):
         await store.set_config(uid, changes)
-    assert await store.bus.redis.exists(store.bus.names.limits(uid, "config")) == 0
+    assert await store.bus.redis.exists(limits_key(store.bus.names, uid, "config")) == 0
 
 
 async def test_the_scripts_run_on_every_server(make_bus: MakeBus) -> None:

@@ -8,6 +8,7 @@ from actors.client import Client, NoProviderAvailable
 from actors.messages import BreakerClosed, BreakerHalfOpen, BreakerOpened
 from actors.node import Node
 from actors.providers.simulator import Simulator
+from actors.routing._breaker_state import breaker_key
 from actors.runtime.config import BreakerConfig
 from bus import Message
 from tests.conftest import eventually, until_redis_time
@@ -25,7 +26,7 @@ async def _collect(node_bus: object, stream: str, into: list[Message]) -> None:
 
 async def _opened_at(node: Node, provider: str) -> int:
     """When the breaker last opened, on Redis's clock (the one its scripts read)."""
-    return int(await node.bus.redis.hget(node.bus.names.breaker(provider), "opened_at"))
+    return int(await node.bus.redis.hget(breaker_key(node.bus.names, provider), "opened_at"))
 
 
 async def _open_time_over(node: Node, provider: str) -> None:

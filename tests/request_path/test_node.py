@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from actors.admin import Admin, AdminRefusedError
-from actors.messages import BreakerOpened, LimitsCommand, LimitsReport
+from actors.messages import BreakerOpened, LimitsCommand, LimitsReport, quota_stream
 from bus import Message
 from tests.conftest import PATIENCE, eventually
 from tests.request_path.conftest import MakeNode
@@ -32,7 +32,7 @@ async def test_limits_are_administered_over_the_bus(make_node: MakeNode) -> None
         await admin.limits("limiter", "config", "ann", changes={"requests_per_minute": 0.5})
     assert (await node.limits.config_of("ann"))["requests_per_minute"] == 7  # untouched
     raw = LimitsCommand(action="usage", user_id="ann")
-    answer = await node.bus.ask(node.bus.names.quota, raw, PATIENCE)
+    answer = await node.bus.ask(quota_stream(node.bus.names), raw, PATIENCE)
     assert isinstance(answer, LimitsReport) and answer.quotas
 
 

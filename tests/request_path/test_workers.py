@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from actors.client import Client
+from actors.limits._keys import limits_key
 from actors.messages import GenerateResponse
 from actors.node import Node
 from actors.providers.simulator import Simulator
@@ -133,7 +134,7 @@ async def test_a_killed_worker_does_not_lose_its_request(
     # Both workers admitted it (the victim before it died): it counts once.
     limits = await gateway.limits.status("anonymous")
     assert limits == []  # unlimited here, but counted all the same:
-    admitted = await gateway.bus.redis.zcard(gateway.bus.names.limits("anonymous", "requests"))
+    admitted = await gateway.bus.redis.zcard(limits_key(gateway.bus.names, "anonymous", "requests"))
     assert admitted == 1
     usage = await gateway.quotas.get_usage("anonymous")
     assert next(r["used"] for r in usage["quotas"] if r["quota_type"] == "daily_requests") == 1

@@ -1,0 +1,25 @@
+"""The streams of the limits' actors, which the router and admin clients ask.
+
+Beside the bus's own (``{ns}:requests``, ``{ns}:events``, ...: ``bus.Names``):
+
+=====================  ======  ==================================================
+key                    type    what
+=====================  ======  ==================================================
+``{ns}:limiter``       stream  admission asks and limits commands for the limiter
+``{ns}:quota``         stream  admission asks and limits commands for the quota keeper
+=====================  ======  ==================================================
+"""
+
+from __future__ import annotations
+
+from bus import Names
+
+__all__ = ["limiter_stream", "quota_stream"]
+
+
+def limiter_stream(names: Names) -> str:
+    return f"{names.ns}:limiter"
+
+
+def quota_stream(names: Names) -> str:
+    return f"{names.ns}:quota"
