@@ -23,12 +23,10 @@ from bus import Bus, lua_source
 
 from ..messages import LimitsReport, LimitState, RateLimitRow
 from ..runtime.config import LIMIT_FIELDS, LimitsConfig
-from ._amounts import check_usage, from_redis, lua_defaults, nano, to_redis, usd
-from ._keys import limits_key
+from ._amounts import check_usage, from_redis, lua_defaults, nano, shown, to_redis
+from ._keys import LimiterKeys, limits_key
 
 __all__ = ["LimiterStore", "RateVerdict"]
-
-_PARTS = ("config", "requests", "tokens", "cost", "reservations", "expiring", "alerts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +60,6 @@ class _Answer(msgspec.Struct):
 _decode = msgspec.json.Decoder(_Answer).decode
 
 
-def _is_cost(name: str) -> bool:
-    return name.startswith("cost_")
-
-
-def _shown(name: str, value: float) -> float:
-    return usd(value) if _is_cost(name) else value
-
-
 class LimiterStore:
     """Sliding-window rate limits per user, reserved then settled, in Redis."""
 
@@ -80,10 +70,10 @@ class LimiterStore:
         self.config = config
         self.admit_script = bus.redis.register_script(lua_source("actors.limits", "limiter_admit"))
         self._settle = bus.redis.register_script(lua_source("actors.limits", "limiter_settle"))
-        self._defaults = lua_defaults(config, LIMIT_FIELDS, _is_cost)
+        self._defaults = lua_defaults(config, LIMIT_FIELDS)
 
-    def _keys(self, user_id: str) -> list[str]:
-        return [limits_key(self.bus.names, user_id, part) for part in _PARTS]
+    def _keys(self, user_id: str) -> LimiterKeys:
+        return LimiterKeys.of(self.bus.names, user_id)
 
     def admit_args(
         self, user_id: str, request_id: str, tokens: int, cost_usd: float, mode: str = "reserve"
@@ -92,7 +82,7 @@ class LimiterStore:
         check_usage(tokens, cost_usd)
         args = [request_id, tokens, nano(cost_usd, up=True), mode,
                 self.config.reservation_ttl_ms, *self._defaults]  # fmt: skip
-        return self._keys(user_id), args
+        return list(self._keys(user_id)), args
 
     async def admit(
         self, user_id: str, request_id: str, tokens: int, cost_usd: float, mode: str = "reserve"
@@ -104,8 +94,8 @@ class LimiterStore:
         limits = [
             LimitState(
                 name=str(name),
-                limit=_shown(str(name), float(limit)),
-                remaining=_shown(str(name), max(0.0, float(limit) - float(current))),
+                limit=shown(str(name), float(limit)),
+                remaining=shown(str(name), max(0.0, float(limit) - float(current))),
                 reset_s=round(float(reset) / 1000, 3),
             )
             for name, limit, current, _window, reset in (
@@ -118,8 +108,8 @@ class LimiterStore:
         return RateVerdict(
             admitted=False,
             limit_type=name,
-            limit=_shown(name, answer.limit),
-            current=_shown(name, answer.current),
+            limit=shown(name, answer.limit),
+            current=shown(name, answer.current),
             window_s=answer.window_ms / 1000,
             retry_after_s=None if answer.retry_after_ms < 0 else answer.retry_after_ms / 1000,
             first_alert=answer.first == 1,
@@ -144,7 +134,7 @@ class LimiterStore:
     ) -> bool:
         """Replace a reservation by the real usage (or release it); True if one was held."""
         check_usage(tokens, cost_usd)
-        keys = self._keys(user_id)[1:6]  # requests, tokens, cost, reservations, expiring
+        keys = self._keys(user_id).settled
         args = [request_id, tokens, nano(cost_usd), int(counted)]
         return bool(await self.bus.run_script(self._settle, keys, args))
 
@@ -169,11 +159,11 @@ class LimiterStore:
     async def config_of(self, user_id: str) -> dict[str, float | None]:
         """The user's limits: overrides where set, else the defaults."""
         stored = await self.bus.redis.hgetall(limits_key(self.bus.names, user_id, "config"))
-        return from_redis(stored, LIMIT_FIELDS, self.config, _is_cost)
+        return from_redis(stored, LIMIT_FIELDS, self.config)
 
     async def set_config(self, user_id: str, changes: dict[str, float | None]) -> None:
         """Override some limits of one user (None: unlimited); others stay as they are."""
-        values = to_redis(changes, LIMIT_FIELDS, _is_cost)
+        values = to_redis(changes, LIMIT_FIELDS)
         if values:
             await self.bus.redis.hset(
                 limits_key(self.bus.names, user_id, "config"),
@@ -182,5 +172,4 @@ class LimiterStore:
 
     async def reset(self, user_id: str) -> None:
         """Forget the user's recent requests, charges and alerts (not its overrides)."""
-        keys = self._keys(user_id)
-        await self.bus.redis.delete(*keys[1:])
+        await self.bus.redis.delete(*self._keys(user_id).usage)

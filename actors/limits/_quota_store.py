@@ -29,8 +29,8 @@ from bus import Bus, lua_source
 
 from ..messages import LimitsReport, QuotaRow
 from ..runtime.config import QUOTA_FIELDS, QuotaConfig
-from ._amounts import check_usage, from_redis, lua_defaults, nano, to_redis, usd
-from ._keys import quotas_key
+from ._amounts import check_usage, from_redis, lua_defaults, nano, shown, to_redis, usd
+from ._keys import QuotaKeys, quotas_key
 
 __all__ = ["Periods", "QuotaStore", "QuotaVerdict", "iso", "period_of"]
 
@@ -109,14 +109,6 @@ def _session_part(session_id: str) -> str:
     return "#" + hashlib.sha256(session_id.encode()).hexdigest()[:24]
 
 
-def _is_cost(name: str) -> bool:
-    return name.endswith(("_cost", "_cost_limit"))
-
-
-def _shown(name: str, value: float) -> float:
-    return usd(value) if _is_cost(name) else value
-
-
 class QuotaStore:
     """Monthly, daily and per-session quotas per user, reserved then settled, in Redis."""
 
@@ -128,23 +120,23 @@ class QuotaStore:
         self.zone = zoneinfo.ZoneInfo(config.timezone)
         self.admit_script = bus.redis.register_script(lua_source("actors.limits", "quota_admit"))
         self._settle = bus.redis.register_script(lua_source("actors.limits", "quota_settle"))
-        self._defaults = lua_defaults(config, QUOTA_FIELDS, _is_cost)
+        self._defaults = lua_defaults(config, QUOTA_FIELDS)
         self._periods = Periods("", "", 0, 0)
 
     def _key(self, user_id: str, part: str) -> str:
         return quotas_key(self.bus.names, user_id, part)
 
-    def _keys(self, user_id: str, session_id: str | None, periods: Periods) -> list[str]:
+    def _keys(self, user_id: str, session_id: str | None, periods: Periods) -> QuotaKeys:
         session = _session_part(session_id) if session_id else "-"
-        return [
-            self._key(user_id, "config"),
-            self._key(user_id, f"month:{periods.month}"),
-            self._key(user_id, f"day:{periods.day}"),
-            self._key(user_id, f"session:{session}"),
-            self._key(user_id, "reservations"),
-            self._key(user_id, "expiring"),
-            self._key(user_id, "sessions"),
-        ]
+        return QuotaKeys(
+            config=self._key(user_id, "config"),
+            month=self._key(user_id, f"month:{periods.month}"),
+            day=self._key(user_id, f"day:{periods.day}"),
+            session=self._key(user_id, f"session:{session}"),
+            reservations=self._key(user_id, "reservations"),
+            expiring=self._key(user_id, "expiring"),
+            sessions=self._key(user_id, "sessions"),
+        )
 
     def periods(self, now_ms: int) -> Periods:
         """The month and day at ``now_ms`` (worked out once a day)."""
@@ -178,7 +170,7 @@ class QuotaStore:
             periods.day_ends_ms - now + _KEEP_AFTER_DAY_MS,
             cfg.session_ttl_ms, cfg.warning_share, *self._defaults,
         ]  # fmt: skip
-        return periods, self._keys(user_id, session_id, periods), args
+        return periods, list(self._keys(user_id, session_id, periods)), args
 
     async def admit(
         self,
@@ -196,13 +188,13 @@ class QuotaStore:
         raw = await self.bus.run_script(self.admit_script, keys, args)  # BusUnavailable
         answer = _decode(raw)
         quotas = [
-            (str(n), _shown(str(n), float(lim)), _shown(str(n), float(used)),
+            (str(n), shown(str(n), float(lim)), shown(str(n), float(used)),
              self.resets_at(period_of(str(n)), periods))
             for n, lim, used in (answer.quotas if isinstance(answer.quotas, list) else [])
         ]  # fmt: skip
         if answer.verdict in ("ok", "dup"):
             warnings = [
-                (str(n), _shown(str(n), float(lim)), _shown(str(n), float(used)))
+                (str(n), shown(str(n), float(lim)), shown(str(n), float(used)))
                 for n, lim, used in (answer.warnings if isinstance(answer.warnings, list) else [])
             ]
             return QuotaVerdict(
@@ -212,8 +204,8 @@ class QuotaStore:
         return QuotaVerdict(
             admitted=False,
             quota_type=name,
-            limit=_shown(name, answer.limit),
-            current=_shown(name, answer.current),
+            limit=shown(name, answer.limit),
+            current=shown(name, answer.current),
             period=answer.period,
             resets_at_ms=self.resets_at(answer.period, periods),
             first_alert=answer.first == 1,
@@ -238,7 +230,7 @@ class QuotaStore:
         keys = self._keys(user_id, session_id, periods)
         limits = await self.config_of(user_id)
         pipe = self.bus.redis.pipeline(transaction=False)
-        for key in keys[1:4]:
+        for key in (keys.month, keys.day, keys.session):
             pipe.hmget(key, "requests", "tokens", "cost")
         month, day, session = await pipe.execute()
         rows = []
@@ -273,11 +265,11 @@ class QuotaStore:
 
     async def config_of(self, user_id: str) -> dict[str, float | None]:
         stored = await self.bus.redis.hgetall(self._key(user_id, "config"))
-        return from_redis(stored, QUOTA_FIELDS, self.config, _is_cost)
+        return from_redis(stored, QUOTA_FIELDS, self.config)
 
     async def set_config(self, user_id: str, changes: dict[str, float | None]) -> None:
         """Override some quotas of one user (None: unlimited); kept in Redis."""
-        values = to_redis(changes, QUOTA_FIELDS, _is_cost)
+        values = to_redis(changes, QUOTA_FIELDS)
         if values:
             await self.bus.redis.hset(
                 self._key(user_id, "config"),
@@ -288,8 +280,8 @@ class QuotaStore:
         """Forget the user's usage in the current periods and sessions (not overrides)."""
         periods = self.periods(self.bus.now_ms())
         keys = self._keys(user_id, None, periods)
-        sessions: Any = await self.bus.redis.smembers(keys[6])
-        doomed = [keys[1], keys[2], keys[4], keys[5], keys[6]]
+        sessions: Any = await self.bus.redis.smembers(keys.sessions)
+        doomed = [keys.month, keys.day, keys.reservations, keys.expiring, keys.sessions]
         doomed += [self._key(user_id, f"session:{bytes(s).decode()}") for s in sessions]
         await self.bus.redis.delete(*doomed)
 
