@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 import structlog
@@ -166,7 +166,7 @@ class Gateway:
         try:
             body: GenerateBody = decode(await request.read(), GenerateBody)
             ask = self._request(request, body)
-        except BadInput as exc:
+        except (BadInput, ValueError) as exc:  # ValueError: a request the bus message refuses
             return error_response(400, "invalid_request", str(exc))
         try:
             if fallback:
@@ -184,8 +184,8 @@ class Gateway:
 
     def _request(self, request: web.Request, body: GenerateBody) -> GenerateRequest:
         self._check_model(body.model)
-        return self._build(
-            request,
+        return self._bounded(GenerateRequest(
+            request_id=self._request_id(request),
             prompt=body.prompt,
             messages=body.messages,
             user_id=body.user_id,
@@ -198,14 +198,14 @@ class Gateway:
             strategy=body.strategy,
             use_cache=body.use_cache,
             timeout_ms=body.timeout_ms or self.client.timeout_ms,
-        )
+        ))  # fmt: skip
 
-    def _build(self, request: web.Request, **fields: Any) -> GenerateRequest:
-        request_id = request_id_of(request) or uuid.uuid4().hex
-        try:
-            ask = GenerateRequest(request_id=request_id, **fields)
-        except (TypeError, ValueError) as exc:
-            raise BadInput(str(exc)) from None
+    @staticmethod
+    def _request_id(request: web.Request) -> str:
+        return request_id_of(request) or uuid.uuid4().hex
+
+    def _bounded(self, ask: GenerateRequest) -> GenerateRequest:
+        """The request, if it is within the size a deployment takes (``BadInput`` if not)."""
         too_large = ask.too_large(self.bounds.max_messages, self.bounds.max_prompt_chars)
         if too_large is not None:  # refused here: it never reaches the bus
             raise BadInput(too_large)
@@ -225,8 +225,8 @@ class Gateway:
         try:
             body: ChatCompletionBody = decode(await request.read(), ChatCompletionBody)
             self._check_model(body.model)
-            ask = self._build(
-                request,
+            ask = self._bounded(GenerateRequest(
+                request_id=self._request_id(request),
                 messages=chat_messages(body),
                 user_id=body.user or "anonymous",
                 model=body.model,
@@ -236,8 +236,8 @@ class Gateway:
                 stop=body.stops(),
                 stream=body.stream,
                 timeout_ms=self.client.timeout_ms,
-            )
-        except BadInput as exc:
+            ))  # fmt: skip
+        except (BadInput, ValueError) as exc:  # ValueError: a request the bus message refuses
             return openai_error(400, "invalid_request", str(exc))
         if not body.stream:
             try:

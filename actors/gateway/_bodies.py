@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -12,7 +12,9 @@ from aiohttp import web
 from bus import BusError, BusUnavailable, RemoteError
 
 from ..messages import Attempt, GenerateFailed, GenerateResponse, LimitState, Strategy, UserId
-from ..providers import ChatMessage, check_conversation
+from ..providers import ChatMessage, MaxTokens, Stops, Temperature, TopP, check_conversation
+
+T = TypeVar("T")
 
 __all__ = [
     "TURN_SCHEMA",
@@ -41,7 +43,7 @@ class BadInput(Exception):
 TURN_SCHEMA = {"properties": {"role": {"enum": ["user", "assistant"]}}}
 
 # Up to 4 stop sequences, or one.
-Stop = Annotated[list[str], msgspec.Meta(max_length=4)] | str | None
+Stop = Stops | str | None
 
 
 class GenerateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -52,9 +54,9 @@ class GenerateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     user_id: UserId = "anonymous"
     session_id: UserId | None = None
     model: str = ""
-    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
-    top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
-    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    max_tokens: MaxTokens | None = None
     stop: Stop = None
     use_cache: bool = True
     strategy: Strategy | None = None
@@ -127,7 +129,7 @@ class ErrorBody(msgspec.Struct, kw_only=True):
     error: ErrorDetail
 
 
-def decode(raw: bytes, kind: type[Any]) -> Any:
+def decode(raw: bytes, kind: type[T]) -> T:
     """Decode a JSON body; ``BadInput`` names what is wrong and where."""
     if not raw:
         raise BadInput("the request body is empty; send a JSON object")

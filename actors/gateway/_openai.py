@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 from aiohttp import web
 
 from ..client import GenerateError
 from ..messages import KINDS, GenerateResponse, LimitState, StreamDelta, UserId
-from ..providers import ChatMessage, Role
+from ..providers import ChatMessage, MaxTokens, Role, Temperature, TopP
 from ._bodies import TURN_SCHEMA, Stop, json_response, limit_headers, retry_after_header
 
 __all__ = [
@@ -50,10 +50,10 @@ class ChatCompletionBody(msgspec.Struct, kw_only=True):
 
     model: str
     messages: list[OpenAIMessage]
-    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
-    top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
-    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    max_completion_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    max_tokens: MaxTokens | None = None
+    max_completion_tokens: MaxTokens | None = None
     stop: Stop = None
     stream: bool = False
     stream_options: StreamOptions | None = None

@@ -8,7 +8,16 @@ import msgspec
 
 from bus import Message
 
-from ..providers import ChatMessage, ProviderRequest, Usage, check_conversation
+from ..providers import (
+    ChatMessage,
+    MaxTokens,
+    ProviderRequest,
+    Stops,
+    Temperature,
+    TopP,
+    Usage,
+    check_conversation,
+)
 
 Strategy = Literal["performance", "cost", "round_robin", "weighted"]
 
@@ -58,10 +67,10 @@ class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True
     prompt: str | None = None
     messages: list[ChatMessage] = []
     model: str = ""
-    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
-    top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
-    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    stop: list[str] = []
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    max_tokens: MaxTokens | None = None
+    stop: Stops = []
     strategy: Strategy | None = None
     use_cache: bool = True
     fallback: bool = False

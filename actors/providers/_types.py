@@ -13,13 +13,24 @@ __all__ = [
     "Chunk",
     "Completion",
     "FinishReason",
+    "MaxTokens",
     "ProbeResult",
     "ProviderRequest",
+    "Stops",
+    "Temperature",
+    "TopP",
     "Usage",
     "check_conversation",
 ]
 
 Role = Literal["system", "user", "assistant"]
+
+# The sampling parameters and their bounds, declared once: the HTTP bodies, the bus
+# request and the provider request all use these.
+Temperature = Annotated[float, msgspec.Meta(ge=0, le=2)]
+TopP = Annotated[float, msgspec.Meta(gt=0, le=1)]
+MaxTokens = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+Stops = Annotated[list[str], msgspec.Meta(max_length=4)]
 # Normalized across providers: "stop" (natural end or a stop sequence), "length"
 # (max_tokens reached), "content_filter" (the provider withheld content), "other".
 FinishReason = Literal["stop", "length", "content_filter", "other"]
@@ -57,10 +68,10 @@ class ProviderRequest(Message, tag="provider.request", frozen=True, kw_only=True
     prompt: str | None = None
     messages: list[ChatMessage] = []
     model: str = ""
-    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
-    top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
-    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    stop: list[str] = []
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    max_tokens: MaxTokens | None = None
+    stop: Stops = []
     user: str | None = None
 
     def __post_init__(self) -> None:
