@@ -30,6 +30,9 @@ from pathlib import Path
 import aiohttp
 import redis
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from actors.runtime.config import MAX_COUNT, MAX_USD
+
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "Why does a gateway need a breaker?"
 BODY = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": QUESTION}]}).encode()
@@ -37,11 +40,12 @@ TICKS = os.sysconf("SC_CLK_TCK")
 _CONFIG = (
     f'[bus]\nnamespace = "bench{os.getpid()}"\n'  # its own keys, deleted afterwards
     "[limits]\n"
-    + "".join(f"{name} = 1e12\n" for name in (
+    + "".join(f"{name} = {MAX_USD if 'cost' in name else MAX_COUNT:g}\n" for name in (
         "requests_per_minute", "requests_per_hour", "tokens_per_minute", "tokens_per_hour",
         "cost_per_minute", "cost_per_hour", "burst_limit"))
     + "[quota]\n"
-    + "".join(f"{period}_{dim}_limit = 1e12\n" for period in ("monthly", "daily", "per_session")
+    + "".join(f"{period}_{dim}_limit = {MAX_USD if dim == 'cost' else MAX_COUNT:g}\n"
+              for period in ("monthly", "daily", "per_session")
               for dim in ("request", "token", "cost"))
 )  # fmt: skip
 
@@ -133,6 +137,20 @@ async def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
     env |= {"PYTHONUNBUFFERED": "1"}
     simulator = _start(["simulate", "--port", str(sim_port), "--log-level", "error"], env)
+    try:
+        await _measure(args, env, simulator, sim_port, gw_port)
+    finally:
+        simulator.terminate()
+        simulator.wait()
+
+
+async def _measure(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    simulator: subprocess.Popen[str],
+    sim_port: int,
+    gw_port: int,
+) -> None:
     sim_url = f"http://127.0.0.1:{sim_port}"
     serve_env = env | {
         "OPENAI_API_KEY": "sk-bench",
@@ -172,9 +190,8 @@ async def main() -> None:
                         flush=True,
                     )
     finally:
-        for process in (server, simulator):
-            process.terminate()
-            process.wait(15)
+        server.terminate()
+        server.wait(15)
         os.unlink(config.name)
         _forget(f"bench{os.getpid()}")
 
