@@ -11,9 +11,21 @@ from redis.commands.core import AsyncScript
 __all__ = ["Scripts", "call", "lua_source"]
 
 
+_INCLUDE = "--#include "
+
+
 def lua_source(package: str, name: str) -> str:
-    """The text of ``{package}/lua/{name}.lua``, shipped as package data."""
-    return (resources.files(package) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+    """The text of ``{package}/lua/{name}.lua``, shipped as package data.
+
+    A line ``--#include other`` is replaced by the text of ``lua/other.lua`` of the
+    same package (Redis runs one self-contained text; this is how scripts share code).
+    """
+    text = (resources.files(package) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        if line.startswith(_INCLUDE):
+            lines[index] = lua_source(package, line.removeprefix(_INCLUDE).strip())
+    return "".join(lines)
 
 
 def _source(name: str) -> str:

@@ -14,7 +14,6 @@ Key layout (all of one user's keys in one Cluster slot, ``{u}``):
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -25,24 +24,9 @@ from ..messages import LimitsReport, LimitState, RateLimitRow
 from ..runtime.config import LIMIT_FIELDS, LimitsConfig
 from ._amounts import check_usage, from_redis, lua_defaults, nano, shown, to_redis
 from ._keys import LimiterKeys, limits_key
+from ._verdict import Verdict
 
-__all__ = ["LimiterStore", "RateVerdict"]
-
-
-@dataclass(frozen=True, slots=True)
-class RateVerdict:
-    """The limiter's answer: admitted, or which limit refused and when to retry."""
-
-    admitted: bool
-    duplicate: bool = False  # already admitted before (a redelivered request)
-    limit_type: str = ""
-    limit: float | None = None
-    current: float | None = None
-    window_s: float | None = None
-    retry_after_s: float | None = None  # None: waiting will not help (too big alone)
-    first_alert: bool = False  # the first refusal on that limit in this window
-    rejections: int = 0
-    limits: list[LimitState] = field(default_factory=list)
+__all__ = ["LimiterStore"]
 
 
 class _Answer(msgspec.Struct):
@@ -86,7 +70,7 @@ class LimiterStore:
 
     async def admit(
         self, user_id: str, request_id: str, tokens: int, cost_usd: float, mode: str = "reserve"
-    ) -> RateVerdict:
+    ) -> Verdict:
         """Reserve (``reserve``), charge for good (``record``) or only ``check``."""
         keys, args = self.admit_args(user_id, request_id, tokens, cost_usd, mode)
         raw = await self.bus.run_script(self.admit_script, keys, args)  # BusUnavailable
@@ -103,9 +87,9 @@ class LimiterStore:
             )
         ]
         if answer.verdict in ("ok", "dup"):
-            return RateVerdict(admitted=True, duplicate=answer.verdict == "dup", limits=limits)
+            return Verdict(admitted=True, duplicate=answer.verdict == "dup", limits=limits)
         name = answer.limit_type
-        return RateVerdict(
+        return Verdict(
             admitted=False,
             limit_type=name,
             limit=shown(name, answer.limit),
@@ -117,15 +101,13 @@ class LimiterStore:
             limits=limits,
         )
 
-    async def check_rate_limit(
-        self, user_id: str, tokens: int = 0, cost: float = 0.0
-    ) -> RateVerdict:
+    async def check_rate_limit(self, user_id: str, tokens: int = 0, cost: float = 0.0) -> Verdict:
         """Would a request of this size be admitted now? Changes nothing."""
         return await self.admit(user_id, "-", tokens, cost, mode="check")
 
     async def record_request(
         self, user_id: str, tokens: int = 0, cost: float = 0.0, request_id: str | None = None
-    ) -> RateVerdict:
+    ) -> Verdict:
         """Admit and charge a request of known size at once (nothing to settle)."""
         return await self.admit(user_id, request_id or uuid.uuid4().hex, tokens, cost, "record")
 

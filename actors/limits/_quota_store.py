@@ -20,19 +20,20 @@ import datetime as dt
 import hashlib
 import re
 import zoneinfo
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from bus import Bus, lua_source
 
-from ..messages import LimitsReport, QuotaRow
+from ..messages import LimitsReport, LimitState, QuotaRow
 from ..runtime.config import QUOTA_FIELDS, QuotaConfig
 from ._amounts import check_usage, from_redis, lua_defaults, nano, shown, to_redis, usd
 from ._keys import QuotaKeys, quotas_key
+from ._verdict import Verdict
 
-__all__ = ["Periods", "QuotaStore", "QuotaVerdict", "iso", "period_of"]
+__all__ = ["Periods", "QuotaStore", "iso", "period_of"]
 
 _SAFE_SESSION = re.compile(r"^[A-Za-z0-9._:@/-]{1,128}$")
 _KEEP_AFTER_MONTH_MS = 7 * 86_400_000  # late settles still find last period's keys
@@ -68,24 +69,6 @@ class Periods:
             day_ends_ms=int(tomorrow.timestamp() * 1000),
             day_starts_ms=int(dt.datetime.combine(today, dt.time(), zone).timestamp() * 1000),
         )
-
-
-@dataclass(frozen=True, slots=True)
-class QuotaVerdict:
-    """The quota keeper's answer: admitted (and any warnings), or which quota refused."""
-
-    admitted: bool
-    duplicate: bool = False
-    quota_type: str = ""
-    limit: float | None = None
-    current: float | None = None
-    period: str = ""
-    resets_at_ms: int = 0  # 0 for a session quota
-    first_alert: bool = False
-    rejections: int = 0
-    warnings: list[tuple[str, float, float]] = field(default_factory=list)
-    # name, limit, used, when it resets (ms; 0 for a session)
-    quotas: list[tuple[str, float, float, int]] = field(default_factory=list)
 
 
 class _Answer(msgspec.Struct):
@@ -180,37 +163,45 @@ class QuotaStore:
         tokens: int,
         cost_usd: float,
         mode: str = "reserve",
-    ) -> QuotaVerdict:
+    ) -> Verdict:
         """Reserve one request, ``tokens`` and ``cost_usd`` in every period, or ``check``."""
         periods, keys, args = self.admit_args(
             user_id, session_id, request_id, tokens, cost_usd, mode
         )
         raw = await self.bus.run_script(self.admit_script, keys, args)  # BusUnavailable
         answer = _decode(raw)
-        quotas = [
-            (str(n), shown(str(n), float(lim)), shown(str(n), float(used)),
-             self.resets_at(period_of(str(n)), periods))
-            for n, lim, used in (answer.quotas if isinstance(answer.quotas, list) else [])
-        ]  # fmt: skip
+        now = self.bus.now_ms()
+        limits = []
+        for n, lim, used in answer.quotas if isinstance(answer.quotas, list) else []:
+            name, limit = str(n), shown(str(n), float(lim))
+            resets = self.resets_at(period_of(name), periods)
+            limits.append(LimitState(
+                name=name,
+                limit=limit,
+                remaining=max(0.0, limit - shown(name, float(used))),
+                reset_s=max(0.0, (resets - now) / 1000) if resets else 0.0,
+            ))  # fmt: skip
         if answer.verdict in ("ok", "dup"):
             warnings = [
                 (str(n), shown(str(n), float(lim)), shown(str(n), float(used)))
                 for n, lim, used in (answer.warnings if isinstance(answer.warnings, list) else [])
             ]
-            return QuotaVerdict(
-                admitted=True, duplicate=answer.verdict == "dup", warnings=warnings, quotas=quotas
+            return Verdict(
+                admitted=True, duplicate=answer.verdict == "dup", warnings=warnings, limits=limits
             )
         name = answer.quota_type
-        return QuotaVerdict(
+        resets_at_ms = self.resets_at(answer.period, periods)
+        return Verdict(
             admitted=False,
-            quota_type=name,
+            limit_type=name,
             limit=shown(name, answer.limit),
             current=shown(name, answer.current),
             period=answer.period,
-            resets_at_ms=self.resets_at(answer.period, periods),
+            resets_at_ms=resets_at_ms,
+            retry_after_s=(resets_at_ms - now) / 1000 if resets_at_ms else None,
             first_alert=answer.first == 1,
             rejections=answer.rejections,
-            quotas=quotas,
+            limits=limits,
         )
 
     async def settle(

@@ -3,7 +3,7 @@ limiter and the quota keeper share (admit on asks, settle on ``request.completed
 
 from __future__ import annotations
 
-from typing import Generic, Protocol, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 from bus import Bus, Delivery, Message, Rejected
 
@@ -14,10 +14,12 @@ from ..messages import (
     LimitsCommand,
     LimitsReport,
     RequestCompleted,
+    RequestFailure,
     kind_of,
 )
 from ..runtime import Actor
 from ..runtime.config import check_limits
+from ._verdict import Verdict
 
 __all__ = ["ReservationStore", "ReservingActor", "reservation_of", "settlement"]
 
@@ -72,8 +74,35 @@ class ReservingActor(Actor, Generic[S]):
         self.store = store
         self.count_cache_hits = count_cache_hits
 
-    async def admit(self, ask: AdmissionAsk) -> AdmissionVerdict:
+    refusal: ClassVar[RequestFailure]  # the kind of failure a refusal is
+
+    async def reserve(self, ask: AdmissionAsk) -> Verdict:
+        """Reserve what the asked request may use, in the store."""
         raise NotImplementedError
+
+    def announce(self, ask: AdmissionAsk, verdict: Verdict) -> None:
+        """Publish the alerts a verdict calls for (first refusals, warnings)."""
+
+    def until(self, verdict: Verdict) -> str:
+        """How the refusal message ends: when the refused limit has room again."""
+        raise NotImplementedError
+
+    async def admit(self, ask: AdmissionAsk) -> AdmissionVerdict:
+        verdict = await self.reserve(ask)
+        self.announce(ask, verdict)
+        if verdict.admitted:
+            return AdmissionVerdict(admitted=True, limits=verdict.limits)
+        return AdmissionVerdict(
+            admitted=False,
+            kind=self.refusal,
+            limit_type=verdict.limit_type,
+            limit=verdict.limit,
+            current=verdict.current,
+            retry_after_s=verdict.retry_after_s,
+            message=f"{verdict.limit_type}: {verdict.current:g} of {verdict.limit:g} used"
+            + self.until(verdict),
+            limits=verdict.limits,
+        )
 
     async def command(self, command: LimitsCommand) -> Message:
         """Carry out an admin command; the report of the user as it stands after it."""

@@ -10,14 +10,15 @@ from bus import Bus
 
 from ..messages import (
     AdmissionAsk,
-    AdmissionVerdict,
     BurstDetected,
     RateLimitExceeded,
+    RequestFailure,
     limiter_stream,
 )
-from ._limiter_store import LimiterStore, RateVerdict
+from ._limiter_store import LimiterStore
 from ._quota_store import iso
 from ._settlement import ReservingActor, reservation_of
+from ._verdict import Verdict
 
 __all__ = ["Limiter"]
 
@@ -32,6 +33,7 @@ class Limiter(ReservingActor[LimiterStore]):
     """
 
     group: ClassVar[str] = "limiter"
+    refusal: ClassVar[RequestFailure] = "rate_limited"
 
     def __init__(
         self, bus: Bus, store: LimiterStore, *, concurrency: int, count_cache_hits: bool = True
@@ -39,26 +41,16 @@ class Limiter(ReservingActor[LimiterStore]):
         super().__init__(bus, limiter_stream(bus.names), store, concurrency=concurrency,
                          count_cache_hits=count_cache_hits)  # fmt: skip
 
-    async def admit(self, ask: AdmissionAsk) -> AdmissionVerdict:
-        verdict = await self.store.admit(ask.user_id, reservation_of(ask), ask.tokens, ask.cost_usd)
-        if verdict.admitted:
-            return AdmissionVerdict(admitted=True, limits=verdict.limits)
-        if verdict.first_alert:
-            self._alert(ask, verdict)
-        wait = verdict.retry_after_s
-        return AdmissionVerdict(
-            admitted=False,
-            kind="rate_limited",
-            limit_type=verdict.limit_type,
-            limit=verdict.limit,
-            current=verdict.current,
-            retry_after_s=wait,
-            message=f"{verdict.limit_type}: {verdict.current:g} of {verdict.limit:g} used"
-            + (f"; retry in {wait:.1f}s" if wait is not None else "; the request alone is over"),
-            limits=verdict.limits,
-        )
+    async def reserve(self, ask: AdmissionAsk) -> Verdict:
+        return await self.store.admit(ask.user_id, reservation_of(ask), ask.tokens, ask.cost_usd)
 
-    def _alert(self, ask: AdmissionAsk, verdict: RateVerdict) -> None:
+    def until(self, verdict: Verdict) -> str:
+        wait = verdict.retry_after_s
+        return f"; retry in {wait:.1f}s" if wait is not None else "; the request alone is over"
+
+    def announce(self, ask: AdmissionAsk, verdict: Verdict) -> None:
+        if verdict.admitted or not verdict.first_alert:
+            return
         alert = RateLimitExceeded(
             user_id=ask.user_id,
             limit_type=verdict.limit_type,

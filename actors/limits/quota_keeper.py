@@ -6,16 +6,10 @@ from typing import ClassVar
 
 from bus import Bus
 
-from ..messages import (
-    AdmissionAsk,
-    AdmissionVerdict,
-    LimitState,
-    QuotaExceeded,
-    QuotaWarning,
-    quota_stream,
-)
+from ..messages import AdmissionAsk, QuotaExceeded, QuotaWarning, RequestFailure, quota_stream
 from ._quota_store import QuotaStore, iso, period_of
 from ._settlement import ReservingActor, reservation_of
+from ._verdict import Verdict
 
 __all__ = ["QuotaKeeper"]
 
@@ -30,6 +24,7 @@ class QuotaKeeper(ReservingActor[QuotaStore]):
     """
 
     group: ClassVar[str] = "quota"
+    refusal: ClassVar[RequestFailure] = "quota_exceeded"
 
     def __init__(
         self, bus: Bus, store: QuotaStore, *, concurrency: int, count_cache_hits: bool = True
@@ -37,20 +32,17 @@ class QuotaKeeper(ReservingActor[QuotaStore]):
         super().__init__(bus, quota_stream(bus.names), store, concurrency=concurrency,
                          count_cache_hits=count_cache_hits)  # fmt: skip
 
-    async def admit(self, ask: AdmissionAsk) -> AdmissionVerdict:
-        verdict = await self.store.admit(
+    async def reserve(self, ask: AdmissionAsk) -> Verdict:
+        return await self.store.admit(
             ask.user_id, ask.session_id, reservation_of(ask), ask.tokens, ask.cost_usd
         )
+
+    def until(self, verdict: Verdict) -> str:
+        resets_at = iso(verdict.resets_at_ms) if verdict.resets_at_ms else ""
+        return f"; resets at {resets_at}" if resets_at else " in this session"
+
+    def announce(self, ask: AdmissionAsk, verdict: Verdict) -> None:
         now = self.bus.now_ms()
-        limits = [
-            LimitState(
-                name=name,
-                limit=limit,
-                remaining=max(0.0, limit - used),
-                reset_s=max(0.0, (resets - now) / 1000) if resets else 0.0,
-            )
-            for name, limit, used, resets in verdict.quotas
-        ]
         alerts = self.bus.names.alerts
         for name, limit, used in verdict.warnings:
             period = period_of(name)
@@ -64,28 +56,15 @@ class QuotaKeeper(ReservingActor[QuotaStore]):
                     ts=iso(now), session_id=ask.session_id,
                 ),
             )  # fmt: skip
-        if verdict.admitted:
-            return AdmissionVerdict(admitted=True, limits=limits)
+        if verdict.admitted or not verdict.first_alert:
+            return
         resets_at = iso(verdict.resets_at_ms) if verdict.resets_at_ms else ""
-        if verdict.first_alert:
-            self.bus.publish_soon(
-                alerts,
-                QuotaExceeded(
-                    user_id=ask.user_id, quota_type=verdict.quota_type,
-                    limit=verdict.limit or 0.0, current=verdict.current or 0.0,
-                    period=verdict.period, resets_at=resets_at, request_id=ask.request_id,
-                    ts=iso(now), session_id=ask.session_id, rejections=verdict.rejections,
-                ),
-            )  # fmt: skip
-        wait = (verdict.resets_at_ms - now) / 1000 if verdict.resets_at_ms else None
-        return AdmissionVerdict(
-            admitted=False,
-            kind="quota_exceeded",
-            limit_type=verdict.quota_type,
-            limit=verdict.limit,
-            current=verdict.current,
-            retry_after_s=wait,
-            message=f"{verdict.quota_type}: {verdict.current:g} of {verdict.limit:g} used"
-            + (f"; resets at {resets_at}" if resets_at else " in this session"),
-            limits=limits,
-        )
+        self.bus.publish_soon(
+            alerts,
+            QuotaExceeded(
+                user_id=ask.user_id, quota_type=verdict.limit_type,
+                limit=verdict.limit or 0.0, current=verdict.current or 0.0,
+                period=verdict.period, resets_at=resets_at, request_id=ask.request_id,
+                ts=iso(now), session_id=ask.session_id, rejections=verdict.rejections,
+            ),
+        )  # fmt: skip

@@ -152,7 +152,7 @@ async def test_the_quota_keeper_agrees_with_the_reference_model(
         verdict = await store.admit(uid, session, rid, tokens, cost)
         assert verdict.admitted == (not broken), (broken, verdict)
         if broken:
-            assert verdict.quota_type in broken
+            assert verdict.limit_type in broken
         else:
             assert {name for name, _l, _u in verdict.warnings} == warnings
     if Periods.at(store.bus.now_ms(), store.zone) != periods:
@@ -220,7 +220,7 @@ async def test_reset_forgets_usage_but_keeps_overrides(make_quotas: MakeQuotas) 
     assert (await store.admit(uid, "s", "a", 0, 0.0)).admitted
     assert (await store.admit(uid, "s", "b", 0, 0.0)).admitted
     refused = await store.admit(uid, "s", "c", 0, 0.0)
-    assert not refused.admitted and refused.quota_type == "daily_requests"
+    assert not refused.admitted and refused.limit_type == "daily_requests"
     assert refused.period == "daily" and refused.first_alert and refused.rejections == 1
     again = await store.admit(uid, "s", "d", 0, 0.0)
     assert not again.first_alert and again.rejections == 2  # one alert per period

@@ -24,21 +24,16 @@
 --   left the window), and on "reject": "limit_type", "limit", "current", "window_ms",
 --   "retry_after_ms" (-1: never, the request alone is over), "first" (1: the first
 --   rejection on this limit in this window), "rejections" (so far)}
+--#include admit_common
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rid, tokens, cost, mode = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local HOUR = 3600000
 local SPAN = 60  -- a window holds buckets newest - SPAN .. newest
 
-local names = {'requests_per_minute', 'requests_per_hour', 'tokens_per_minute',
-  'tokens_per_hour', 'cost_per_minute', 'cost_per_hour', 'burst_limit', 'burst_window_ms'}
-local conf = {}
-local overrides = redis.call('HMGET', KEYS[1], unpack(names))
-for i, name in ipairs(names) do
-  local v = overrides[i]
-  if v == false then v = ARGV[5 + i] end
-  if v == '' or v == 'null' then conf[name] = nil else conf[name] = tonumber(v) end
-end
+local conf = limits_from(KEYS[1], {'requests_per_minute', 'requests_per_hour',
+  'tokens_per_minute', 'tokens_per_hour', 'cost_per_minute', 'cost_per_hour',
+  'burst_limit', 'burst_window_ms'}, 5)
 
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - HOUR)
 -- Reservations never settled are forgotten (a few at a time); what they charged stays
@@ -173,15 +168,11 @@ end
 for _, c in ipairs(checks) do
   local name, limit, current, amount, window_ms, wait_fn = unpack(c)
   if current + amount > limit then
-    local answer = {verdict = 'reject', limit_type = name, limit = limit, current = current,
-      window_ms = window_ms, retry_after_ms = wait_fn(), first = 0, rejections = 0,
-      limits = listing(false)}
-    if mode ~= 'check' then
-      local epoch = math.floor(now / window_ms)
-      answer.first = redis.call('HSETNX', KEYS[7], name .. ':' .. epoch, 1)
-      answer.rejections = redis.call('HINCRBY', KEYS[7], name .. ':rejections', 1)
-      redis.call('PEXPIRE', KEYS[7], 86400000)
-    end
+    local answer = refuse({verdict = 'reject', limit_type = name, limit = limit,
+      current = current, window_ms = window_ms, retry_after_ms = wait_fn(),
+      limits = listing(false)}, mode, KEYS[7],
+      name .. ':' .. math.floor(now / window_ms), name .. ':rejections')
+    if mode ~= 'check' then redis.call('PEXPIRE', KEYS[7], 86400000) end
     for _, w in ipairs(windows) do  -- keep the buckets dropped on the way
       if w.moved then redis.call('HSET', w.hash, w.p .. 't', w.total, w.p .. 'f', w.from) end
     end

@@ -17,6 +17,7 @@
 -- Returns JSON {"verdict": "ok" | "dup" | "reject", "quotas": [[name, limit, used]...],
 --   "warnings": [[name, limit, used]...], on "reject": "quota_type", "limit",
 --   "current", "period", "first" (1: first rejection on it this period), "rejections"}
+--#include admit_common
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rid, tokens, cost, mode = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
@@ -51,13 +52,7 @@ local names = {}
 for _, p in ipairs({'monthly', 'daily', 'per_session'}) do
   for _, d in ipairs(dims) do names[#names + 1] = p .. '_' .. d[1] .. '_limit' end
 end
-local overrides = redis.call('HMGET', KEYS[1], unpack(names))
-local limit_of = {}
-for i, name in ipairs(names) do
-  local v = overrides[i]
-  if v == false then v = ARGV[10 + i] end
-  if v ~= '' and v ~= 'null' then limit_of[name] = tonumber(v) end
-end
+local limit_of = limits_from(KEYS[1], names, 10)
 local short = {monthly = 'monthly', daily = 'daily', per_session = 'session'}
 local plural = {request = 'requests', token = 'tokens', cost = 'cost'}
 
@@ -86,13 +81,9 @@ end
 for _, c in ipairs(checks) do
   local name, limit, used, amount, period, key = unpack(c)
   if used + amount > limit then
-    local answer = {verdict = 'reject', quota_type = name, limit = limit, current = used,
-      period = period, first = 0, rejections = 0, quotas = listing(false)}
-    if mode ~= 'check' then
-      answer.first = redis.call('HSETNX', key, 'alerted:' .. name, 1)
-      answer.rejections = redis.call('HINCRBY', key, 'rejections:' .. name, 1)
-    end
-    return cjson.encode(answer)
+    return cjson.encode(refuse({verdict = 'reject', quota_type = name, limit = limit,
+      current = used, period = period, quotas = listing(false)}, mode, key,
+      'alerted:' .. name, 'rejections:' .. name))
   end
 end
 if mode == 'check' then return cjson.encode({verdict = 'ok', quotas = listing(false)}) end
