@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -36,6 +35,8 @@ __all__ = [
     "Client",
     "DeadlineExceeded",
     "GenerateError",
+    "GenerateRequest",
+    "GenerateResponse",
     "InvalidRequest",
     "LimitError",
     "NoProviderAvailable",
@@ -69,16 +70,15 @@ class Client:
         self.bus = bus
         self.timeout_ms = timeout_ms
 
-    def request(self, **fields: Any) -> GenerateRequest:
-        """A request with a fresh id (and this client's timeout unless given)."""
-        fields.setdefault("request_id", uuid.uuid4().hex)
-        fields.setdefault("timeout_ms", self.timeout_ms)
-        return GenerateRequest(**fields)
+    def _timed(self, request: GenerateRequest) -> GenerateRequest:
+        """The request with this client's timeout unless it has its own."""
+        return request if request.timeout_ms else _with(request, timeout_ms=self.timeout_ms)
 
     def _wait(self, request: GenerateRequest) -> float:
         return (request.timeout_ms or self.timeout_ms) / 1000 + _SLACK_S
 
     async def generate(self, request: GenerateRequest) -> GenerateResponse:
+        request = self._timed(request)
         corr = os.urandom(12).hex()
         try:
             reply = await self.bus.ask(
@@ -112,7 +112,7 @@ class Client:
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Message]:
         """``StreamDelta`` pieces, then the ``GenerateResponse``; raises ``GenerateError``."""
-        request = _with(request, stream=True)
+        request = _with(self._timed(request), stream=True)
         corr = os.urandom(12).hex()
         replies = self.bus.ask_stream(
             self.bus.names.requests, request, self._wait(request), correlation_id=corr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Literal
 
 import msgspec
@@ -59,9 +60,10 @@ class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True
     are ``stream.delta`` messages, then the final ``generate.response`` (without
     repeating the text) or ``generate.failed``. The deadline travels on the entry
     (``deadline``, Redis time); ``timeout_ms`` is what the caller asked for.
+    ``request_id`` is a fresh one when not given.
     """
 
-    request_id: str
+    request_id: str = msgspec.field(default_factory=lambda: uuid.uuid4().hex)
     user_id: UserId = "anonymous"
     session_id: UserId | None = None
     prompt: str | None = None

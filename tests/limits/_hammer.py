@@ -28,7 +28,7 @@ import collections  # noqa: E402
 
 import redis.asyncio  # noqa: E402
 
-from actors.client import Client, GenerateError  # noqa: E402
+from actors.client import Client, GenerateError, GenerateRequest  # noqa: E402
 from actors.node import Node  # noqa: E402
 from actors.runtime._logging import configure_logging  # noqa: E402
 from actors.runtime.config import Config, GatewayConfig, LimitsConfig, QuotaConfig  # noqa: E402
@@ -62,7 +62,7 @@ async def main(settings: dict[str, object]) -> None:
         usage: list[int] = []
 
         async def one(index: int) -> None:
-            request = client.request(prompt=f"question {index}", user_id=str(settings["user"]),
+            request = GenerateRequest(prompt=f"question {index}", user_id=str(settings["user"]),
                                      max_tokens=int(settings.get("max_tokens", 16)))  # fmt: skip
             try:
                 answer = await client.generate(request)

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from actors.alerts import Alerts
-from actors.client import Client, QuotaError, RateLimitError
+from actors.client import Client, GenerateRequest, QuotaError, RateLimitError
 from actors.messages import BurstDetected, QuotaExceeded, QuotaWarning, RateLimitExceeded
 from bus import Message
 from tests.conftest import PATIENCE
@@ -29,7 +29,7 @@ async def _refused(
     errors: list[RateLimitError | QuotaError] = []
     for i in range(count):
         try:
-            await client.generate(client.request(prompt=f"q{i}", user_id=uid, **fields))
+            await client.generate(GenerateRequest(prompt=f"q{i}", user_id=uid, **fields))
         except (RateLimitError, QuotaError) as exc:
             errors.append(exc)
     return errors

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from actors.client import Client, QuotaError, RateLimitError
+from actors.client import Client, GenerateRequest, QuotaError, RateLimitError
 from actors.messages import AdmissionAsk, AdmissionVerdict, limiter_stream, quota_stream
 from actors.node import Node
 from actors.providers import Catalog
@@ -95,7 +95,7 @@ async def test_tokens_reserved_then_settled_to_real_usage(
     simulator.state.update("openai", {"latency_ms": 2_000})
     client, uid = Client(node.bus), user()
     answers = await asyncio.gather(
-        *(client.generate(client.request(prompt=f"q{i}", user_id=uid, max_tokens=300))
+        *(client.generate(GenerateRequest(prompt=f"q{i}", user_id=uid, max_tokens=300))
           for i in range(10)),
         return_exceptions=True,
     )  # fmt: skip
@@ -131,7 +131,7 @@ async def test_a_cost_budget_is_never_exceeded(make_node: MakeNode, simulator: S
     for script in ("limiter_admit", "quota_admit"):
         await node.bus.redis.script_load(lua_source("actors.limits", script))
     answers = await asyncio.gather(
-        *(client.generate(client.request(prompt=f"q{i}", user_id=uid, model="gpt-4o",
+        *(client.generate(GenerateRequest(prompt=f"q{i}", user_id=uid, model="gpt-4o",
                                          max_tokens=10_000)) for i in range(20)),
         return_exceptions=True,
     )  # fmt: skip
@@ -164,7 +164,7 @@ async def test_a_redelivered_request_is_charged_once(make_node: MakeNode) -> Non
         assert all(isinstance(v, AdmissionVerdict) and v.admitted for v in verdicts)
     assert await _counted(node, uid) == (1, 1)
     client = Client(node.bus)
-    request = client.request(prompt="once", user_id=uid)
+    request = GenerateRequest(prompt="once", user_id=uid)
     await client.generate(request)
     await client.generate(request)  # the same id again, from a client: charged again
 

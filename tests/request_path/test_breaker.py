@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.client import Client, NoProviderAvailable
+from actors.client import Client, GenerateRequest, NoProviderAvailable
 from actors.messages import BreakerClosed, BreakerHalfOpen, BreakerOpened
 from actors.node import Node
 from actors.providers.simulator import Simulator
@@ -41,7 +41,7 @@ async def _open_time_over(node: Node, provider: str) -> None:
 
 async def _ask(client: Client, **fields: object) -> object:
     try:
-        return await client.generate(client.request(prompt="hi", model="openai/gpt-4o", **fields))
+        return await client.generate(GenerateRequest(prompt="hi", model="openai/gpt-4o", **fields))
     except NoProviderAvailable as exc:
         return exc
 

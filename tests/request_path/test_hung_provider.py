@@ -8,7 +8,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from actors.client import Client, DeadlineExceeded
+from actors.client import Client, DeadlineExceeded, GenerateRequest
 from actors.messages import RequestCompleted
 from actors.providers.simulator import Simulator
 from actors.runtime.config import BreakerConfig, RouterConfig
@@ -67,14 +67,14 @@ async def test_the_breaker_of_a_hung_provider_opens_after_its_threshold(
     tried = 0
     while tried < 3:  # every request answered, each openai attempt a timeout
         # No model: each provider's default, openai and anthropic in turn.
-        answer = await client.generate(client.request(prompt="q", timeout_ms=4_000))
+        answer = await client.generate(GenerateRequest(prompt="q", timeout_ms=4_000))
         assert answer.provider == "anthropic"
         tried += sum(a.provider == "openai" and a.outcome == "timeout" for a in answer.attempts)
     await eventually(lambda: node.breakers.refuses("openai"), timeout=30)
     state = node.breakers.get("openai")
     assert state.state == "open"
     for _ in range(2):  # whichever comes first, openai is skipped now
-        answer = await client.generate(client.request(prompt="q", timeout_ms=4_000))
+        answer = await client.generate(GenerateRequest(prompt="q", timeout_ms=4_000))
         assert [a.outcome for a in answer.attempts if a.provider == "openai"] == ["breaker_open"]
 
 
@@ -87,7 +87,7 @@ async def test_a_caller_who_goes_away_cancels_the_provider_call(
     await node.bus.tail(node.bus.names.events, lambda m: completed.append(m)  # type: ignore[arg-type]
                         if isinstance(m, RequestCompleted) else None)  # fmt: skip
     client = Client(node.bus)
-    request = client.request(prompt="q", timeout_ms=60_000)
+    request = GenerateRequest(prompt="q", timeout_ms=60_000)
     waiting = asyncio.create_task(client.generate(request))
     await eventually(lambda: simulator.state.hanging["openai"] == 1, timeout=30)
     waiting.cancel()  # as when an HTTP client disconnects
@@ -141,10 +141,10 @@ async def test_a_budget_spent_waiting_in_the_breaker_is_not_held_against_the_pro
         provider_overrides={"timeout_ms": 60_000, "max_retries": 0},
     )
     client = Client(node.bus)
-    slow = asyncio.create_task(client.generate(client.request(prompt="a", timeout_ms=30_000)))
+    slow = asyncio.create_task(client.generate(GenerateRequest(prompt="a", timeout_ms=30_000)))
     await eventually(lambda: simulator.state.calls["openai"] == 1)
     with pytest.raises(DeadlineExceeded) as caught:  # its one attempt had all its time
-        await client.generate(client.request(prompt="b", timeout_ms=2_000))
+        await client.generate(GenerateRequest(prompt="b", timeout_ms=2_000))
     assert [a.outcome for a in caught.value.attempts] == ["timeout"]
     assert (await slow).content
     assert simulator.state.calls["openai"] == 1  # the waiting one was never sent

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from actors.client import Client, InvalidRequest
+from actors.client import Client, GenerateRequest, InvalidRequest
 from actors.node import Node
 from actors.providers import ChatMessage
 from actors.providers.simulator import Simulator
@@ -123,15 +123,15 @@ async def test_a_request_over_the_bounds_is_refused_and_says_which(make_node: Ma
     client = Client(node.bus)
     many = [ChatMessage(role="user", content="hi")] * 101
     with pytest.raises(InvalidRequest) as caught:
-        await client.generate(client.request(messages=many))
+        await client.generate(GenerateRequest(messages=many))
     assert caught.value.status == 400
     assert caught.value.failed.message == (
         "messages: 101 messages; at most 100 are taken (router.max_messages)"
     )
     with pytest.raises(InvalidRequest) as caught:
-        await client.generate(client.request(prompt="x" * 1_001))
+        await client.generate(GenerateRequest(prompt="x" * 1_001))
     assert "1001 characters of prompt; at most 1000" in caught.value.failed.message
-    assert (await client.generate(client.request(prompt="x" * 1_000))).content
+    assert (await client.generate(GenerateRequest(prompt="x" * 1_000))).content
 
 
 async def test_the_gateway_refuses_a_request_over_the_bounds_before_the_bus(

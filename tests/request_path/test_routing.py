@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from actors.client import Client, DeadlineExceeded, NoProviderAvailable
+from actors.client import Client, DeadlineExceeded, GenerateRequest, NoProviderAvailable
 from actors.messages import RequestCompleted
 from actors.providers import Catalog, estimate_prompt_tokens
 from actors.providers.simulator import Simulator
@@ -144,18 +144,18 @@ async def test_the_bus_client_raises_typed_errors(
 ) -> None:
     node = await make_node(providers=("openai",))
     client = Client(node.bus)
-    answer = await client.generate(client.request(prompt="hi", model="gpt-4o"))
+    answer = await client.generate(GenerateRequest(prompt="hi", model="gpt-4o"))
     assert answer.provider == "openai" and answer.content
     simulator.state.update("openai", {"error_rate": 1})
     with pytest.raises(NoProviderAvailable) as caught:
-        await client.generate(client.request(prompt="hi"))
+        await client.generate(GenerateRequest(prompt="hi"))
     assert caught.value.status == 503
     assert [a.outcome for a in caught.value.attempts] == ["server_error", "server_error"]
-    fallback = await client.generate_with_fallback(client.request(prompt="hi"))
+    fallback = await client.generate_with_fallback(GenerateRequest(prompt="hi"))
     assert fallback.fallback and fallback.provider == "system"
     simulator.state.update("openai", {"error_rate": 0, "latency_ms": 1_000})
     with pytest.raises(DeadlineExceeded):
-        await client.generate(client.request(prompt="hi", timeout_ms=200))
+        await client.generate(GenerateRequest(prompt="hi", timeout_ms=200))
 
 
 async def test_every_request_ends_in_a_request_completed_event(
@@ -170,10 +170,10 @@ async def test_every_request_ends_in_a_request_completed_event(
 
     await node.bus.tail(node.bus.names.events, keep)
     client = Client(node.bus)
-    ok = await client.generate(client.request(prompt="hi", user_id="ann", session_id="s1"))
+    ok = await client.generate(GenerateRequest(prompt="hi", user_id="ann", session_id="s1"))
     simulator.state.update("openai", {"error_rate": 1})
     with pytest.raises(NoProviderAvailable):
-        await client.generate(client.request(prompt="hi", user_id="bob"))
+        await client.generate(GenerateRequest(prompt="hi", user_id="bob"))
     await eventually(lambda: len(events) == 2)
     first, second = events
     assert (first.request_id, first.outcome, first.user_id, first.session_id) == (

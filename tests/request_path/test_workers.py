@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.client import Client
+from actors.client import Client, GenerateRequest
 from actors.limits._keys import limits_key
 from actors.messages import GenerateResponse
 from actors.node import Node
@@ -99,7 +99,7 @@ async def test_two_workers_share_the_load(
 
     async def user(n: int) -> None:  # a steady flow, as users make it
         for k in range(8):
-            answer = await client.generate(client.request(prompt=f"q{n}.{k}"))
+            answer = await client.generate(GenerateRequest(prompt=f"q{n}.{k}"))
             handled[answer.handled_by] += 1
 
     await asyncio.gather(*(user(n) for n in range(8)))
@@ -117,7 +117,7 @@ async def test_a_killed_worker_does_not_lose_its_request(
     # Long enough to find who holds the request and kill it before it is answered.
     simulator.state.update("openai", {"latency_ms": 3_000})
     client = Client(gateway.bus)
-    request = client.request(prompt="survive", timeout_ms=int(PATIENCE * 1000))
+    request = GenerateRequest(prompt="survive", timeout_ms=int(PATIENCE * 1000))
     ask = asyncio.create_task(client.generate(request))
     requests = gateway.bus.names.requests
 
