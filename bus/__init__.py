@@ -27,10 +27,11 @@ from ._errors import (
 from ._names import Names, user_tag
 from ._scripts import call as call_script
 from ._scripts import lua_source
-from ._subscription import Delivery, Handler, Subscription
+from ._subscription import DEFERRED, Deferred, Delivery, Handler, Subscription
 from ._tail import Tail, TailHandler
 
 __all__ = [
+    "DEFERRED",
     "REDIS_DOWN",
     "AskTimeout",
     "Backoff",
@@ -40,6 +41,7 @@ __all__ = [
     "BusUnavailable",
     "Codec",
     "DecodeError",
+    "Deferred",
     "Delivery",
     "EmbeddedRedis",
     "Envelope",

@@ -19,7 +19,7 @@ from ._scripts import call
 if TYPE_CHECKING:
     from ._bus import Bus
 
-__all__ = ["Delivery", "Handler", "Subscription"]
+__all__ = ["DEFERRED", "Deferred", "Delivery", "Handler", "Subscription"]
 
 log = structlog.get_logger("bus")
 
@@ -38,7 +38,20 @@ class Delivery:
     reply_to: str | None = None  # where an ask's replies go (``Bus.reply`` for partial ones)
 
 
-Handler = Callable[[Message, Delivery], Awaitable[Message | None]]
+
+
+class Deferred:
+    """What a handler of an ask returns when its reply will be sent later, with
+    ``Bus.reply`` to the delivery's ``reply_to`` and ``correlation_id`` (perhaps by
+    another process): the entry is acknowledged and nothing is replied now."""
+
+    def __repr__(self) -> str:
+        return "DEFERRED"
+
+
+DEFERRED = Deferred()
+
+Handler = Callable[[Message, Delivery], Awaitable[Message | Deferred | None]]
 
 
 class Subscription:
@@ -282,8 +295,11 @@ class Subscription:
             log.exception("bus.handler_failed", deliveries=deliveries)
             await self._remember_error(entry_id, exc)
             return
-        if reply is None and envelope.reply_to is not None:
+        if reply is DEFERRED:  # answered later, by whoever can
+            reply = None
+        elif reply is None and envelope.reply_to is not None:
             reply = Failure(kind="no_reply", message=f"{self.group} returned no reply")
+        assert not isinstance(reply, Deferred)
         await self._settle(entry_id, deliveries, envelope, reply)
 
     async def _settle(

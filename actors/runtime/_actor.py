@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import structlog
 
-from bus import Bus, Delivery, Message, Subscription
+from bus import Bus, Deferred, Delivery, Message, Subscription
 
 __all__ = ["Actor"]
 
@@ -56,8 +56,9 @@ class Actor:
     async def on_stop(self) -> None:
         """Release what ``on_start`` took."""
 
-    async def handle(self, message: Message, delivery: Delivery) -> Message | None:
-        """Handle one message; return the reply, if it was asked."""
+    async def handle(self, message: Message, delivery: Delivery) -> Message | Deferred | None:
+        """Handle one message; return the reply, if it was asked (``DEFERRED``: it
+        will be sent later with ``Bus.reply``)."""
         raise NotImplementedError
 
     async def start(self) -> None:
@@ -111,7 +112,7 @@ class Actor:
         if not self._crash.done():
             self._crash.set_result(exc)
 
-    async def _dispatch(self, message: Message, delivery: Delivery) -> Message | None:
+    async def _dispatch(self, message: Message, delivery: Delivery) -> Message | Deferred | None:
         structlog.contextvars.bind_contextvars(
             actor=self.group,
             request_id=getattr(message, "request_id", None) or delivery.correlation_id,

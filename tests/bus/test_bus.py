@@ -10,11 +10,13 @@ import redis.asyncio
 from structlog.testing import capture_logs
 
 from bus import (
+    DEFERRED,
     AskTimeout,
     Bus,
     BusConfig,
     BusUnavailable,
     Codec,
+    Deferred,
     Delivery,
     Message,
     Rejected,
@@ -126,6 +128,34 @@ async def test_ask_across_processes_shares_the_work(make_bus: MakeBus) -> None:
     assert handlers[0].seen and handlers[1].seen
     for sub in subs:
         await sub.stop(1.0)
+
+
+async def test_a_deferred_ask_is_answered_later_by_another_process(make_bus: MakeBus) -> None:
+    asker = await make_bus(CODEC, node_prefix="asker")
+    holder = await make_bus(CODEC, node_prefix="holder")
+    answerer = await make_bus(CODEC, node_prefix="answerer")
+    stream = f"{asker.names.ns}:jobs"
+    held: list[Delivery] = []
+
+    async def hold(message: Message, delivery: Delivery) -> Message | Deferred | None:
+        held.append(delivery)
+        return DEFERRED  # acknowledged; the reply comes from elsewhere
+
+    sub = holder.subscribe(stream, "workers", hold)
+    await sub.start()
+    asked = asyncio.create_task(asker.ask(stream, Job(n=7), timeout=PATIENCE))
+    await eventually(lambda: held)
+    await eventually(lambda: _acked(holder, stream))  # taken: never redelivered
+    assert not asked.done()
+    delivery = held[0]
+    assert delivery.reply_to is not None
+    await answerer.reply(delivery.reply_to, delivery.correlation_id, Done(n=7))
+    assert await asked == Done(n=7)
+    await sub.stop(1.0)
+
+
+async def _acked(bus: Bus, stream: str) -> bool:
+    return (await bus.redis.xpending(stream, "workers"))["pending"] == 0
 
 
 async def test_ask_times_out_and_the_late_entry_is_dropped(make_bus: MakeBus) -> None:
