@@ -86,6 +86,7 @@ class Api:
             await state.hung(self.provider)  # until the client leaves or the simulator stops
             return self.error(503, "server_error", "the simulator is stopping")
         await asyncio.sleep(state.delay(self.provider))
+        await state.unpaused(self.provider)
         if fate == "rate_limited":
             retry_after = state.knobs[self.provider].retry_after_s
             headers = {"Retry-After": f"{retry_after:g}"}

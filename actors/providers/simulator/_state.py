@@ -31,6 +31,7 @@ class Knobs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     cut_mode: Literal["abort", "clean"] = "abort"  # connection reset, or a clean end too soon
     auth_failure: bool = False  # every call answered 401
     context_window: int = 0  # input limit in tokens; 0: the model's, from the catalog
+    paused: bool = False  # calls wait before answering until this is set back to false
 
 
 class SimulatorState:
@@ -45,6 +46,8 @@ class SimulatorState:
         self.last: dict[str, Any] = {}  # the last generation call each provider parsed
         self._random = random.Random(seed)
         self._stopping: asyncio.Event | None = None
+        self._resumed: dict[str, asyncio.Event] = {}
+        self.paused_calls: dict[str, int] = dict.fromkeys(PROVIDERS, 0)  # waiting now
 
     async def hung(self, provider: str) -> None:
         """Wait as a hung provider does: until the simulator stops (or the client leaves)."""
@@ -56,9 +59,22 @@ class SimulatorState:
         finally:
             self.hanging[provider] -= 1
 
+    async def unpaused(self, provider: str) -> None:
+        """Wait while the provider is paused (``paused`` knob)."""
+        if not self.knobs[provider].paused:
+            return
+        resumed = self._resumed.setdefault(provider, asyncio.Event())
+        self.paused_calls[provider] += 1
+        try:
+            await resumed.wait()
+        finally:
+            self.paused_calls[provider] -= 1
+
     def stop(self) -> None:
         if self._stopping is not None:
             self._stopping.set()
+        for resumed in self._resumed.values():
+            resumed.set()
 
     def update(self, provider: str, changes: dict[str, object]) -> Knobs:
         """Change some knobs of one provider (a partial update); raises ``ValueError``."""
@@ -66,10 +82,15 @@ class SimulatorState:
             raise ValueError(f"unknown provider {provider!r}; known: {', '.join(PROVIDERS)}")
         merged = msgspec.structs.asdict(self.knobs[provider]) | changes
         self.knobs[provider] = msgspec.convert(merged, Knobs)
+        if not self.knobs[provider].paused:
+            self._resumed.pop(provider, asyncio.Event()).set()
         return self.knobs[provider]
 
     def reset(self) -> None:
         self.knobs = {p: Knobs() for p in PROVIDERS}
+        for resumed in self._resumed.values():
+            resumed.set()
+        self._resumed = {}
         self.calls = dict.fromkeys(PROVIDERS, 0)  # hanging counts live calls: kept
         self.last = {}
 
