@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import msgspec
 
 from bus import Bus, BusError
 
@@ -10,8 +13,12 @@ from .messages import (
     AdminRefused,
     BreakerCommand,
     BreakerReport,
+    CacheCommand,
+    CacheReport,
     LimitsCommand,
     LimitsReport,
+    WarmEntry,
+    cache_stream,
     limiter_stream,
     quota_stream,
 )
@@ -26,9 +33,9 @@ class AdminRefusedError(ValueError):
 
 
 class Admin:
-    """Sends ``breaker.command`` and ``limits.command`` to the actors that own that state
-    and returns their reports. A bus failure raises ``BusError`` (``AskTimeout`` when
-    no owner answered in time)."""
+    """Sends ``breaker.command``, ``limits.command`` and ``cache.command`` to the actors
+    that own that state and returns their reports. A bus failure raises ``BusError``
+    (``AskTimeout`` when no owner answered in time)."""
 
     def __init__(self, bus: Bus, providers: list[str], *, timeout_s: float = 5.0) -> None:
         self.bus = bus
@@ -75,4 +82,32 @@ class Admin:
         if isinstance(answer, AdminRefused):
             raise AdminRefusedError(answer.message)
         assert isinstance(answer, LimitsReport)
+        return answer
+
+    async def cache(
+        self,
+        action: Literal["stats", "clear"],
+        *,
+        user_id: str | None = None,
+        model: str | None = None,
+    ) -> CacheReport:
+        """The cache's statistics, after clearing everything, one user's entries or one
+        model's if asked (``AdminRefusedError`` for a model the catalog lacks)."""
+        return await self._cache(CacheCommand(action=action, user_id=user_id, model=model))
+
+    async def warm_cache(self, entries: Sequence[WarmEntry | dict[str, Any]]) -> CacheReport:
+        """Store answers ahead of time: each ``{"prompt" or "messages", "response",
+        "model", "ttl", "shared", "user_id"}`` (and any sampling settings). All or none:
+        ``AdminRefusedError`` names the first entry and field that is wrong."""
+        try:
+            checked = msgspec.convert(list(entries), list[WarmEntry], from_attributes=True)
+        except msgspec.ValidationError as exc:
+            raise AdminRefusedError(f"entries: {exc}") from None
+        return await self._cache(CacheCommand(action="warm", entries=checked))
+
+    async def _cache(self, command: CacheCommand) -> CacheReport:
+        answer = await self.bus.ask(cache_stream(self.bus.names), command, self.timeout_s)
+        if isinstance(answer, AdminRefused):
+            raise AdminRefusedError(answer.message)
+        assert isinstance(answer, CacheReport)
         return answer

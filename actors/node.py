@@ -12,6 +12,7 @@ import structlog
 from bus import Bus, Message
 
 from .admin import Admin
+from .cache import Cache, CacheStore, Memory
 from .client import Client
 from .gateway import Gateway
 from .limits import Limiter, LimiterStore, QuotaKeeper, QuotaStore
@@ -40,11 +41,12 @@ class Node:
     """Builds, for ``role``, only what that role runs, on one bus, and hands each part
     only what it uses.
 
-    ``worker``: the limiter, the quota keeper, the router and one breaker per enabled
-    provider, with the views they read (breaker states, latencies, in-flight work) fed
-    by one tail of ``{ns}:events``. ``gateway``: the HTTP gateway, which reaches the
-    actors only through the bus (a ``Client`` for requests, an ``Admin`` for
-    management): it registers no store's script and keeps no view. ``all``: both.
+    ``worker``: the limiter, the quota keeper, the cache, the router and one breaker per
+    enabled provider, with the views they read (breaker states, latencies, in-flight
+    work, the cache's memory) fed by one tail of ``{ns}:events``. ``gateway``: the HTTP
+    gateway, which reaches the actors only through the bus (a ``Client`` for requests,
+    an ``Admin`` for management): it registers no store's script and keeps no view.
+    ``all``: both.
     Processes of any role share one Redis; consumer groups spread the work.
 
     The stores (``limits``, ``quotas``, ``store``) are built on first use: the worker
@@ -60,6 +62,7 @@ class Node:
         self.metrics = Metrics()
         self.latency = LatencyView()
         self.inflight = InFlight()
+        self.memory = Memory(config.cache.l1_max_entries, config.cache.l1_max_bytes)  # L1
         self.adapters: dict[str, Adapter] = {}
         self.supervisor: Supervisor | None = None
         self.gateway: Gateway | None = None
@@ -93,6 +96,10 @@ class Node:
     def quotas(self) -> QuotaStore:
         return QuotaStore(self.bus, self.config.quota)
 
+    @functools.cached_property
+    def answers(self) -> CacheStore:
+        return CacheStore(self.bus)
+
     async def start(self) -> None:
         """Start what the role runs; on a failure, stop what had started and raise."""
         await self.bus.start()
@@ -112,6 +119,7 @@ class Node:
         self.breakers.on_event(message)
         self.latency.on_event(message)
         self.inflight.on_event(message)
+        self.memory.on_event(message)
 
     async def _start_workers(self) -> None:
         await self.breakers.start()
@@ -124,7 +132,9 @@ class Node:
         planner = Planner(self.catalog, self.default_models, self.serves, config.router,
                           self.latency, self.breakers)  # fmt: skip
         providers = {name: p for name, p in config.providers.items() if name in self.enabled}
-        admission = Admission(self.bus, config.admission, self.catalog, self.metrics)
+        caching = config.cache.enabled
+        admission = Admission(self.bus, config.admission, self.catalog, self.metrics,
+                              cache=caching)  # fmt: skip
         counts = config.admission.count_cache_hits
         factories: list[Callable[[], Actor]] = [
             lambda: Limiter(self.bus, self.limits, concurrency=config.limits.concurrency,
@@ -133,6 +143,10 @@ class Node:
                                 count_cache_hits=counts),
             lambda: Router(self.bus, planner, config.router, providers, admission, self.inflight),
         ]  # fmt: skip
+        if caching:
+            factories.append(
+                lambda: Cache(self.bus, self.answers, self.memory, self.catalog, config.cache)
+            )
         for adapter in self.adapters.values():
             factories.append(self._breaker_factory(adapter))
         supervisor = Supervisor(factories)

@@ -33,6 +33,7 @@ from ._bodies import (
     request_id_of,
     response_body,
 )
+from ._cache_api import CacheApi
 from ._errors import Runner, json_errors
 from ._limits_api import LimitsApi
 from ._openai import (
@@ -41,6 +42,7 @@ from ._openai import (
     completion_body,
     openai_error,
     stream_chat,
+    use_cache,
 )
 from ._openapi import openapi_document
 
@@ -97,6 +99,7 @@ class Gateway:
                 web.post("/ai-orchestration/circuit-breakers/{provider}/reset", self.reset_breaker),
                 web.post("/ai-orchestration/circuit-breakers/{provider}/open", self.open_breaker),
                 *LimitsApi(admin).routes(),
+                *CacheApi(admin).routes(),
             ]
         )
         self._log = log.bind()
@@ -235,6 +238,7 @@ class Gateway:
                 max_tokens=body.max_completion_tokens or body.max_tokens,
                 stop=body.stops(),
                 stream=body.stream,
+                use_cache=use_cache(request),
                 timeout_ms=self.client.timeout_ms,
             ))  # fmt: skip
         except (BadInput, ValueError) as exc:  # ValueError: a request the bus message refuses

@@ -58,7 +58,7 @@ class GenerateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     top_p: TopP | None = None
     max_tokens: MaxTokens | None = None
     stop: Stop = None
-    use_cache: bool = True
+    use_cache: bool | None = None  # None: the configured default (cache.default)
     strategy: Strategy | None = None
     timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=600_000)] | None = None
 
@@ -104,6 +104,7 @@ class OrchestrationBody(msgspec.Struct, kw_only=True):
     provider_selected: str
     processing_time_ms: float
     cache_hit: bool
+    cache_level: str | None  # l1, l2, semantic or coalesced, for a hit
     attempts: list[Attempt]
 
 
@@ -250,6 +251,7 @@ def response_body(answer: GenerateResponse, processing_time_ms: float) -> Respon
             provider_selected=answer.provider,
             processing_time_ms=round(processing_time_ms, 3),
             cache_hit=answer.cache_hit,
+            cache_level=answer.cache_level or None,
             attempts=answer.attempts,
         ),
         fallback=answer.fallback,

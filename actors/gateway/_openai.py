@@ -91,12 +91,30 @@ def _usage(answer: GenerateResponse) -> dict[str, int]:
     }
 
 
+def cache_headers(level: str) -> dict[str, str]:
+    """``X-Cache: HIT`` and ``X-Cache-Level`` for an answer from the cache, else MISS."""
+    return {"X-Cache": "HIT", "X-Cache-Level": level} if level else {"X-Cache": "MISS"}
+
+
+def use_cache(request: web.Request) -> bool | None:
+    """What the caller's headers say of the cache: ``X-Cache: no-cache`` (or
+    ``Cache-Control: no-cache`` / ``no-store``) turns it off for this request; None:
+    the configured default."""
+    said = f"{request.headers.get('X-Cache', '')},{request.headers.get('Cache-Control', '')}"
+    words = {word.strip().lower() for word in said.split(",")}
+    return False if words & {"no-cache", "no-store"} else None
+
+
 def _headers(answer: GenerateResponse) -> dict[str, str]:
-    return {
-        "X-Request-ID": answer.request_id,
-        "X-AIO-Provider": answer.provider,
-        "X-AIO-Attempts": str(len(answer.attempts)),
-    } | limit_headers(answer.limits)
+    return (
+        {
+            "X-Request-ID": answer.request_id,
+            "X-AIO-Provider": answer.provider,
+            "X-AIO-Attempts": str(len(answer.attempts)),
+        }
+        | cache_headers(answer.cache_level if answer.cache_hit else "")
+        | limit_headers(answer.limits)
+    )
 
 
 def completion_body(answer: GenerateResponse) -> web.Response:
@@ -160,6 +178,7 @@ async def stream_chat(
             "Cache-Control": "no-cache",
             "X-Request-ID": request_id,
         }
+        | cache_headers(first.cache_level)
     )
     await response.prepare(request)
     head = {

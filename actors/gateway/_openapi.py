@@ -6,9 +6,10 @@ from typing import Any
 
 import msgspec
 
-from ..messages import UserId
+from ..messages import CacheReport, UserId
 from ..runtime.config import LimitChanges, QuotaChanges
 from ._bodies import ErrorBody, GenerateBody, ResponseBody
+from ._cache_api import ClearBody, WarmBody
 from ._openai import ChatCompletionBody
 
 __all__ = ["openapi_document"]
@@ -134,17 +135,61 @@ def _limit_paths() -> dict[str, Any]:
     }
 
 
+def _cache_paths() -> dict[str, Any]:
+    stats = _json("CacheReport", "Hits by level, misses, hit rate, entries, bytes, evictions, "
+                  "coalesced requests; with what the command did (cleared, warmed)")  # fmt: skip
+    failed = _json("ErrorBody", "The cache did not answer in time (no cache actor running)")
+    return {
+        "/ai-orchestration/cache/stats": {
+            "get": {
+                "summary": "The cache's counts, over every process",
+                "responses": {"200": stats, "503": failed, "504": failed},
+            }
+        },
+        "/ai-orchestration/cache/clear": {
+            "post": {
+                "summary": "Forget cached answers: all, one user's or one model's",
+                "requestBody": {"required": False, **_json("ClearBody", "What to forget")},
+                "responses": {
+                    "200": stats,
+                    "400": _json("ErrorBody", "An unknown model"),
+                    "503": failed,
+                    "504": failed,
+                },
+            }
+        },
+        "/ai-orchestration/cache/warm": {
+            "post": {
+                "summary": "Store answers ahead of time (all or none)",
+                "requestBody": {"required": True, **_json("WarmBody", "The entries")},
+                "responses": {
+                    "200": stats,
+                    "400": _json(
+                        "ErrorBody",
+                        "An entry that is wrong, named with its field; "
+                        "nothing of the batch is stored",
+                    ),
+                    "503": failed,
+                    "504": failed,
+                },
+            }
+        },
+    }
+
+
 def _schemas() -> dict[str, Any]:
     """The bodies' schemas, generated from their Structs, with the rules a body declares
     beside its ``__post_init__`` (``SCHEMA_RULES``)."""
     bodies = [GenerateBody, ResponseBody, ErrorBody, ChatCompletionBody, QuotaChanges,
-              LimitChanges]  # fmt: skip
+              LimitChanges, ClearBody, WarmBody, CacheReport]  # fmt: skip
     _refs, components = msgspec.json.schema_components(
         bodies, ref_template="#/components/schemas/{name}"
     )
     for body in bodies:
         if hasattr(body, "SCHEMA_RULES"):
             components[body.__name__]["allOf"] = [body.SCHEMA_RULES]
+    # A warm entry, like a generate body: a prompt or messages with a turn, not both.
+    components["WarmEntry"]["allOf"] = [GenerateBody.SCHEMA_RULES]
     return components
 
 
@@ -208,6 +253,7 @@ def openapi_document() -> dict[str, Any]:
                         "Force a breaker open until the next reset"
                     ),
                     **_limit_paths(),
+                    **_cache_paths(),
                 }
             ),
             "/metrics": {

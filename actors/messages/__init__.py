@@ -20,6 +20,18 @@ from ._admin import (
 )
 from ._admission import AdmissionAsk, AdmissionVerdict
 from ._alerts import BurstDetected, QuotaExceeded, QuotaWarning, RateLimitExceeded
+from ._cache import (
+    CacheAnswer,
+    CacheCleared,
+    CacheCommand,
+    CachedAnswer,
+    CacheFollow,
+    CacheLevel,
+    CacheLookup,
+    CacheReport,
+    CacheTicket,
+    WarmEntry,
+)
 from ._calls import CallFailed, ProviderCall
 from ._errors import (
     AdmissionUnavailable,
@@ -54,7 +66,7 @@ from ._request import (
     UserId,
     fallback_answer,
 )
-from ._streams import limiter_stream, quota_stream
+from ._streams import cache_stream, limiter_stream, quota_stream
 
 __all__ = [
     "CODEC",
@@ -72,6 +84,15 @@ __all__ = [
     "BreakerOpened",
     "BreakerReport",
     "BurstDetected",
+    "CacheAnswer",
+    "CacheCleared",
+    "CacheCommand",
+    "CacheFollow",
+    "CacheLevel",
+    "CacheLookup",
+    "CacheReport",
+    "CacheTicket",
+    "CachedAnswer",
     "CallFailed",
     "CallFailure",
     "Chain",
@@ -105,6 +126,8 @@ __all__ = [
     "StreamDelta",
     "StreamInterrupted",
     "UserId",
+    "WarmEntry",
+    "cache_stream",
     "fallback_answer",
     "kind_of",
     "limiter_stream",
@@ -139,6 +162,12 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     LimitsCommand,
     LimitsReport,
     AdminRefused,
+    CacheLookup,
+    CacheFollow,
+    CacheAnswer,
+    CacheCommand,
+    CacheReport,
+    CacheCleared,
 )
 
 CODEC = Codec(MESSAGE_TYPES)

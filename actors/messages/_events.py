@@ -7,6 +7,7 @@ from typing import Literal
 from bus import Message
 
 from ..providers import Usage
+from ._cache import CacheTicket
 from ._request import Attempt
 
 
@@ -28,6 +29,11 @@ class RequestCompleted(Message, tag="request.completed", frozen=True, kw_only=Tr
     error_kind: str = ""
     ts_ms: int = 0
     reservation_id: str = ""  # the admission reservation to settle ("": the request id)
+    cache_level: str = ""  # a hit's level
+    # A miss the cache may store: where, and the answer to store (only with a ticket).
+    cache_ticket: CacheTicket | None = None
+    content: str = ""
+    finish_reason: str = ""
 
 
 class RequestCancelled(Message, tag="request.cancelled", frozen=True, kw_only=True):

@@ -74,7 +74,7 @@ class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True
     max_tokens: MaxTokens | None = None
     stop: Stops = []
     strategy: Strategy | None = None
-    use_cache: bool = True
+    use_cache: bool | None = None  # None: the configured default (cache.default)
     fallback: bool = False
     stream: bool = False
     timeout_ms: int | None = None
@@ -146,6 +146,8 @@ class GenerateResponse(Message, tag="generate.response", frozen=True, kw_only=Tr
     processing_time_ms: float
     attempts: list[Attempt] = []
     cache_hit: bool = False
+    cache_level: str = ""  # l1, l2, semantic or coalesced, for a hit
+    similarity: float | None = None  # a semantic hit's
     fallback: bool = False
     reason: str = ""
     handled_by: str = ""  # the process whose router answered
@@ -178,6 +180,7 @@ class StreamDelta(Message, tag="stream.delta", frozen=True, kw_only=True):
     """A piece of a streamed answer's text."""
 
     text: str
+    cache_level: str = ""  # on the first piece of a cached answer replayed: its level
 
 
 FALLBACK_TEXT = (

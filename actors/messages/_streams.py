@@ -1,4 +1,4 @@
-"""The streams of the limits' actors, which the router and admin clients ask.
+"""The streams of the limits' actors and the cache, which the router and admin clients ask.
 
 Beside the bus's own (``{ns}:requests``, ``{ns}:events``, ...: ``bus.Names``):
 
@@ -7,6 +7,7 @@ key                    type    what
 =====================  ======  ==================================================
 ``{ns}:limiter``       stream  admission asks and limits commands for the limiter
 ``{ns}:quota``         stream  admission asks and limits commands for the quota keeper
+``{ns}:cache``         stream  lookups, follows and cache commands for the cache
 =====================  ======  ==================================================
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from bus import Names
 
-__all__ = ["limiter_stream", "quota_stream"]
+__all__ = ["cache_stream", "limiter_stream", "quota_stream"]
 
 
 def limiter_stream(names: Names) -> str:
@@ -23,3 +24,7 @@ def limiter_stream(names: Names) -> str:
 
 def quota_stream(names: Names) -> str:
     return f"{names.ns}:quota"
+
+
+def cache_stream(names: Names) -> str:
+    return f"{names.ns}:cache"

@@ -11,9 +11,12 @@ from bus import Bus, BusError, Message
 from ..messages import (
     AdmissionAsk,
     AdmissionVerdict,
+    CacheAnswer,
+    CacheLookup,
     GenerateRequest,
     LimitState,
     RequestFailure,
+    cache_stream,
     kind_of,
     limiter_stream,
     quota_stream,
@@ -38,6 +41,7 @@ class AdmissionResult:
     status: int = 200
     retry_after: float | None = None
     limits: list[LimitState] = field(default_factory=list)
+    cache: CacheAnswer | None = None  # the cache's answer, when it was asked
 
 
 class Admission:
@@ -48,10 +52,22 @@ class Admission:
     ``default_max_tokens``); the cost: the dearest candidate's price for that. Refused
     by either: refused (the other's reservation is released when the router reports
     the request refused). No answer within ``timeout_ms``: the policy decides.
+
+    With ``cache``, the cache is asked in the same round trip (``cache.lookup``); no
+    answer from it is a miss that will not be stored.
     """
 
-    def __init__(self, bus: Bus, config: AdmissionConfig, catalog: Catalog, metrics: Metrics):
+    def __init__(
+        self,
+        bus: Bus,
+        config: AdmissionConfig,
+        catalog: Catalog,
+        metrics: Metrics,
+        *,
+        cache: bool = False,
+    ):
         self.bus = bus
+        self.cache = cache
         self.config = config
         self.catalog = catalog
         self.metrics = metrics
@@ -90,16 +106,29 @@ class Admission:
         candidates: list[Candidate],
         reservation_id: str = "",
         prompt_tokens: int | None = None,
+        lease_ms: int = 60_000,
     ) -> AdmissionResult:
+        """``lease_ms``: what is left of the request's deadline (how long it may lead
+        identical requests, for the cache)."""
         ask = self.ask_for(request, candidates, reservation_id, prompt_tokens)
         timeout = self.config.timeout_ms / 1000
         names = self.bus.names
         answers: list[Message | Exception]
-        try:  # both asks in one round trip
-            asks = [(limiter_stream(names), ask), (quota_stream(names), ask)]
+        asks: list[tuple[str, Message]] = [(limiter_stream(names), ask), (quota_stream(names), ask)]
+        if self.cache:
+            asks.append((cache_stream(names), CacheLookup(request=request, lease_ms=lease_ms)))
+        try:  # every ask in one round trip
             answers = list(await self.bus.ask_all(asks, timeout))
         except BusError as exc:  # Redis is down
-            answers = [exc]
+            answers = [exc, exc]
+        cache: CacheAnswer | None = None
+        if self.cache and len(answers) == 3:
+            found = answers.pop()
+            if isinstance(found, CacheAnswer):
+                cache = found
+            else:
+                log.info("admission.cache_unavailable", request_id=request.request_id,
+                         error=repr(found))  # fmt: skip
         limits: list[LimitState] = []
         refused: AdmissionVerdict | None = None
         broken: list[Exception] = []
@@ -141,6 +170,6 @@ class Admission:
                     status=kind_of("admission_unavailable").status,
                     limits=limits,
                 )
-            return AdmissionResult(admitted=True, limits=limits)
+            return AdmissionResult(admitted=True, limits=limits, cache=cache)
         self.metrics.inc("aio_admissions_total", result="admitted")
-        return AdmissionResult(admitted=True, limits=limits)
+        return AdmissionResult(admitted=True, limits=limits, cache=cache)

@@ -11,10 +11,21 @@ from typing import ClassVar
 
 import msgspec
 
-from bus import AskTimeout, Backoff, Bus, BusUnavailable, Delivery, Message, Rejected, RemoteError
+from bus import (
+    AskTimeout,
+    Backoff,
+    Bus,
+    BusUnavailable,
+    Delivery,
+    Message,
+    Rejected,
+    RemoteError,
+)
 
 from ..messages import (
     Attempt,
+    CacheAnswer,
+    CacheTicket,
     CallFailed,
     GenerateFailed,
     GenerateRequest,
@@ -26,10 +37,11 @@ from ..messages import (
     fallback_answer,
     kind_of,
 )
-from ..providers import Completion, ProviderConfig, UnknownModel, estimate_prompt_tokens
+from ..providers import Completion, ProviderConfig, UnknownModel, Usage, estimate_prompt_tokens
 from ..runtime import Actor
 from ..runtime.config import RouterConfig
 from ._admission import Admission
+from ._cached import follow, from_cache
 from ._inflight import InFlight
 from ._planner import Candidate, Planner
 
@@ -109,8 +121,11 @@ class Router(Actor):
         # A redelivery of this entry is the same request; the same id in a new entry
         # is a new one.
         reservation = f"{request.request_id}@{delivery.entry_id}"
+        cached: CacheAnswer | None = None
         if candidates and self.admission is not None:
-            admitted = await self.admission.admit(request, candidates, reservation, prompt_tokens)
+            lease_ms = max(1, deadline_ms - self.bus.now_ms())
+            admitted = await self.admission.admit(request, candidates, reservation, prompt_tokens,
+                                                  lease_ms)  # fmt: skip
             limits = admitted.limits
             self.log.debug("router.admission", admitted=admitted.admitted, kind=admitted.kind)
             if not admitted.admitted:
@@ -120,7 +135,15 @@ class Router(Actor):
                 refused = msgspec.structs.replace(
                     refused, status=admitted.status, limit_type=admitted.limit_type
                 )
-                return self._finish(request, refused, started, limits, reservation)
+                return self._finish(request, refused, started, limits, reservation,
+                                    admitted.cache.ticket if admitted.cache else None)  # fmt: skip
+            cached = admitted.cache
+            if cached is not None and cached.follow and cached.ticket is not None:
+                cached = await follow(self.bus, request, cached, deadline_ms)
+            if cached is not None and cached.answer is not None:
+                hit = await from_cache(self.bus, request, cached, delivery)
+                return self._finish(request, hit, started, limits, reservation)
+        ticket = cached.ticket if cached is not None else None
         course = _Course(
             request=request,
             delivery=delivery,
@@ -143,7 +166,8 @@ class Router(Actor):
         if result is None:
             why = _why(attempts) if attempts else "no enabled provider serves this model"
             result = self._failed(request, "no_provider", why, attempts, _soonest(attempts))
-        return self._finish(request, result, started, limits, reservation)
+        return self._finish(request, result, started, limits, reservation, ticket,
+                            course.completion)  # fmt: skip
 
     async def _try(self, course: _Course, candidate: Candidate, *, more: bool) -> Message | None:
         """Try one candidate (with retries); a final message, or None for the next one.
@@ -193,6 +217,7 @@ class Router(Actor):
                 )
                 return None
             if isinstance(reply, Completion):
+                course.completion = reply
                 attempts.append(
                     Attempt(provider=provider, model=model, outcome="ok",
                             latency_ms=reply.latency_ms)
@@ -286,6 +311,8 @@ class Router(Actor):
         started: float,
         limits: list[LimitState] | None = None,
         reservation: str = "",
+        ticket: CacheTicket | None = None,
+        completion: Completion | None = None,
     ) -> Message:
         elapsed = (time.perf_counter() - started) * 1000
         if (
@@ -307,22 +334,33 @@ class Router(Actor):
             result = msgspec.structs.replace(result, limits=limits)
         self.log.debug("router.finished", result=type(result).__name__, elapsed_ms=elapsed,
                        attempts=getattr(result, "attempts", None))  # fmt: skip
-        self._publish(request, result, elapsed, reservation)
+        self._publish(request, result, elapsed, reservation, ticket, completion)
         return result
 
     def _publish(
-        self, request: GenerateRequest, result: Message, elapsed_ms: float, reservation: str
+        self,
+        request: GenerateRequest,
+        result: Message,
+        elapsed_ms: float,
+        reservation: str,
+        ticket: CacheTicket | None = None,
+        completion: Completion | None = None,
     ) -> None:
         if isinstance(result, GenerateResponse):
+            # The answer goes to the cache with its ticket (the cache decides to keep it).
+            keep = ticket is not None and completion is not None and not result.fallback
             event = RequestCompleted(
                 request_id=request.request_id, user_id=request.user_id,
                 session_id=request.session_id,
                 outcome="fallback" if result.fallback else "ok",
-                provider=result.provider, model=result.model, usage=result.usage,
+                provider=result.provider, model=result.model,
+                usage=Usage() if result.cache_hit else result.usage,
                 cost_usd=result.cost_usd, latency_ms=elapsed_ms, attempts=result.attempts,
-                cache_hit=result.cache_hit, stream=request.stream,
+                cache_hit=result.cache_hit, cache_level=result.cache_level, stream=request.stream,
                 error_kind=result.reason.partition(":")[0] if result.fallback else "",
-                ts_ms=self.bus.now_ms(), reservation_id=reservation,
+                ts_ms=self.bus.now_ms(), reservation_id=reservation, cache_ticket=ticket,
+                content=completion.content if keep and completion else "",
+                finish_reason=result.finish_reason,
             )  # fmt: skip
         else:
             assert isinstance(result, GenerateFailed)
@@ -330,7 +368,7 @@ class Router(Actor):
                 request_id=request.request_id, user_id=request.user_id,
                 session_id=request.session_id, outcome="failed", latency_ms=elapsed_ms,
                 attempts=result.attempts, stream=request.stream, error_kind=result.kind,
-                ts_ms=self.bus.now_ms(), reservation_id=reservation,
+                ts_ms=self.bus.now_ms(), reservation_id=reservation, cache_ticket=ticket,
             )  # fmt: skip
         # With the reply's round trip; a lost event is logged by the bus.
         self.bus.publish_soon(self.bus.names.events, event)
@@ -346,6 +384,7 @@ class _Course:
     attempts: list[Attempt]
     stream_to: str | None
     gone: asyncio.Event = field(default_factory=asyncio.Event)  # its caller went away
+    completion: Completion | None = None  # the answer, with its text even when streamed
 
 
 def _why(attempts: list[Attempt]) -> str:

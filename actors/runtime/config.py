@@ -218,6 +218,35 @@ class AdmissionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     count_cache_hits: bool = True
 
 
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=31_536_000)]  # up to a year
+
+
+class CacheConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The cache actor: exact answers in memory (L1) and Redis (L2), coalescing."""
+
+    # Run the cache actor. Off: nothing is looked up or stored.
+    enabled: bool = True
+    # Whether a request that says nothing (no use_cache, no X-Cache header) uses it.
+    default: bool = True
+    # "user": an answer is served only to the user who got it (and entries warmed as
+    # shared to everyone); "shared": to every user.
+    scope: Literal["user", "shared"] = "user"
+    ttl_s: Seconds = 3_600.0
+    # TTL per model (as the key names it: a model id, "provider/model" or a tier).
+    model_ttl_s: dict[str, Seconds] = {}
+    # Requests with a higher temperature are not cached (their answers are meant to
+    # vary); a request without a temperature is cached.
+    max_temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] = 1.0
+    # This process's memory (L1): at most this many entries and bytes of answers.
+    l1_max_entries: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 10_000
+    l1_max_bytes: Annotated[int, msgspec.Meta(ge=0, le=1 << 40)] = 64 * 1024 * 1024
+    # Identical requests in flight at once call the provider once; the others wait.
+    coalesce: bool = True
+    # Answers larger than this are not stored.
+    max_entry_bytes: Positive = 1024 * 1024
+    concurrency: Positive = 512
+
+
 class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The HTTP gateway."""
 
@@ -245,6 +274,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     quota: QuotaConfig = QuotaConfig()
     limits: LimitsConfig = LimitsConfig()
     admission: AdmissionConfig = AdmissionConfig()
+    cache: CacheConfig = CacheConfig()
     # Added to the shipped model catalog, or replacing its entries by name.
     catalog: CatalogData = CatalogData()
 

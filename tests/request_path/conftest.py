@@ -19,6 +19,7 @@ from actors.runtime.config import (
     QUOTA_FIELDS,
     AdmissionConfig,
     BreakerConfig,
+    CacheConfig,
     Config,
     GatewayConfig,
     LimitsConfig,
@@ -38,6 +39,8 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # unless a test sets them.
 NO_LIMITS = LimitsConfig(**dict.fromkeys(LIMIT_FIELDS))
 NO_QUOTAS = QuotaConfig(**dict.fromkeys(QUOTA_FIELDS))
+# ... and every request reaches a provider: no cache unless a test turns it on.
+NO_CACHE = CacheConfig(enabled=False)
 
 
 def providers_for(url: str, names: tuple[str, ...], **overrides: Any) -> ProvidersConfig:
@@ -102,6 +105,7 @@ async def make_node(server_url: str, simulator: Simulator) -> AsyncIterator[Make
         quota: QuotaConfig = NO_QUOTAS,
         admission: AdmissionConfig | None = None,
         gateway: GatewayConfig | None = None,
+        cache: CacheConfig = NO_CACHE,
     ) -> Node:
         config = Config(
             bus=bus_config(ns),
@@ -112,6 +116,7 @@ async def make_node(server_url: str, simulator: Simulator) -> AsyncIterator[Make
             limits=limits,
             quota=quota,
             admission=admission or PATIENT_ADMISSION,
+            cache=cache,
         )
         node = Node(config, server_url, role)
         await node.start()

@@ -9,6 +9,7 @@ import aiohttp
 import jsonschema
 import pytest
 
+from actors.runtime.config import CacheConfig
 from tests.request_path.conftest import ADMIN, MakeNode
 
 _USER = {"role": "user", "content": "hi"}
@@ -94,6 +95,26 @@ QUOTAS = [
 ]
 
 
+_ENTRY = {"prompt": "hi", "response": "hello", "model": "gpt-4o"}
+WARM = [
+    {"entries": []},
+    {"entries": [_ENTRY]},
+    {"entries": [_ENTRY | {"ttl": 60, "shared": True, "user_id": "ann"}]},
+    {"entries": [_ENTRY | {"ttl": 0}]},
+    {"entries": [_ENTRY | {"ttl": 31_536_001}]},
+    {"entries": [{"prompt": "hi", "model": "gpt-4o"}]},
+    {"entries": [{"response": "x", "model": "gpt-4o"}]},
+    {"entries": [_ENTRY | {"messages": [_USER]}]},
+    {"entries": [{"messages": [_SYSTEM], "response": "x", "model": "gpt-4o"}]},
+    {"entries": [_ENTRY | {"temperature": 3}]},
+    {"entries": [_ENTRY | {"colour": "red"}]},
+    {"entries": [_ENTRY | {"user_id": ""}]},
+    [_ENTRY],
+]
+
+CLEAR = [{}, {"user_id": "ann"}, {"model": "gpt-4o"}, {"user_id": ""}, {"who": "ann"}]
+
+
 def _schema_accepts(document: dict[str, Any], body: Any, name: str) -> bool:
     schema = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
     return jsonschema.Draft202012Validator(schema).is_valid(body)
@@ -106,13 +127,15 @@ def _schema_accepts(document: dict[str, Any], body: Any, name: str) -> bool:
         ("POST", "/v1/chat/completions", CHAT),
         ("PUT", "/ai-orchestration/rate-limits/{user}/config", RATE_LIMITS),
         ("PUT", "/ai-orchestration/quotas/{user}/config", QUOTAS),
+        ("POST", "/ai-orchestration/cache/warm", WARM),
+        ("POST", "/ai-orchestration/cache/clear", CLEAR),
     ],
 )
 async def test_the_schema_and_the_gateway_refuse_the_same_bodies(
     make_node: MakeNode, http: aiohttp.ClientSession, method: str, path: str,
     bodies: list[Any],
 ) -> None:  # fmt: skip
-    node = await make_node(providers=("openai",))
+    node = await make_node(providers=("openai",), cache=CacheConfig())
     assert node.gateway is not None
     async with http.get(f"{node.gateway.url}/openapi.json") as response:
         document = await response.json()

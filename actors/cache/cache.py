@@ -1,0 +1,273 @@
+"""The cache actor: exact answers from memory (L1) and Redis (L2), and coalescing of
+identical requests in flight."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import msgspec
+
+from bus import DEFERRED, Bus, Deferred, Delivery, Message, Rejected
+
+from ..messages import (
+    AdminRefused,
+    CacheAnswer,
+    CacheCleared,
+    CacheCommand,
+    CachedAnswer,
+    CacheFollow,
+    CacheLevel,
+    CacheLookup,
+    CacheReport,
+    CacheTicket,
+    GenerateRequest,
+    RequestCompleted,
+    cache_stream,
+)
+from ..providers import Catalog, UnknownModel
+from ..runtime import Actor, CacheConfig
+from ._key import SHARED, entry_key, key_model, request_hash, scope_of
+from ._memory import Memory
+from ._store import CacheStore, Found, Waiter
+
+__all__ = ["Cache"]
+
+_LEVELS = ("l1", "l2", "semantic", "coalesced")
+
+
+class Cache(Actor):
+    """Answers ``cache.lookup`` and ``cache.follow`` on ``{ns}:cache``; stores answers
+    from ``request.completed`` (its own group on ``{ns}:events``), off the request path.
+
+    A lookup looks in this process's ``memory`` (L1), then Redis (L2; a hit there fills
+    L1), first in the request's own scope (its user's, or ``shared`` when the cache
+    is configured shared), then among shared entries. On a miss the request gets a
+    ticket to store its answer under, and with coalescing the first request of a key
+    leads: identical requests arriving while it runs are told to ``follow``, and wait
+    (``cache.follow``) for its answer instead of calling the provider. If the leader
+    fails, the oldest follower leads; if it vanishes, its lease runs out and the next
+    follow leads.
+    """
+
+    group: ClassVar[str] = "cache"
+
+    def __init__(
+        self, bus: Bus, store: CacheStore, memory: Memory, catalog: Catalog, config: CacheConfig
+    ) -> None:
+        stream = cache_stream(bus.names)
+        super().__init__(bus, stream=stream, also=(bus.names.events,),
+                         concurrency=config.concurrency)  # fmt: skip
+        self.store = store
+        self.memory = memory
+        self.catalog = catalog
+        self.config = config
+
+    async def handle(self, message: Message, delivery: Delivery) -> Message | Deferred | None:
+        match message:
+            case CacheLookup():
+                return await self.lookup(message)
+            case CacheFollow():
+                return await self.follow(message, delivery)
+            case RequestCompleted():
+                if message.cache_ticket is not None:
+                    await self.settle(message, message.cache_ticket)
+                return None
+            case CacheCommand():
+                return await self.command(message)
+            case _ if delivery.stream == self.bus.names.events:
+                return None  # other events are not ours
+            case _:
+                raise Rejected(f"cache does not take {type(message).__name__}")
+
+    # -- lookups ------------------------------------------------------------------
+
+    def why_not(self, request: GenerateRequest) -> str:
+        """Why a request is not to be cached ("" when it is)."""
+        use = self.config.default if request.use_cache is None else request.use_cache
+        if not use:
+            return "use_cache is off"
+        if request.temperature is not None and request.temperature > self.config.max_temperature:
+            return (f"temperature {request.temperature:g} is over cache.max_temperature "
+                    f"{self.config.max_temperature:g}")  # fmt: skip
+        return ""
+
+    def ticket(self, request: GenerateRequest) -> CacheTicket | str:
+        """Where the request's answer is kept, or why it is not cached."""
+        why = self.why_not(request)
+        if why:
+            return why
+        try:
+            model = key_model(self.catalog, request.model)
+        except UnknownModel as exc:
+            return str(exc)
+        shared = self.config.scope == "shared"
+        digest = request_hash(request, model)
+        ttl_s = self.config.model_ttl_s.get(model, self.config.ttl_s)
+        return CacheTicket(
+            key=entry_key(digest, SHARED if shared else scope_of(request.user_id)),
+            ttl_ms=int(ttl_s * 1000),
+            user_id="" if shared else request.user_id,
+            model=model,
+        )
+
+    def _remembered(self, key: str, now_ms: int) -> tuple[CachedAnswer, str] | None:
+        """An answer in this process's memory, in the key's scope or shared."""
+        shared = f"{key.partition(':')[0]}:{SHARED}"
+        for candidate in (key, shared) if shared != key else (key,):
+            answer = self.memory.get(candidate, now_ms)
+            if answer is not None:
+                return answer, candidate
+        return None
+
+    def _hit(self, answer: CachedAnswer, level: CacheLevel, entry: str) -> CacheAnswer:
+        self.store.count(**{f"hits_{level}": 1}, evictions=self.memory.take_evictions())
+        return CacheAnswer(answer=answer, level=level, matched=entry)
+
+    def _from_redis(self, ticket: CacheTicket, found: Found) -> CacheAnswer:
+        assert found.answer is not None
+        entry = f"{ticket.key.partition(':')[0]}:{SHARED}" if found.shared else ticket.key
+        model = ticket.model
+        scope = SHARED if found.shared else entry.partition(":")[2]
+        if found.ttl_ms > 0:
+            self.memory.put(entry, found.answer, self.bus.now_ms() + found.ttl_ms,
+                            len(found.answer.content), scope, model)  # fmt: skip
+        return CacheAnswer(answer=found.answer, matched=entry)
+
+    async def lookup(self, ask: CacheLookup) -> CacheAnswer:
+        ticket = self.ticket(ask.request)
+        if isinstance(ticket, str):
+            self.store.count(bypassed=1)
+            return CacheAnswer(why=ticket)
+        remembered = self._remembered(ticket.key, self.bus.now_ms())
+        if remembered is not None:
+            return self._hit(remembered[0], "l1", remembered[1])
+        found = await self.store.lookup(ticket.key, ask.request.request_id,
+                                        max(1, ask.lease_ms), self.config.coalesce)  # fmt: skip
+        if found.outcome == "hit":
+            hit = self._from_redis(ticket, found)
+            return self._hit(hit.answer, "l2", hit.matched)  # type: ignore[arg-type]
+        self.store.count(misses=1, evictions=self.memory.take_evictions())
+        if found.outcome == "follow":
+            return CacheAnswer(ticket=ticket, follow=True, lead_ms=found.lead_ms)
+        return CacheAnswer(ticket=msgspec.structs.replace(ticket, lead=found.outcome == "lead"))
+
+    async def follow(self, ask: CacheFollow, delivery: Delivery) -> CacheAnswer | Deferred:
+        ticket = ask.ticket
+        remembered = self._remembered(ticket.key, self.bus.now_ms())
+        if remembered is not None:
+            self.store.count(coalesced=1)
+            return CacheAnswer(answer=remembered[0], level="coalesced", matched=remembered[1])
+        if delivery.reply_to is None or delivery.correlation_id is None:
+            raise Rejected("cache.follow is an ask: it needs reply_to and corr")
+        waiter = Waiter(delivery.reply_to, delivery.correlation_id, ask.request_id)
+        left = (delivery.deadline_ms or self.bus.now_ms()) - self.bus.now_ms()
+        lease = max(1, left)
+        found = await self.store.follow(ticket.key, waiter, lease, lease + 60_000)
+        if found.outcome == "hit":
+            self.store.count(coalesced=1)
+            hit = self._from_redis(ticket, found)
+            return msgspec.structs.replace(hit, level="coalesced")
+        if found.outcome == "lead":
+            return CacheAnswer(ticket=msgspec.structs.replace(ticket, lead=True))
+        return DEFERRED  # the leader's completion answers it
+
+    # -- storing ------------------------------------------------------------------
+
+    def storable(self, done: RequestCompleted) -> bool:
+        return (
+            done.outcome == "ok"
+            and not done.cache_hit
+            and done.finish_reason == "stop"
+            and bool(done.content)
+            and len(done.content.encode()) <= self.config.max_entry_bytes
+        )
+
+    async def settle(self, done: RequestCompleted, ticket: CacheTicket) -> None:
+        """Store a finished request's answer, or hand its lead on; answer its waiters."""
+        if self.storable(done):
+            answer = CachedAnswer(content=done.content, provider=done.provider, model=done.model,
+                                  usage=done.usage, stored_at_ms=self.bus.now_ms())  # fmt: skip
+            scope = ticket.key.partition(":")[2]
+            waiters = await self.store.store(ticket.key, done.request_id, answer, ticket.ttl_ms,
+                                             scope, ticket.model)  # fmt: skip
+            self.memory.put(ticket.key, answer, self.bus.now_ms() + ticket.ttl_ms,
+                            len(done.content), scope, ticket.model)  # fmt: skip
+            reply = CacheAnswer(answer=answer, level="coalesced", matched=ticket.key)
+            self.store.count(coalesced=len(waiters))
+        else:
+            failed = done.outcome == "failed"
+            outcome, waiters = await self.store.release(
+                ticket.key, done.request_id, failed=failed, lease_ms=ticket.ttl_ms
+            )
+            if outcome == "none":
+                return
+            # Promoted: the oldest waiter leads now. Released: each goes its own way.
+            if outcome == "promoted":
+                reply = CacheAnswer(ticket=msgspec.structs.replace(ticket, lead=True))
+            else:
+                reply = CacheAnswer(why="the identical request's answer is not kept")
+        for waiter in waiters:
+            await self.bus.reply(waiter.reply_to, waiter.corr, reply)
+
+    # -- administration -------------------------------------------------------------
+
+    async def command(self, command: CacheCommand) -> Message:
+        if command.action == "warm":
+            return await self.warm(command)
+        cleared = 0
+        if command.action == "clear":
+            scope = scope_of(command.user_id) if command.user_id else None
+            model = command.model
+            if model:
+                try:
+                    model = key_model(self.catalog, model)
+                except UnknownModel as exc:
+                    return AdminRefused(message=f"model: {exc}")
+            cleared = await self.store.clear(scope, model)
+            self.memory.clear(scope, model)
+            event = CacheCleared(user_id=command.user_id, model=model, ts_ms=self.bus.now_ms())
+            self.bus.publish_soon(self.bus.names.events, event)
+        return await self.report(cleared=cleared)
+
+    async def warm(self, command: CacheCommand) -> Message:
+        """Store every entry, or none: an entry that is wrong is named, nothing stored."""
+        checked = []
+        now = self.bus.now_ms()
+        for index, entry in enumerate(command.entries):
+            try:
+                model = key_model(self.catalog, entry.model)
+            except UnknownModel as exc:
+                return AdminRefused(message=f"entries[{index}].model: {exc}")
+            request = entry.request()
+            scope = SHARED if entry.shared or self.config.scope == "shared" else scope_of(
+                entry.user_id)  # fmt: skip
+            ttl_s = entry.ttl or self.config.model_ttl_s.get(model, self.config.ttl_s)
+            answer = CachedAnswer(content=entry.response, provider="warm", model=model,
+                                  stored_at_ms=now)  # fmt: skip
+            key = entry_key(request_hash(request, model), scope)
+            checked.append((key, answer, int(ttl_s * 1000), scope, model))
+        await self.store.warm(checked)
+        for key, answer, ttl_ms, scope, model in checked:
+            self.memory.put(key, answer, now + ttl_ms, len(answer.content), scope, model)
+        return await self.report(warmed=len(checked))
+
+    async def report(self, *, cleared: int = 0, warmed: int = 0) -> CacheReport:
+        self.store.count(evictions=self.memory.take_evictions())
+        counts, entries, size = await self.store.totals()
+        hits = {level: counts.get(f"hits_{level}", 0) for level in _LEVELS}
+        looked = sum(hits.values()) - hits["coalesced"] + counts.get("misses", 0)
+        return CacheReport(
+            hits=hits,
+            misses=counts.get("misses", 0),
+            bypassed=counts.get("bypassed", 0),
+            hit_rate=round((looked and (looked - counts.get("misses", 0)) / looked), 4),
+            entries=entries,
+            bytes=size,
+            l1_entries=len(self.memory),
+            l1_bytes=self.memory.bytes,
+            evictions=counts.get("evictions", 0),
+            coalesced=counts.get("coalesced", 0),
+            stored=counts.get("stored", 0),
+            cleared=cleared,
+            warmed=warmed,
+        )

@@ -1,0 +1,78 @@
+"""The router's side of the cache: waiting for an identical request in flight, and
+answering from the cache (a stream gets the answer as stream pieces)."""
+
+from __future__ import annotations
+
+import structlog
+
+from bus import AskTimeout, Bus, BusError, Delivery
+
+from ..messages import (
+    CacheAnswer,
+    CacheFollow,
+    GenerateRequest,
+    GenerateResponse,
+    StreamDelta,
+    cache_stream,
+)
+
+__all__ = ["follow", "from_cache"]
+
+log = structlog.get_logger("router")
+
+# How much longer than the leader's lease a follower waits before it asks again (the
+# next follow leads when the lease ran out: the leader vanished).
+_SLACK_MS = 500
+# A cached answer replayed to a stream goes in pieces of this many characters.
+_REPLAY_CHARS = 256
+
+
+async def follow(
+    bus: Bus, request: GenerateRequest, cached: CacheAnswer, deadline_ms: int
+) -> CacheAnswer | None:
+    """Wait for the identical request in flight: its answer, or the lead (when it
+    failed, or its lease ran out), or None (go on alone: the cache cannot say)."""
+    assert cached.ticket is not None
+    ask = CacheFollow(request_id=request.request_id, ticket=cached.ticket)
+    # Not much past the leader's lease: if it vanished, the next follow leads (a new
+    # leader's lease is about as long: the same wait again).
+    wait_ms = max(cached.lead_ms, 1_000) + _SLACK_MS
+    while (left := deadline_ms - bus.now_ms()) > 0:
+        try:
+            answer = await bus.ask(cache_stream(bus.names), ask, min(left, wait_ms) / 1000)
+        except AskTimeout:
+            continue
+        except BusError as exc:
+            log.info("router.follow_failed", error=repr(exc))
+            return None
+        if isinstance(answer, CacheAnswer):
+            return answer
+        return None
+    return None
+
+
+async def from_cache(
+    bus: Bus, request: GenerateRequest, cached: CacheAnswer, delivery: Delivery
+) -> GenerateResponse:
+    """The cached answer as the router's; a stream gets it as stream pieces."""
+    answer = cached.answer
+    assert answer is not None
+    if request.stream and delivery.reply_to is not None:
+        level = cached.level or ""
+        for start in range(0, max(1, len(answer.content)), _REPLAY_CHARS):
+            text = answer.content[start : start + _REPLAY_CHARS]
+            piece = StreamDelta(text=text, cache_level=level if start == 0 else "")
+            await bus.reply(delivery.reply_to, delivery.correlation_id, piece)
+    return GenerateResponse(
+        request_id=request.request_id,
+        content="" if request.stream else answer.content,
+        provider=answer.provider,
+        model=answer.model,
+        finish_reason="stop",
+        usage=answer.usage,
+        cost_usd=0.0,
+        processing_time_ms=0.0,
+        cache_hit=True,
+        cache_level=cached.level or "",
+        similarity=cached.similarity,
+    )
