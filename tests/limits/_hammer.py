@@ -31,7 +31,13 @@ import redis.asyncio  # noqa: E402
 from actors.client import Client, GenerateError, GenerateRequest  # noqa: E402
 from actors.node import Node  # noqa: E402
 from actors.runtime._logging import configure_logging  # noqa: E402
-from actors.runtime.config import Config, GatewayConfig, LimitsConfig, QuotaConfig  # noqa: E402
+from actors.runtime.config import (  # noqa: E402
+    CacheConfig,
+    Config,
+    GatewayConfig,
+    LimitsConfig,
+    QuotaConfig,
+)
 from tests.request_path.conftest import (  # noqa: E402
     PATIENT_ADMISSION,
     bus_config,
@@ -51,6 +57,9 @@ async def main(settings: dict[str, object]) -> None:
         # Hundreds of admissions at once on a busy machine can take longer than the
         # default 500 ms; one that timed out would be refused as unavailable, not counted.
         admission=PATIENT_ADMISSION,
+        # Both processes ask the same questions: every one must reach the limiter and
+        # a provider, not be coalesced with the other process's.
+        cache=CacheConfig(enabled=False),
     )
     node = Node(config, str(settings["url"]), "worker")
     await node.start()

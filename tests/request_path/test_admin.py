@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 import structlog
 
-from actors.runtime.config import GatewayConfig
+from actors.runtime.config import CacheConfig, GatewayConfig
 from tests.request_path.conftest import ADMIN, ADMIN_TOKEN, MakeNode
 
 JSON = {"Content-Type": "application/json"}
@@ -25,6 +25,9 @@ MANAGEMENT: list[tuple[str, str, Any]] = [
     ("GET", "/ai-orchestration/rate-limits/ann", None),
     ("PUT", "/ai-orchestration/rate-limits/ann/config", {"requests_per_minute": None}),
     ("POST", "/ai-orchestration/rate-limits/ann/reset", None),
+    ("GET", "/ai-orchestration/cache/stats", None),
+    ("POST", "/ai-orchestration/cache/clear", {"user_id": "ann"}),
+    ("POST", "/ai-orchestration/cache/warm", {"entries": []}),
 ]
 
 
@@ -52,7 +55,7 @@ async def _untouched(node: Any) -> bool:
 async def test_without_the_token_every_management_endpoint_is_a_401(
     make_node: MakeNode, http: aiohttp.ClientSession, authorization: str | None
 ) -> None:
-    node = await make_node(providers=("openai",))
+    node = await make_node(providers=("openai",), cache=CacheConfig())
     assert node.gateway is not None
     headers = JSON | ({} if authorization is None else {"Authorization": authorization})
     with structlog.testing.capture_logs() as logs:
@@ -72,7 +75,7 @@ async def test_without_the_token_every_management_endpoint_is_a_401(
 async def test_with_the_token_every_management_endpoint_answers(
     make_node: MakeNode, http: aiohttp.ClientSession
 ) -> None:
-    node = await make_node(providers=("openai",))
+    node = await make_node(providers=("openai",), cache=CacheConfig())
     assert node.gateway is not None
     for method, path, body in MANAGEMENT:
         status, answer, _h = await _send(http, method, node.gateway.url + path, body, ADMIN | JSON)
@@ -88,7 +91,7 @@ async def test_with_the_token_every_management_endpoint_answers(
 async def test_a_change_needs_a_json_content_type(
     make_node: MakeNode, http: aiohttp.ClientSession, content_type: str | None
 ) -> None:
-    node = await make_node(providers=("openai",))
+    node = await make_node(providers=("openai",), cache=CacheConfig())
     assert node.gateway is not None
     headers = ADMIN | ({} if content_type is None else {"Content-Type": content_type})
     for method, path, _body in MANAGEMENT:
@@ -107,7 +110,7 @@ async def test_a_change_needs_a_json_content_type(
 async def test_the_rest_of_the_api_needs_no_token(
     make_node: MakeNode, http: aiohttp.ClientSession
 ) -> None:
-    node = await make_node(providers=("openai",))
+    node = await make_node(providers=("openai",), cache=CacheConfig())
     assert node.gateway is not None
     base = node.gateway.url
     for path in ("/v1/models", "/metrics", "/openapi.json", "/health"):
@@ -124,7 +127,9 @@ async def test_the_rest_of_the_api_needs_no_token(
 async def test_a_gateway_without_a_token_refuses_every_management_request(
     make_node: MakeNode, http: aiohttp.ClientSession
 ) -> None:
-    node = await make_node(providers=("openai",), gateway=GatewayConfig(port=0))
+    node = await make_node(
+        providers=("openai",), gateway=GatewayConfig(port=0), cache=CacheConfig()
+    )
     assert node.gateway is not None
     for authorization in ("Bearer ", "Bearer anything"):
         headers = JSON | {"Authorization": authorization}
@@ -136,7 +141,7 @@ async def test_a_gateway_without_a_token_refuses_every_management_request(
 
 
 async def test_the_token_is_in_no_repr(make_node: MakeNode) -> None:
-    node = await make_node(providers=("openai",))
+    node = await make_node(providers=("openai",), cache=CacheConfig())
     assert ADMIN_TOKEN not in repr(node.config)
     assert ADMIN_TOKEN not in repr(node.config.gateway)
 
@@ -144,7 +149,7 @@ async def test_the_token_is_in_no_repr(make_node: MakeNode) -> None:
 async def test_openapi_marks_the_management_endpoints(
     make_node: MakeNode, http: aiohttp.ClientSession
 ) -> None:
-    node = await make_node(providers=("openai",))
+    node = await make_node(providers=("openai",), cache=CacheConfig())
     assert node.gateway is not None
     async with http.get(f"{node.gateway.url}/openapi.json") as response:
         document = await response.json()
@@ -162,4 +167,4 @@ async def test_openapi_marks_the_management_endpoints(
                 assert ("415" in operation["responses"]) == (method != "get")
             else:
                 assert "security" not in operation, (method, path)
-    assert len(management) == 9
+    assert len(management) == 12
