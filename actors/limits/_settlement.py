@@ -122,6 +122,8 @@ class ReservingActor(Actor, Generic[S]):
                 return await self.admit(message)
             case LimitsCommand():
                 return await self.command(message)
+            case RequestCompleted(charged=True):
+                return None  # charged for good at admission: nothing to settle
             case RequestCompleted():
                 counted, tokens, cost = settlement(message, count_cache_hits=self.count_cache_hits)
                 await self.store.settle(

@@ -42,7 +42,8 @@ class Limiter(ReservingActor[LimiterStore]):
                          count_cache_hits=count_cache_hits)  # fmt: skip
 
     async def reserve(self, ask: AdmissionAsk) -> Verdict:
-        return await self.store.admit(ask.user_id, reservation_of(ask), ask.tokens, ask.cost_usd)
+        return await self.store.admit(ask.user_id, reservation_of(ask), ask.tokens, ask.cost_usd,
+                                      ask.mode)  # fmt: skip
 
     def until(self, verdict: Verdict) -> str:
         wait = verdict.retry_after_s

@@ -34,7 +34,7 @@ class QuotaKeeper(ReservingActor[QuotaStore]):
 
     async def reserve(self, ask: AdmissionAsk) -> Verdict:
         return await self.store.admit(
-            ask.user_id, ask.session_id, reservation_of(ask), ask.tokens, ask.cost_usd
+            ask.user_id, ask.session_id, reservation_of(ask), ask.tokens, ask.cost_usd, ask.mode
         )
 
     def until(self, verdict: Verdict) -> str:

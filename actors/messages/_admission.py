@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from bus import Message
 
 from ._request import LimitState
@@ -20,6 +22,9 @@ class AdmissionAsk(Message, tag="admission.ask", frozen=True, kw_only=True):
     # stream, so that a redelivery of that entry is charged once while a new request
     # reusing the id is charged again ("": the request id).
     reservation_id: str = ""
+    # "reserve": to be settled by its request.completed; "record": charged for good
+    # (an answer from the cache, whose usage is known: one request, no tokens, no cost).
+    mode: Literal["reserve", "record"] = "reserve"
 
 
 class AdmissionVerdict(Message, tag="admission.verdict", frozen=True, kw_only=True):

@@ -9,7 +9,9 @@
 --   requests, tokens, cost (nano-dollars), warned:<quota>, alerted:<quota>, rejections)
 -- KEYS[5] reservations (hash: request id -> "month day session tokens cost open|settled")
 -- KEYS[6] their expiry times (zset), KEYS[7] the user's sessions (set, for resets)
--- ARGV[1] request id, ARGV[2] tokens, ARGV[3] cost (nano), ARGV[4] mode "reserve" | "check"
+-- ARGV[1] request id, ARGV[2] tokens, ARGV[3] cost (nano), ARGV[4] mode "reserve" |
+--   "record" (charged for good: its reservation is kept as settled, for redeliveries) |
+--   "check"
 -- ARGV[5] session id ("" = none), ARGV[6] reservation ttl ms, ARGV[7] month key ttl ms,
 -- ARGV[8] day key ttl ms, ARGV[9] session ttl ms, ARGV[10] warning share (0..1)
 -- ARGV[11..19] defaults: monthly, daily, per-session request, token and cost limits
@@ -109,8 +111,9 @@ for _, c in ipairs(checks) do
   end
 end
 local session_key = session ~= '' and KEYS[4] or '-'
+local state = mode == 'record' and ' settled' or ' open'
 redis.call('HSET', KEYS[5], rid,
-  KEYS[2] .. ' ' .. KEYS[3] .. ' ' .. session_key .. ' ' .. ARGV[2] .. ' ' .. ARGV[3] .. ' open')
+  KEYS[2] .. ' ' .. KEYS[3] .. ' ' .. session_key .. ' ' .. ARGV[2] .. ' ' .. ARGV[3] .. state)
 redis.call('ZADD', KEYS[6], now + tonumber(ARGV[6]), rid)
 redis.call('PEXPIRE', KEYS[5], tonumber(ARGV[7]))
 redis.call('PEXPIRE', KEYS[6], tonumber(ARGV[7]))
