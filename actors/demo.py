@@ -174,6 +174,11 @@ async def _system_demo(config: Config, redis_url: str, simulator: Simulator) -> 
             print(f"   POST /ai-orchestration/generate model=fast -> {status} from "
                   f"{chosen['provider']}/{chosen['model']}, ${chosen['cost_usd']:.6f}, "
                   f"{answer['orchestration']['processing_time_ms']:.1f} ms")  # fmt: skip
+            status, again = await _post(http, f"{base}/ai-orchestration/generate", body)
+            told = again["orchestration"]
+            print(f"   the same request again -> {status} from the cache ({told['cache_level']}), "
+                  f"${again['response']['cost_usd']:.6f}, "
+                  f"{told['processing_time_ms']:.1f} ms")  # fmt: skip
             for name in ("openai", "azure", "anthropic", "google"):  # tokens over time
                 simulator.state.update(name, {"chunk_delay_ms": 3})
             await _sdk_demo(base)

@@ -12,7 +12,15 @@ import structlog
 from bus import Bus, Message
 
 from .admin import Admin
-from .cache import Cache, CacheStore, Memory
+from .cache import (
+    Cache,
+    CacheStore,
+    Exact,
+    Memory,
+    SemanticLevel,
+    VectorIndex,
+    build_embedder,
+)
 from .client import Client
 from .gateway import Gateway
 from .limits import Limiter, LimiterStore, QuotaKeeper, QuotaStore
@@ -28,7 +36,7 @@ from .routing import (
     Planner,
     Router,
 )
-from .runtime import Actor, Config, Metrics, Supervisor
+from .runtime import Actor, Config, ConfigError, Metrics, Supervisor
 
 __all__ = ["Node", "Role"]
 
@@ -63,6 +71,7 @@ class Node:
         self.latency = LatencyView()
         self.inflight = InFlight()
         self.memory = Memory(config.cache.l1_max_entries, config.cache.l1_max_bytes)  # L1
+        self.vectors: VectorIndex | None = None  # the semantic level's, when it is on
         self.adapters: dict[str, Adapter] = {}
         self.supervisor: Supervisor | None = None
         self.gateway: Gateway | None = None
@@ -100,6 +109,10 @@ class Node:
     def answers(self) -> CacheStore:
         return CacheStore(self.bus)
 
+    @functools.cached_property
+    def exact(self) -> Exact:
+        return Exact(self.memory, self.catalog, self.config.cache, self.answers)
+
     async def start(self) -> None:
         """Start what the role runs; on a failure, stop what had started and raise."""
         await self.bus.start()
@@ -120,6 +133,8 @@ class Node:
         self.latency.on_event(message)
         self.inflight.on_event(message)
         self.memory.on_event(message)
+        if self.vectors is not None:
+            self.vectors.on_event(message)
 
     async def _start_workers(self) -> None:
         await self.breakers.start()
@@ -141,18 +156,39 @@ class Node:
                             count_cache_hits=counts),
             lambda: QuotaKeeper(self.bus, self.quotas, concurrency=config.quota.concurrency,
                                 count_cache_hits=counts),
-            lambda: Router(self.bus, planner, config.router, providers, admission, self.inflight),
+            lambda: Router(self.bus, planner, config.router, providers, admission, self.inflight,
+                           recall=self.exact.recall if caching else None),
         ]  # fmt: skip
         if caching:
-            factories.append(
-                lambda: Cache(self.bus, self.answers, self.memory, self.catalog, config.cache)
-            )
+            semantic = await self._semantic()
+            factories.append(self._cache_factory(semantic))
         for adapter in self.adapters.values():
             factories.append(self._breaker_factory(adapter))
         supervisor = Supervisor(factories)
         await supervisor.start()
         self.supervisor = supervisor
         self._cleanup.push_async_callback(self._stop_supervisor)
+
+    async def _semantic(self) -> SemanticLevel | None:
+        """The semantic level, its index loaded from Redis, when it is on."""
+        settings = self.config.cache.semantic
+        if not settings.enabled:
+            return None
+        try:
+            embedder = build_embedder(settings, self.config.providers)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self._cleanup.push_async_callback(embedder.close)
+        self.vectors = VectorIndex(embedder.dimensions)
+        loaded = await self.vectors.load(self.answers.vectors_kept(), self.bus.now_ms())
+        log.info("cache.vectors_loaded", vectors=loaded)
+        return SemanticLevel(settings, embedder, self.vectors, self.answers, self.memory)
+
+    def _cache_factory(self, semantic: SemanticLevel | None) -> Callable[[], Actor]:
+        def build() -> Actor:
+            return Cache(self.bus, self.answers, self.exact, self.config.cache, semantic)
+
+        return build
 
     def _breaker_factory(self, adapter: Adapter) -> Callable[[], Actor]:
         def build() -> Actor:

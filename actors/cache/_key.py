@@ -14,6 +14,9 @@ Normalization (what two requests must share to share an answer):
   here); not the user id, which is the scope's, nor deadlines, strategy or streaming.
 
 The scope is the user (``u:`` and a hash of its id) or ``shared``.
+
+The semantic level matches the last message by meaning and everything else exactly:
+the model, the parameters and every earlier message (``context_hash``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,15 @@ import msgspec
 from ..messages import GenerateRequest
 from ..providers import Catalog, ProviderRequest, UnknownModel
 
-__all__ = ["DEFAULT_MODEL", "SHARED", "entry_key", "key_model", "request_hash", "scope_of"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "SHARED",
+    "context_hash",
+    "entry_key",
+    "key_model",
+    "request_hash",
+    "scope_of",
+]
 
 DEFAULT_MODEL = "(default)"
 SHARED = "shared"
@@ -56,6 +67,21 @@ def request_hash(request: GenerateRequest, model: str) -> str:
     asked: ProviderRequest = request.provider_request(model)
     normal = msgspec.structs.replace(asked, prompt=None, messages=asked.chat(), user=None)
     return hashlib.blake2b(_encode(normal), digest_size=16).hexdigest()
+
+
+def context_hash(request: GenerateRequest, model: str) -> tuple[str, str] | None:
+    """For the semantic level: the hash of everything but the last message (which must
+    match exactly), and the last message (which is embedded); None when the last
+    message is not the user's."""
+    asked = request.provider_request(model)
+    chat = asked.chat()
+    if chat[-1].role != "user" or not chat[-1].content.strip():
+        return None
+    fields = msgspec.structs.asdict(asked)
+    for name in ("prompt", "messages", "user"):
+        del fields[name]
+    fields["before"] = chat[:-1]
+    return hashlib.blake2b(_encode(fields), digest_size=16).hexdigest(), chat[-1].content
 
 
 def scope_of(user_id: str | None) -> str:

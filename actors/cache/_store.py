@@ -11,6 +11,8 @@ key                                         type      what
 ``{ns}:cache:index``                        zset      entry -> when it expires (ms)
 ``{ns}:cache:meta``                         hash      entry -> [bytes, scope, model]
 ``{ns}:cache:stats``                        hash      hits by level, misses, ... (counts)
+``{ns}:cache:vectors``                      hash      entry -> its question's embedding and
+                                                      what the semantic level matches
 ==========================================  ========  ===============================
 
 ``<hash>`` is the normalized request's (``_key.py``); an entry's keys share one Redis
@@ -21,6 +23,7 @@ two leaves an entry that expires unlisted, never a listed entry that is wrong.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,12 +34,27 @@ from bus import Bus, lua_source
 from ..messages import CachedAnswer
 from ._key import SHARED
 
-__all__ = ["CacheStore", "Found", "Waiter"]
+__all__ = ["CacheStore", "Found", "Vector", "Waiter"]
 
 _encode = msgspec.json.encode
 _decode_answer = msgspec.json.Decoder(CachedAnswer).decode
 _decode_meta = msgspec.json.Decoder(tuple[int, str, str]).decode
 _BATCH = 500
+
+
+class Vector(msgspec.Struct, array_like=True, frozen=True):
+    """An entry's question as the semantic level keeps it in Redis."""
+
+    context: str
+    scope: str
+    model: str
+    text: str
+    expires_ms: int
+    vector: bytes
+
+
+_encode_vector = msgspec.msgpack.Encoder().encode
+_decode_vector = msgspec.msgpack.Decoder(Vector).decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +94,7 @@ class CacheStore:
         self.bus = bus
         prefix = f"{bus.names.ns}:cache"
         self.index, self.meta, self.stats = f"{prefix}:index", f"{prefix}:meta", f"{prefix}:stats"
+        self.vectors = f"{prefix}:vectors"
         self._prefix = prefix
         redis = bus.redis
         self._lookup = redis.register_script(lua_source("actors.cache", "cache_lookup"))
@@ -117,9 +136,10 @@ class CacheStore:
 
     async def store(
         self, entry: str, request_id: str, answer: CachedAnswer, ttl_ms: int, scope: str,
-        model: str,
+        model: str, vector: Vector | None = None,
     ) -> list[Waiter]:  # fmt: skip
-        """Keep an answer (and list it); the waiters it answers."""
+        """Keep an answer (and list it, with its question's vector if any); the waiters
+        it answers."""
         value = _encode(answer)
         own, _shared, lead, waiting = self._keys(entry)
         expires = self.bus.now_ms() + ttl_ms
@@ -129,9 +149,26 @@ class CacheStore:
         pipe = self.bus.redis.pipeline(transaction=False)
         pipe.zadd(self.index, {entry: expires})
         pipe.hset(self.meta, entry, _encode((len(value), scope, model)))
+        if vector is not None:
+            pipe.hset(self.vectors, entry, _encode_vector(vector))
         pipe.hincrby(self.stats, "stored", 1)
         await pipe.execute()
         return [Waiter.parse(w) for w in raw[1:]]
+
+    async def fetch(self, entry: str) -> tuple[CachedAnswer, int] | None:
+        """An entry's answer and the ms it has left, if it is still kept."""
+        pipe = self.bus.redis.pipeline(transaction=False)
+        pipe.get(self.key(entry))
+        pipe.pttl(self.key(entry))
+        value, ttl = await pipe.execute()
+        if value is None or int(ttl) <= 0:
+            return None
+        return _decode_answer(value), int(ttl)
+
+    async def vectors_kept(self) -> AsyncIterator[tuple[str, Vector]]:
+        """Every stored question vector (to load an index at start)."""
+        async for entry, raw in self.bus.redis.hscan_iter(self.vectors, count=_BATCH):
+            yield bytes(entry).decode(), _decode_vector(raw)
 
     async def release(
         self, entry: str, request_id: str, *, failed: bool, lease_ms: int
@@ -162,6 +199,7 @@ class CacheStore:
                 return
             pipe = self.bus.redis.pipeline(transaction=False)
             pipe.hdel(self.meta, *gone)
+            pipe.hdel(self.vectors, *gone)
             pipe.zrem(self.index, *gone)
             await pipe.execute()
 
@@ -191,19 +229,24 @@ class CacheStore:
             pipe = self.bus.redis.pipeline(transaction=False)
             pipe.delete(*(self.key(e) for e in batch))
             pipe.hdel(self.meta, *batch)
+            pipe.hdel(self.vectors, *batch)
             pipe.zrem(self.index, *batch)
             await pipe.execute()
         return len(doomed)
 
-    async def warm(self, entries: list[tuple[str, CachedAnswer, int, str, str]]) -> None:
-        """Store checked entries ``(entry, answer, ttl_ms, user scope, model)`` all at
-        once (one MULTI: all or nothing)."""
+    async def warm(
+        self, entries: list[tuple[str, CachedAnswer, int, str, str, Vector | None]]
+    ) -> None:
+        """Store checked entries ``(entry, answer, ttl_ms, scope, model, vector)`` all
+        at once (one MULTI: all or nothing)."""
         now = self.bus.now_ms()
         pipe = self.bus.redis.pipeline(transaction=True)
-        for entry, answer, ttl_ms, scope, model in entries:
+        for entry, answer, ttl_ms, scope, model, vector in entries:
             value = _encode(answer)
             pipe.set(self.key(entry), value, px=ttl_ms)
             pipe.zadd(self.index, {entry: now + ttl_ms})
             pipe.hset(self.meta, entry, _encode((len(value), scope, model)))
+            if vector is not None:
+                pipe.hset(self.vectors, entry, _encode_vector(vector))
         pipe.hincrby(self.stats, "stored", len(entries))
         await pipe.execute()

@@ -16,19 +16,21 @@ from ..messages import (
     CacheCommand,
     CachedAnswer,
     CacheFollow,
-    CacheLevel,
     CacheLookup,
     CacheReport,
+    CacheStored,
     CacheTicket,
     GenerateRequest,
     RequestCompleted,
     cache_stream,
 )
-from ..providers import Catalog, UnknownModel
+from ..providers import UnknownModel
 from ..runtime import Actor, CacheConfig
-from ._key import SHARED, entry_key, key_model, request_hash, scope_of
-from ._memory import Memory
-from ._store import CacheStore, Found, Waiter
+from ._exact import Exact
+from ._key import SHARED, context_hash, entry_key, key_model, request_hash, scope_of
+from ._semantic import vector_bytes
+from ._similar import SemanticLevel
+from ._store import CacheStore, Found, Vector, Waiter
 
 __all__ = ["Cache"]
 
@@ -52,15 +54,22 @@ class Cache(Actor):
     group: ClassVar[str] = "cache"
 
     def __init__(
-        self, bus: Bus, store: CacheStore, memory: Memory, catalog: Catalog, config: CacheConfig
+        self,
+        bus: Bus,
+        store: CacheStore,
+        exact: Exact,
+        config: CacheConfig,
+        semantic: SemanticLevel | None = None,
     ) -> None:
         stream = cache_stream(bus.names)
         super().__init__(bus, stream=stream, also=(bus.names.events,),
                          concurrency=config.concurrency)  # fmt: skip
         self.store = store
-        self.memory = memory
-        self.catalog = catalog
+        self.exact = exact
+        self.memory = exact.memory
+        self.catalog = exact.catalog
         self.config = config
+        self.semantic = semantic
 
     async def handle(self, message: Message, delivery: Delivery) -> Message | Deferred | None:
         match message:
@@ -81,48 +90,6 @@ class Cache(Actor):
 
     # -- lookups ------------------------------------------------------------------
 
-    def why_not(self, request: GenerateRequest) -> str:
-        """Why a request is not to be cached ("" when it is)."""
-        use = self.config.default if request.use_cache is None else request.use_cache
-        if not use:
-            return "use_cache is off"
-        if request.temperature is not None and request.temperature > self.config.max_temperature:
-            return (f"temperature {request.temperature:g} is over cache.max_temperature "
-                    f"{self.config.max_temperature:g}")  # fmt: skip
-        return ""
-
-    def ticket(self, request: GenerateRequest) -> CacheTicket | str:
-        """Where the request's answer is kept, or why it is not cached."""
-        why = self.why_not(request)
-        if why:
-            return why
-        try:
-            model = key_model(self.catalog, request.model)
-        except UnknownModel as exc:
-            return str(exc)
-        shared = self.config.scope == "shared"
-        digest = request_hash(request, model)
-        ttl_s = self.config.model_ttl_s.get(model, self.config.ttl_s)
-        return CacheTicket(
-            key=entry_key(digest, SHARED if shared else scope_of(request.user_id)),
-            ttl_ms=int(ttl_s * 1000),
-            user_id="" if shared else request.user_id,
-            model=model,
-        )
-
-    def _remembered(self, key: str, now_ms: int) -> tuple[CachedAnswer, str] | None:
-        """An answer in this process's memory, in the key's scope or shared."""
-        shared = f"{key.partition(':')[0]}:{SHARED}"
-        for candidate in (key, shared) if shared != key else (key,):
-            answer = self.memory.get(candidate, now_ms)
-            if answer is not None:
-                return answer, candidate
-        return None
-
-    def _hit(self, answer: CachedAnswer, level: CacheLevel, entry: str) -> CacheAnswer:
-        self.store.count(**{f"hits_{level}": 1}, evictions=self.memory.take_evictions())
-        return CacheAnswer(answer=answer, level=level, matched=entry)
-
     def _from_redis(self, ticket: CacheTicket, found: Found) -> CacheAnswer:
         assert found.answer is not None
         entry = f"{ticket.key.partition(':')[0]}:{SHARED}" if found.shared else ticket.key
@@ -134,26 +101,57 @@ class Cache(Actor):
         return CacheAnswer(answer=found.answer, matched=entry)
 
     async def lookup(self, ask: CacheLookup) -> CacheAnswer:
-        ticket = self.ticket(ask.request)
+        ticket = self.exact.ticket(ask.request)
         if isinstance(ticket, str):
             self.store.count(bypassed=1)
             return CacheAnswer(why=ticket)
-        remembered = self._remembered(ticket.key, self.bus.now_ms())
+        remembered = self.exact.remembered(ticket.key, self.bus.now_ms())
         if remembered is not None:
-            return self._hit(remembered[0], "l1", remembered[1])
+            return self.exact.hit(remembered[0], "l1", remembered[1])
         found = await self.store.lookup(ticket.key, ask.request.request_id,
                                         max(1, ask.lease_ms), self.config.coalesce)  # fmt: skip
         if found.outcome == "hit":
             hit = self._from_redis(ticket, found)
-            return self._hit(hit.answer, "l2", hit.matched)  # type: ignore[arg-type]
-        self.store.count(misses=1, evictions=self.memory.take_evictions())
+            return self.exact.hit(hit.answer, "l2", hit.matched)  # type: ignore[arg-type]
         if found.outcome == "follow":
+            self.store.count(misses=1, evictions=self.memory.take_evictions())
             return CacheAnswer(ticket=ticket, follow=True, lead_ms=found.lead_ms)
-        return CacheAnswer(ticket=msgspec.structs.replace(ticket, lead=found.outcome == "lead"))
+        ticket = msgspec.structs.replace(ticket, lead=found.outcome == "lead")
+        if self.semantic is not None:
+            similar = await self._similar(ask.request, ticket)
+            if isinstance(similar, CacheAnswer):
+                if ticket.lead:  # an identical request that came meanwhile goes its own way
+                    await self.store.release(ticket.key, ask.request.request_id, failed=False,
+                                             lease_ms=1)  # fmt: skip
+                self.store.count(hits_semantic=1, evictions=self.memory.take_evictions())
+                return similar
+            ticket = similar
+        self.store.count(misses=1, evictions=self.memory.take_evictions())
+        return CacheAnswer(ticket=ticket)
+
+    async def _similar(
+        self, request: GenerateRequest, ticket: CacheTicket
+    ) -> CacheAnswer | CacheTicket:
+        """A semantic hit, or the ticket with what its answer is to be found by."""
+        assert self.semantic is not None
+        asked = context_hash(request, ticket.model)
+        if asked is None:
+            return ticket
+        context, text = asked
+        vector = await self.semantic.embed([text])
+        if vector is None:
+            return ticket
+        ticket = msgspec.structs.replace(ticket, context=context, text=text,
+                                         vector=vector_bytes(vector[0]))  # fmt: skip
+        threshold = request.cache_threshold
+        if threshold is None:
+            threshold = self.semantic.config.threshold
+        hit = await self.semantic.find(ticket, vector[0], threshold, self.bus.now_ms())
+        return hit if hit is not None else ticket
 
     async def follow(self, ask: CacheFollow, delivery: Delivery) -> CacheAnswer | Deferred:
         ticket = ask.ticket
-        remembered = self._remembered(ticket.key, self.bus.now_ms())
+        remembered = self.exact.remembered(ticket.key, self.bus.now_ms())
         if remembered is not None:
             self.store.count(coalesced=1)
             return CacheAnswer(answer=remembered[0], level="coalesced", matched=remembered[1])
@@ -188,8 +186,10 @@ class Cache(Actor):
             answer = CachedAnswer(content=done.content, provider=done.provider, model=done.model,
                                   usage=done.usage, stored_at_ms=self.bus.now_ms())  # fmt: skip
             scope = ticket.key.partition(":")[2]
+            vector = self._vector(ticket.key, ticket.context, ticket.text, ticket.vector, scope,
+                                  ticket.model, ticket.ttl_ms)  # fmt: skip
             waiters = await self.store.store(ticket.key, done.request_id, answer, ticket.ttl_ms,
-                                             scope, ticket.model)  # fmt: skip
+                                             scope, ticket.model, vector)  # fmt: skip
             self.memory.put(ticket.key, answer, self.bus.now_ms() + ticket.ttl_ms,
                             len(done.content), scope, ticket.model)  # fmt: skip
             reply = CacheAnswer(answer=answer, level="coalesced", matched=ticket.key)
@@ -208,6 +208,20 @@ class Cache(Actor):
                 reply = CacheAnswer(why="the identical request's answer is not kept")
         for waiter in waiters:
             await self.bus.reply(waiter.reply_to, waiter.corr, reply)
+
+    def _vector(
+        self, entry: str, context: str, text: str, raw: bytes, scope: str, model: str,
+        ttl_ms: int,
+    ) -> Vector | None:  # fmt: skip
+        """The entry's question vector to keep, announced to every process's index."""
+        if not raw or self.semantic is None:
+            return None
+        vector = Vector(context=context, scope=scope, model=model, text=text,
+                        expires_ms=self.bus.now_ms() + ttl_ms, vector=raw)  # fmt: skip
+        stored = CacheStored(entry=entry, context=context, scope=scope, model=model, text=text,
+                             vector=raw, expires_ms=vector.expires_ms)  # fmt: skip
+        self.bus.publish_soon(self.bus.names.events, stored)
+        return vector
 
     # -- administration -------------------------------------------------------------
 
@@ -239,17 +253,44 @@ class Cache(Actor):
             except UnknownModel as exc:
                 return AdminRefused(message=f"entries[{index}].model: {exc}")
             request = entry.request()
-            scope = SHARED if entry.shared or self.config.scope == "shared" else scope_of(
-                entry.user_id)  # fmt: skip
+            shared = entry.shared or self.config.scope == "shared"
+            scope = SHARED if shared else scope_of(entry.user_id)
             ttl_s = entry.ttl or self.config.model_ttl_s.get(model, self.config.ttl_s)
             answer = CachedAnswer(content=entry.response, provider="warm", model=model,
                                   stored_at_ms=now)  # fmt: skip
             key = entry_key(request_hash(request, model), scope)
-            checked.append((key, answer, int(ttl_s * 1000), scope, model))
-        await self.store.warm(checked)
-        for key, answer, ttl_ms, scope, model in checked:
+            checked.append((key, answer, int(ttl_s * 1000), scope, model, request))
+        vectors = await self._warm_vectors([(c[0], c[3], c[4], c[2], c[5]) for c in checked])
+        if isinstance(vectors, AdminRefused):
+            return vectors
+        await self.store.warm([(*c[:5], v) for c, v in zip(checked, vectors, strict=True)])
+        for key, answer, ttl_ms, scope, model, _request in checked:
             self.memory.put(key, answer, now + ttl_ms, len(answer.content), scope, model)
         return await self.report(warmed=len(checked))
+
+    async def _warm_vectors(
+        self, entries: list[tuple[str, str, str, int, GenerateRequest]]
+    ) -> list[Vector | None] | AdminRefused:
+        """The question vectors of warmed entries (embedded in one call), or a refusal
+        when they could not be embedded (then nothing is stored)."""
+        if self.semantic is None:
+            return [None] * len(entries)
+        asked = [context_hash(request, model) for _k, _s, model, _t, request in entries]
+        texts = [a[1] for a in asked if a is not None]
+        embedded = await self.semantic.embed(texts) if texts else None
+        if texts and embedded is None:
+            return AdminRefused(message="the entries' questions could not be embedded for "
+                                "the semantic cache; nothing was stored")  # fmt: skip
+        out: list[Vector | None] = []
+        row = 0
+        for (key, scope, model, ttl_ms, _request), context in zip(entries, asked, strict=True):
+            if context is None or embedded is None:
+                out.append(None)
+                continue
+            out.append(self._vector(key, context[0], context[1], vector_bytes(embedded[row]),
+                                    scope, model, ttl_ms))  # fmt: skip
+            row += 1
+        return out
 
     async def report(self, *, cleared: int = 0, warmed: int = 0) -> CacheReport:
         self.store.count(evictions=self.memory.take_evictions())
@@ -267,6 +308,8 @@ class Cache(Actor):
             l1_bytes=self.memory.bytes,
             evictions=counts.get("evictions", 0),
             coalesced=counts.get("coalesced", 0),
+            guard_refusals=counts.get("guard_refusals", 0),
+            vectors=len(self.semantic.index) if self.semantic is not None else 0,
             stored=counts.get("stored", 0),
             cleared=cleared,
             warmed=warmed,

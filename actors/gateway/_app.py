@@ -38,6 +38,7 @@ from ._errors import Runner, json_errors
 from ._limits_api import LimitsApi
 from ._openai import (
     ChatCompletionBody,
+    cache_threshold,
     chat_messages,
     completion_body,
     openai_error,
@@ -200,6 +201,7 @@ class Gateway:
             stop=body.stops(),
             strategy=body.strategy,
             use_cache=body.use_cache,
+            cache_threshold=body.cache_threshold,
             timeout_ms=body.timeout_ms or self.client.timeout_ms,
         ))  # fmt: skip
 
@@ -239,6 +241,7 @@ class Gateway:
                 stop=body.stops(),
                 stream=body.stream,
                 use_cache=use_cache(request),
+                cache_threshold=cache_threshold(request),
                 timeout_ms=self.client.timeout_ms,
             ))  # fmt: skip
         except (BadInput, ValueError) as exc:  # ValueError: a request the bus message refuses

@@ -59,6 +59,8 @@ class GenerateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_tokens: MaxTokens | None = None
     stop: Stop = None
     use_cache: bool | None = None  # None: the configured default (cache.default)
+    # The least similarity of a semantic hit (None: cache.semantic.threshold).
+    cache_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
     strategy: Strategy | None = None
     timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=600_000)] | None = None
 
@@ -105,6 +107,8 @@ class OrchestrationBody(msgspec.Struct, kw_only=True):
     processing_time_ms: float
     cache_hit: bool
     cache_level: str | None  # l1, l2, semantic or coalesced, for a hit
+    cache_similarity: float | None  # a semantic hit's
+    cache_entry: str | None  # the entry a hit came from
     attempts: list[Attempt]
 
 
@@ -252,6 +256,8 @@ def response_body(answer: GenerateResponse, processing_time_ms: float) -> Respon
             processing_time_ms=round(processing_time_ms, 3),
             cache_hit=answer.cache_hit,
             cache_level=answer.cache_level or None,
+            cache_similarity=answer.similarity,
+            cache_entry=answer.cache_entry or None,
             attempts=answer.attempts,
         ),
         fallback=answer.fallback,

@@ -12,7 +12,14 @@ from aiohttp import web
 from ..client import GenerateError
 from ..messages import KINDS, GenerateResponse, LimitState, StreamDelta, UserId
 from ..providers import ChatMessage, MaxTokens, Role, Temperature, TopP
-from ._bodies import TURN_SCHEMA, Stop, json_response, limit_headers, retry_after_header
+from ._bodies import (
+    TURN_SCHEMA,
+    BadInput,
+    Stop,
+    json_response,
+    limit_headers,
+    retry_after_header,
+)
 
 __all__ = [
     "ChatCompletionBody",
@@ -91,9 +98,15 @@ def _usage(answer: GenerateResponse) -> dict[str, int]:
     }
 
 
-def cache_headers(level: str) -> dict[str, str]:
-    """``X-Cache: HIT`` and ``X-Cache-Level`` for an answer from the cache, else MISS."""
-    return {"X-Cache": "HIT", "X-Cache-Level": level} if level else {"X-Cache": "MISS"}
+def cache_headers(level: str, similarity: float | None = None, entry: str = "") -> dict[str, str]:
+    """``X-Cache: HIT`` and ``X-Cache-Level`` for an answer from the cache (and for a
+    semantic hit ``X-Cache-Similarity`` and ``X-Cache-Entry``), else ``X-Cache: MISS``."""
+    if not level:
+        return {"X-Cache": "MISS"}
+    headers = {"X-Cache": "HIT", "X-Cache-Level": level}
+    if similarity is not None:
+        headers |= {"X-Cache-Similarity": f"{similarity:.4f}", "X-Cache-Entry": entry}
+    return headers
 
 
 def use_cache(request: web.Request) -> bool | None:
@@ -105,14 +118,30 @@ def use_cache(request: web.Request) -> bool | None:
     return False if words & {"no-cache", "no-store"} else None
 
 
+def cache_threshold(request: web.Request) -> float | None:
+    """``X-Cache-Threshold``: the least similarity of a semantic hit for this request
+    (0 to 1); ``BadInput`` when it is not one."""
+    given = request.headers.get("X-Cache-Threshold")
+    if given is None:
+        return None
+    try:
+        value = float(given)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise BadInput("X-Cache-Threshold: a similarity from 0 to 1")
+    return value
+
+
 def _headers(answer: GenerateResponse) -> dict[str, str]:
+    level = answer.cache_level if answer.cache_hit else ""
     return (
         {
             "X-Request-ID": answer.request_id,
             "X-AIO-Provider": answer.provider,
             "X-AIO-Attempts": str(len(answer.attempts)),
         }
-        | cache_headers(answer.cache_level if answer.cache_hit else "")
+        | cache_headers(level, answer.similarity, answer.cache_entry)
         | limit_headers(answer.limits)
     )
 
@@ -178,7 +207,7 @@ async def stream_chat(
             "Cache-Control": "no-cache",
             "X-Request-ID": request_id,
         }
-        | cache_headers(first.cache_level)
+        | cache_headers(first.cache_level, first.similarity, first.cache_entry)
     )
     await response.prepare(request)
     head = {

@@ -29,6 +29,7 @@ from ._cache import (
     CacheLevel,
     CacheLookup,
     CacheReport,
+    CacheStored,
     CacheTicket,
     WarmEntry,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "CacheLevel",
     "CacheLookup",
     "CacheReport",
+    "CacheStored",
     "CacheTicket",
     "CachedAnswer",
     "CallFailed",
@@ -168,6 +170,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     CacheCommand,
     CacheReport,
     CacheCleared,
+    CacheStored,
 )
 
 CODEC = Codec(MESSAGE_TYPES)

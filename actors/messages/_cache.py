@@ -35,6 +35,11 @@ class CacheTicket(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str  # whose entry ("": shared)
     model: str  # the model as the key names it
     lead: bool = False
+    # For the semantic level: the hash of all but the last message, the last message
+    # and its embedding (little-endian float32), when the request was embedded.
+    context: str = ""
+    text: str = ""
+    vector: bytes = b""
 
 
 class CacheLookup(Message, tag="cache.lookup", frozen=True, kw_only=True):
@@ -114,7 +119,9 @@ class CacheReport(Message, tag="cache.report", frozen=True, kw_only=True):
 
     hits: dict[str, int] = {}  # by level: l1, l2, semantic, coalesced
     misses: int = 0
-    bypassed: int = 0  # requests not looked up (use_cache false, temperature, ...)
+    # Asked but not to be cached (temperature, a model unknown...); a request saying
+    # use_cache: false is not asked at all.
+    bypassed: int = 0
     hit_rate: float = 0.0
     entries: int = 0  # in Redis (L2), not yet expired
     bytes: int = 0
@@ -122,9 +129,24 @@ class CacheReport(Message, tag="cache.report", frozen=True, kw_only=True):
     l1_bytes: int = 0
     evictions: int = 0  # L1 entries dropped for room, in every process
     coalesced: int = 0  # requests that waited for an identical one instead of a call
+    guard_refusals: int = 0  # semantic neighbours the guard refused (negation, numbers, ...)
+    vectors: int = 0  # in this process's semantic index
     stored: int = 0
     cleared: int = 0  # entries this command removed
     warmed: int = 0  # entries this command stored
+
+
+class CacheStored(Message, tag="cache.stored", frozen=True, kw_only=True):
+    """Published on ``{ns}:events`` when an answer with an embedding was stored: every
+    cache process adds it to its vector index."""
+
+    entry: str
+    context: str
+    scope: str
+    model: str
+    text: str
+    vector: bytes
+    expires_ms: int
 
 
 class CacheCleared(Message, tag="cache.cleared", frozen=True, kw_only=True):

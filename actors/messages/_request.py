@@ -75,6 +75,8 @@ class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True
     stop: Stops = []
     strategy: Strategy | None = None
     use_cache: bool | None = None  # None: the configured default (cache.default)
+    # The least similarity of a semantic hit for this request (None: cache.semantic's).
+    cache_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
     fallback: bool = False
     stream: bool = False
     timeout_ms: int | None = None
@@ -148,6 +150,7 @@ class GenerateResponse(Message, tag="generate.response", frozen=True, kw_only=Tr
     cache_hit: bool = False
     cache_level: str = ""  # l1, l2, semantic or coalesced, for a hit
     similarity: float | None = None  # a semantic hit's
+    cache_entry: str = ""  # the entry a hit came from
     fallback: bool = False
     reason: str = ""
     handled_by: str = ""  # the process whose router answered
@@ -181,6 +184,8 @@ class StreamDelta(Message, tag="stream.delta", frozen=True, kw_only=True):
 
     text: str
     cache_level: str = ""  # on the first piece of a cached answer replayed: its level
+    similarity: float | None = None  # ... and a semantic hit's similarity
+    cache_entry: str = ""  # ... and the entry it came from
 
 
 FALLBACK_TEXT = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import msgspec
 import structlog
 
 from bus import Bus, BusError, Message
@@ -42,6 +43,7 @@ class AdmissionResult:
     retry_after: float | None = None
     limits: list[LimitState] = field(default_factory=list)
     cache: CacheAnswer | None = None  # the cache's answer, when it was asked
+    charged: bool = False  # charged for good (an answer in hand): nothing to settle
 
 
 class Admission:
@@ -107,25 +109,33 @@ class Admission:
         reservation_id: str = "",
         prompt_tokens: int | None = None,
         lease_ms: int = 60_000,
+        *,
+        lookup: bool = True,
+        answered: bool = False,
     ) -> AdmissionResult:
         """``lease_ms``: what is left of the request's deadline (how long it may lead
-        identical requests, for the cache)."""
+        identical requests, for the cache); ``lookup``: ask the cache too; ``answered``:
+        the answer is in hand (from the cache): charge one request, no tokens and no
+        cost, for good."""
         ask = self.ask_for(request, candidates, reservation_id, prompt_tokens)
+        if answered:
+            ask = msgspec.structs.replace(ask, tokens=0, cost_usd=0.0, mode="record")
         timeout = self.config.timeout_ms / 1000
         names = self.bus.names
         answers: list[Message | Exception]
         asks: list[tuple[str, Message]] = [(limiter_stream(names), ask), (quota_stream(names), ask)]
-        if self.cache:
+        cache = lookup and self.cache and request.use_cache is not False  # False: says no itself
+        if cache:
             asks.append((cache_stream(names), CacheLookup(request=request, lease_ms=lease_ms)))
         try:  # every ask in one round trip
             answers = list(await self.bus.ask_all(asks, timeout))
         except BusError as exc:  # Redis is down
             answers = [exc, exc]
-        cache: CacheAnswer | None = None
-        if self.cache and len(answers) == 3:
+        cached: CacheAnswer | None = None
+        if cache and len(answers) == 3:
             found = answers.pop()
             if isinstance(found, CacheAnswer):
-                cache = found
+                cached = found
             else:
                 log.info("admission.cache_unavailable", request_id=request.request_id,
                          error=repr(found))  # fmt: skip
@@ -170,6 +180,6 @@ class Admission:
                     status=kind_of("admission_unavailable").status,
                     limits=limits,
                 )
-            return AdmissionResult(admitted=True, limits=limits, cache=cache)
+            return AdmissionResult(admitted=True, limits=limits, cache=cached)
         self.metrics.inc("aio_admissions_total", result="admitted")
-        return AdmissionResult(admitted=True, limits=limits, cache=cache)
+        return AdmissionResult(admitted=True, limits=limits, cache=cached)

@@ -1,22 +1,27 @@
-"""The router's side of the cache: waiting for an identical request in flight, and
-answering from the cache (a stream gets the answer as stream pieces)."""
+"""The router's side of the cache: waiting for an identical request in flight,
+answering from the cache (a stream gets the answer as stream pieces), and the
+``request.completed`` that hands an answer to the cache to keep."""
 
 from __future__ import annotations
 
 import structlog
 
-from bus import AskTimeout, Bus, BusError, Delivery
+from bus import AskTimeout, Bus, BusError, Delivery, Message
 
 from ..messages import (
     CacheAnswer,
     CacheFollow,
+    CacheTicket,
+    GenerateFailed,
     GenerateRequest,
     GenerateResponse,
+    RequestCompleted,
     StreamDelta,
     cache_stream,
 )
+from ..providers import Completion, Usage
 
-__all__ = ["follow", "from_cache"]
+__all__ = ["completed", "follow", "from_cache"]
 
 log = structlog.get_logger("router")
 
@@ -61,7 +66,10 @@ async def from_cache(
         level = cached.level or ""
         for start in range(0, max(1, len(answer.content)), _REPLAY_CHARS):
             text = answer.content[start : start + _REPLAY_CHARS]
-            piece = StreamDelta(text=text, cache_level=level if start == 0 else "")
+            first = start == 0
+            piece = StreamDelta(text=text, cache_level=level if first else "",
+                                similarity=cached.similarity if first else None,
+                                cache_entry=cached.matched if first else "")  # fmt: skip
             await bus.reply(delivery.reply_to, delivery.correlation_id, piece)
     return GenerateResponse(
         request_id=request.request_id,
@@ -75,4 +83,42 @@ async def from_cache(
         cache_hit=True,
         cache_level=cached.level or "",
         similarity=cached.similarity,
+        cache_entry=cached.matched,
     )
+
+
+def completed(
+    request: GenerateRequest,
+    result: Message,
+    elapsed_ms: float,
+    reservation: str,
+    ticket: CacheTicket | None,
+    completion: Completion | None,
+    now_ms: int,
+    *,
+    charged: bool = False,
+) -> RequestCompleted:
+    """The ``request.completed`` of a request's end; with the cache's ticket, and the
+    answer's text when it may be kept (the cache decides)."""
+    if isinstance(result, GenerateResponse):
+        keep = ticket is not None and completion is not None and not result.fallback
+        return RequestCompleted(
+            request_id=request.request_id, user_id=request.user_id,
+            session_id=request.session_id,
+            outcome="fallback" if result.fallback else "ok",
+            provider=result.provider, model=result.model,
+            usage=Usage() if result.cache_hit else result.usage,
+            cost_usd=result.cost_usd, latency_ms=elapsed_ms, attempts=result.attempts,
+            cache_hit=result.cache_hit, cache_level=result.cache_level, stream=request.stream,
+            error_kind=result.reason.partition(":")[0] if result.fallback else "",
+            ts_ms=now_ms, reservation_id=reservation, cache_ticket=ticket,
+            content=completion.content if keep and completion else "",
+            finish_reason=result.finish_reason, charged=charged,
+        )  # fmt: skip
+    assert isinstance(result, GenerateFailed)
+    return RequestCompleted(
+        request_id=request.request_id, user_id=request.user_id,
+        session_id=request.session_id, outcome="failed", latency_ms=elapsed_ms,
+        attempts=result.attempts, stream=request.stream, error_kind=result.kind,
+        ts_ms=now_ms, reservation_id=reservation, cache_ticket=ticket,
+    )  # fmt: skip

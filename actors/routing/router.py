@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -32,16 +33,15 @@ from ..messages import (
     GenerateResponse,
     LimitState,
     ProviderCall,
-    RequestCompleted,
     RequestFailure,
     fallback_answer,
     kind_of,
 )
-from ..providers import Completion, ProviderConfig, UnknownModel, Usage, estimate_prompt_tokens
+from ..providers import Completion, ProviderConfig, UnknownModel, estimate_prompt_tokens
 from ..runtime import Actor
 from ..runtime.config import RouterConfig
-from ._admission import Admission
-from ._cached import follow, from_cache
+from ._admission import Admission, AdmissionResult
+from ._cached import completed, follow, from_cache
 from ._inflight import InFlight
 from ._planner import Candidate, Planner
 
@@ -78,6 +78,8 @@ class Router(Actor):
         providers: Mapping[str, ProviderConfig],
         admission: Admission | None = None,
         inflight: InFlight | None = None,
+        *,
+        recall: Callable[[GenerateRequest, int], CacheAnswer | None] | None = None,
     ) -> None:
         super().__init__(bus, stream=bus.names.requests, concurrency=config.concurrency)
         self.planner = planner
@@ -85,6 +87,9 @@ class Router(Actor):
         self.providers = providers
         self.admission = admission
         self.inflight = inflight or InFlight()
+        # This process's memory of answers, asked before admission: a hit needs no
+        # cache ask.
+        self.recall = recall
 
     async def handle(self, message: Message, delivery: Delivery) -> Message | None:
         match message:
@@ -123,11 +128,9 @@ class Router(Actor):
         reservation = f"{request.request_id}@{delivery.entry_id}"
         cached: CacheAnswer | None = None
         if candidates and self.admission is not None:
-            lease_ms = max(1, deadline_ms - self.bus.now_ms())
-            admitted = await self.admission.admit(request, candidates, reservation, prompt_tokens,
-                                                  lease_ms)  # fmt: skip
+            admitted = await self._admit(request, candidates, reservation, prompt_tokens,
+                                         deadline_ms)  # fmt: skip
             limits = admitted.limits
-            self.log.debug("router.admission", admitted=admitted.admitted, kind=admitted.kind)
             if not admitted.admitted:
                 refused = self._failed(
                     request, admitted.kind, admitted.message, attempts, admitted.retry_after
@@ -142,7 +145,8 @@ class Router(Actor):
                 cached = await follow(self.bus, request, cached, deadline_ms)
             if cached is not None and cached.answer is not None:
                 hit = await from_cache(self.bus, request, cached, delivery)
-                return self._finish(request, hit, started, limits, reservation)
+                return self._finish(request, hit, started, limits, reservation,
+                                    charged=admitted.charged)  # fmt: skip
         ticket = cached.ticket if cached is not None else None
         course = _Course(
             request=request,
@@ -168,6 +172,29 @@ class Router(Actor):
             result = self._failed(request, "no_provider", why, attempts, _soonest(attempts))
         return self._finish(request, result, started, limits, reservation, ticket,
                             course.completion)  # fmt: skip
+
+    async def _admit(
+        self,
+        request: GenerateRequest,
+        candidates: list[Candidate],
+        reservation: str,
+        prompt_tokens: int,
+        deadline_ms: int,
+    ) -> AdmissionResult:
+        """Limits, quotas and the cache in one round trip; an answer in this process's
+        memory needs no cache ask, nor any admission when cache hits do not count."""
+        assert self.admission is not None
+        recalled = self.recall(request, self.bus.now_ms()) if self.recall else None
+        if recalled is not None and not self.admission.config.count_cache_hits:
+            return AdmissionResult(admitted=True, cache=recalled, charged=True)
+        lease_ms = max(1, deadline_ms - self.bus.now_ms())
+        admitted = await self.admission.admit(request, candidates, reservation, prompt_tokens,
+                                              lease_ms, lookup=recalled is None,
+                                              answered=recalled is not None)  # fmt: skip
+        self.log.debug("router.admission", admitted=admitted.admitted, kind=admitted.kind)
+        if recalled is not None and admitted.admitted:
+            return dataclasses.replace(admitted, cache=recalled, charged=True)
+        return admitted
 
     async def _try(self, course: _Course, candidate: Candidate, *, more: bool) -> Message | None:
         """Try one candidate (with retries); a final message, or None for the next one.
@@ -313,6 +340,8 @@ class Router(Actor):
         reservation: str = "",
         ticket: CacheTicket | None = None,
         completion: Completion | None = None,
+        *,
+        charged: bool = False,
     ) -> Message:
         elapsed = (time.perf_counter() - started) * 1000
         if (
@@ -334,44 +363,11 @@ class Router(Actor):
             result = msgspec.structs.replace(result, limits=limits)
         self.log.debug("router.finished", result=type(result).__name__, elapsed_ms=elapsed,
                        attempts=getattr(result, "attempts", None))  # fmt: skip
-        self._publish(request, result, elapsed, reservation, ticket, completion)
-        return result
-
-    def _publish(
-        self,
-        request: GenerateRequest,
-        result: Message,
-        elapsed_ms: float,
-        reservation: str,
-        ticket: CacheTicket | None = None,
-        completion: Completion | None = None,
-    ) -> None:
-        if isinstance(result, GenerateResponse):
-            # The answer goes to the cache with its ticket (the cache decides to keep it).
-            keep = ticket is not None and completion is not None and not result.fallback
-            event = RequestCompleted(
-                request_id=request.request_id, user_id=request.user_id,
-                session_id=request.session_id,
-                outcome="fallback" if result.fallback else "ok",
-                provider=result.provider, model=result.model,
-                usage=Usage() if result.cache_hit else result.usage,
-                cost_usd=result.cost_usd, latency_ms=elapsed_ms, attempts=result.attempts,
-                cache_hit=result.cache_hit, cache_level=result.cache_level, stream=request.stream,
-                error_kind=result.reason.partition(":")[0] if result.fallback else "",
-                ts_ms=self.bus.now_ms(), reservation_id=reservation, cache_ticket=ticket,
-                content=completion.content if keep and completion else "",
-                finish_reason=result.finish_reason,
-            )  # fmt: skip
-        else:
-            assert isinstance(result, GenerateFailed)
-            event = RequestCompleted(
-                request_id=request.request_id, user_id=request.user_id,
-                session_id=request.session_id, outcome="failed", latency_ms=elapsed_ms,
-                attempts=result.attempts, stream=request.stream, error_kind=result.kind,
-                ts_ms=self.bus.now_ms(), reservation_id=reservation, cache_ticket=ticket,
-            )  # fmt: skip
+        event = completed(request, result, elapsed, reservation, ticket, completion,
+                          self.bus.now_ms(), charged=charged)  # fmt: skip
         # With the reply's round trip; a lost event is logged by the bus.
         self.bus.publish_soon(self.bus.names.events, event)
+        return result
 
 
 @dataclass(slots=True)

@@ -18,6 +18,7 @@ from .config import (
     LimitsConfig,
     QuotaConfig,
     RouterConfig,
+    SemanticConfig,
     load_config,
 )
 from .echo import EchoActor
@@ -38,6 +39,7 @@ __all__ = [
     "QuotaConfig",
     "Redactor",
     "RouterConfig",
+    "SemanticConfig",
     "Supervisor",
     "configure_logging",
     "load_config",

@@ -221,6 +221,26 @@ class AdmissionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=31_536_000)]  # up to a year
 
 
+Share = Annotated[float, msgspec.Meta(ge=0, le=1)]
+
+
+class SemanticConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The semantic level: a question close enough to a cached one gets its answer."""
+
+    enabled: bool = False
+    # "openai": OpenAI's embeddings API through its SDK, with the openai provider's key
+    # and base URL; "local": WordLlama in this process (the local-embeddings extra; its
+    # weights ship in the wheel, 256 dimensions).
+    embedder: Literal["openai", "local"] = "openai"
+    model: str = "text-embedding-3-small"
+    dimensions: Annotated[int, msgspec.Meta(ge=8, le=4096)] = 256
+    # The least cosine similarity of a hit (a request may ask for more or less).
+    threshold: Share = 0.9
+    # Neighbours looked at per lookup (the best one that passes every guard wins).
+    candidates: Annotated[int, msgspec.Meta(ge=1, le=256)] = 16
+    timeout_ms: Positive = 2_000
+
+
 class CacheConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The cache actor: exact answers in memory (L1) and Redis (L2), coalescing."""
 
@@ -245,6 +265,7 @@ class CacheConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     # Answers larger than this are not stored.
     max_entry_bytes: Positive = 1024 * 1024
     concurrency: Positive = 512
+    semantic: SemanticConfig = SemanticConfig()
 
 
 class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -54,7 +54,8 @@ async def test_answers_are_deterministic_and_latency_applies(simulator: Simulato
 async def test_embeddings_through_the_sdk(simulator: Simulator) -> None:
     client = openai.AsyncOpenAI(api_key="k", base_url=f"{simulator.url}/v1", max_retries=0)
     result = await client.embeddings.create(model="text-embedding-3-small", input=["a", "b"])
-    assert [len(d.embedding) for d in result.data] == [16, 16]  # the SDK asked for base64
+    # 1536 dimensions, as OpenAI's model has (the SDK asked for base64)
+    assert [len(d.embedding) for d in result.data] == [1536, 1536]
     assert result.data[0].embedding != result.data[1].embedding
     again = await client.embeddings.create(model="text-embedding-3-small", input="a")
     assert again.data[0].embedding == result.data[0].embedding
