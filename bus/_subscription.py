@@ -38,8 +38,6 @@ class Delivery:
     reply_to: str | None = None  # where an ask's replies go (``Bus.reply`` for partial ones)
 
 
-
-
 class Deferred:
     """What a handler of an ask returns when its reply will be sent later, with
     ``Bus.reply`` to the delivery's ``reply_to`` and ``correlation_id`` (perhaps by
