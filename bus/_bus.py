@@ -283,17 +283,21 @@ class Bus:
         """
         return _asks.ask_stream(self, stream, message, timeout, correlation_id=correlation_id)
 
-    async def reply(self, reply_to: str, correlation_id: str | None, message: Message) -> None:
-        """Send one reply of a (streaming) ask; raises ``BusUnavailable``."""
-        fields = self.codec.fields(message, correlation_id=correlation_id)
+    async def reply(self, reply_to: str, correlation_id: str | None, *messages: Message) -> None:
+        """Send replies of a (streaming, or deferred) ask, in order, in one round trip;
+        raises ``BusUnavailable``."""
+        commands = [
+            xadd_command(reply_to, self.codec.fields(m, correlation_id=correlation_id),
+                         self.config.reply_max_len)
+            for m in messages
+        ]  # fmt: skip
         try:
-            (result,) = await self.writer.execute(
-                xadd_command(reply_to, fields, self.config.reply_max_len)
-            )
+            results = await self.writer.execute(*commands)
         except REDIS_DOWN as exc:
             raise BusUnavailable(f"could not reply on {reply_to}: {exc!r}") from exc
-        if isinstance(result, Exception):
-            raise result
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
 
     async def run_script(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         """Run a registered script in the next batched round trip (hot paths).

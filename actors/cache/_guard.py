@@ -19,8 +19,10 @@ negation at 0.83 to 0.9997), not every different question.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
+from dataclasses import dataclass
 
 __all__ = ["differences"]
 
@@ -118,17 +120,20 @@ _OPPOSITES = [
 ]  # fmt: skip
 _WORD = re.compile("[A-Za-z][A-Za-z'\u2019]*|\\d[\\d,.]*\\d|\\d")
 _QUOTED = re.compile(r"[\"“”']([^\"“”']{2,})[\"“”']")
-_SENTENCE_END = re.compile(r"[.!?:;\n]\s*$")
+_SENTENCE_END = re.compile(r"[.!?:;\n]")
 _POSSESSIVE = re.compile("['\u2019]s?$")
 
 
 def _words(text: str) -> list[tuple[str, bool]]:
-    """Each word, and whether it starts a sentence."""
+    """Each word, and whether it starts a sentence (one pass over the text)."""
     out = []
+    starts, last = True, 0
     for match in _WORD.finditer(text):
-        before = text[: match.start()]
-        starts = not before.strip() or bool(_SENTENCE_END.search(before))
+        between = text[last : match.start()]
+        if _SENTENCE_END.search(between):
+            starts = True
         out.append((match.group(), starts))
+        starts, last = False, match.end()
     return out
 
 
@@ -144,10 +149,8 @@ def _negations(words: list[tuple[str, bool]]) -> Counter[str]:
 _PREFIXES = ("un", "in", "im", "il", "ir", "dis", "non")
 
 
-def _prefix_negations(one: list[tuple[str, bool]], other: list[tuple[str, bool]]) -> bool:
+def _prefix_negations(a: frozenset[str], b: frozenset[str]) -> bool:
     """One says a word the other says with a negating prefix (safe and unsafe)."""
-    a = {word.lower() for word, _ in one}
-    b = {word.lower() for word, _ in other}
     for mine, theirs in ((a - b, b), (b - a, a)):
         for word in mine:
             for prefix in _PREFIXES:
@@ -187,18 +190,42 @@ def _directions(words: list[tuple[str, bool]]) -> set[str]:
             if (a in lowered) != (b in lowered)}  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class _Features:
+    words: frozenset[str]
+    negations: Counter[str]
+    numbers: Counter[str]
+    entities: frozenset[str]
+    quoted: frozenset[str]
+    directions: frozenset[str]
+
+
+@functools.lru_cache(maxsize=4_096)
+def _features(text: str) -> _Features:
+    """What the guard compares of a text (kept for the texts seen most: a cached
+    question is compared with many)."""
+    words = _words(text)
+    return _Features(
+        words=frozenset(word.lower() for word, _ in words),
+        negations=_negations(words),
+        numbers=_numbers(words),
+        entities=frozenset(_entities(words)),
+        quoted=frozenset(_quoted(text)),
+        directions=frozenset(_directions(words)),
+    )
+
+
 def differences(one: str, other: str) -> str:
     """Why two texts ask different things ("" when the guard sees no difference)."""
-    a, b = _words(one), _words(other)
-    if _negations(a) != _negations(b) or _prefix_negations(a, b):
+    a, b = _features(one), _features(other)
+    if a.negations != b.negations or _prefix_negations(a.words, b.words):
         return "one is negated and the other is not"
-    if _numbers(a) != _numbers(b):
+    if a.numbers != b.numbers:
         return "they name different numbers"
-    if _entities(a) != _entities(b):
+    if a.entities != b.entities:
         return "they name different names"
-    quoted_one, quoted_other = _quoted(one), _quoted(other)
-    if quoted_one and quoted_other and quoted_one != quoted_other:  # both quote something
+    if a.quoted and b.quoted and a.quoted != b.quoted:  # both quote something
         return "they quote different texts"
-    if _directions(a) & {f"{y}/{x}" for x, y in (d.split("/") for d in _directions(b))}:
+    if a.directions & {f"{y}/{x}" for x, y in (d.split("/") for d in b.directions)}:
         return "they ask in opposite directions"
     return ""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -138,35 +138,68 @@ class Neighbour:
     expires_ms: int
 
 
+# A group this small is searched exactly (one matrix product), not through the graph.
+_EXACT_GROUP = 4_096
+
+
 class VectorIndex:
-    """Vectors of cached questions, searched by cosine similarity."""
+    """Vectors of cached questions, searched by cosine similarity.
+
+    Only entries of one group (the same model and earlier messages) may answer each
+    other, so a search names its group: a group of up to 4,096 entries is searched
+    exactly with numpy (it cannot be crowded out by the rest of the index); a larger
+    one through the HNSW graph, asking for more neighbours the smaller its share.
+    """
 
     def __init__(self, dimensions: int) -> None:
         self.dimensions = dimensions
         self._pending: list[Message] | None = None  # events while loading
-        self._index = faiss.IndexHNSWFlat(dimensions, 32, faiss.METRIC_INNER_PRODUCT)
-        self._index.hnsw.efSearch = 64
+        self._index = _graph(dimensions)
         self._vectors: list[np.ndarray] = []  # by label, for rebuilds
         self._meta: list[Neighbour | None] = []  # by label; None: removed
         self._labels: dict[str, int] = {}  # entry -> its live label
+        self._groups: dict[str, set[int]] = {}  # group -> its live labels
+        self._stacked: dict[str, tuple[np.ndarray, list[int]]] = {}  # exact-search cache
         self._rebuilding = False
 
     def __len__(self) -> int:
         return len(self._labels)
 
+    @staticmethod
+    def group_of(context: str, model: str) -> str:
+        return f"{context}|{model}"
+
+    def _append(self, vector: np.ndarray, meta: Neighbour) -> None:
+        """Book a new label (the graph's add is the caller's)."""
+        self._forget(meta.entry)
+        label = len(self._meta)
+        self._labels[meta.entry] = label
+        self._meta.append(meta)
+        self._vectors.append(vector)
+        group = self.group_of(meta.context, meta.model)
+        self._groups.setdefault(group, set()).add(label)
+        self._stacked.pop(group, None)
+
     def add(self, vector: np.ndarray, meta: Neighbour) -> None:
         """Index an entry's vector (replacing the entry's older one)."""
         vector = np.asarray(vector, dtype=np.float32).reshape(1, self.dimensions)
-        self._forget(meta.entry)
-        self._labels[meta.entry] = len(self._meta)
-        self._meta.append(meta)
-        self._vectors.append(vector[0])
+        self._append(vector[0], meta)
         self._index.add(vector)
 
     def _forget(self, entry: str) -> None:
         label = self._labels.pop(entry, None)
-        if label is not None:
-            self._meta[label] = None
+        if label is None:
+            return
+        meta = self._meta[label]
+        self._meta[label] = None
+        if meta is not None:
+            group = self.group_of(meta.context, meta.model)
+            members = self._groups.get(group)
+            if members is not None:
+                members.discard(label)
+                if not members:
+                    del self._groups[group]
+            self._stacked.pop(group, None)
 
     def remove(self, scope: str | None = None, model: str | None = None) -> int:
         """Forget entries: all, one scope's, one model's; how many."""
@@ -177,18 +210,54 @@ class VectorIndex:
             self._forget(entry)
         return len(doomed)
 
-    def search(self, vector: np.ndarray, k: int, now_ms: int) -> list[Neighbour]:
-        """The live entries nearest to ``vector``, nearest first (expired ones are
-        forgotten on the way)."""
+    def sweep(self, now_ms: int) -> int:
+        """Forget every expired entry; how many."""
+        doomed = []
+        for entry, label in self._labels.items():
+            meta = self._meta[label]
+            if meta is not None and meta.expires_ms <= now_ms:
+                doomed.append(entry)
+        for entry in doomed:
+            self._forget(entry)
+        return len(doomed)
+
+    def search(
+        self, vector: np.ndarray, k: int, now_ms: int, group: str | None = None
+    ) -> list[Neighbour]:
+        """The live entries nearest to ``vector`` (of ``group``, if named), nearest
+        first; expired ones are forgotten on the way."""
+        query = np.asarray(vector, dtype=np.float32).reshape(self.dimensions)
+        if group is not None:
+            members = self._groups.get(group)
+            if not members:
+                return []
+            if len(members) <= _EXACT_GROUP:
+                return self._exact(query, k, now_ms, group)
         if not self._labels:
             return []
-        query = np.asarray(vector, dtype=np.float32).reshape(1, self.dimensions)
-        # Dead labels are skipped: ask for more the more of the graph is dead.
+        share = len(self._groups.get(group, ())) / len(self._labels) if group else 1.0
+        # Dead labels and other groups are skipped: ask the graph for more.
         dead = len(self._meta) - len(self._labels)
-        wanted = min(len(self._meta), k + dead if dead < 4 * k else 4 * k)
-        scores, labels = self._index.search(query, wanted)
+        wanted = min(len(self._meta), int(k / max(share, 0.01)) + min(dead, 4 * k))
+        scores, labels = self._index.search(query.reshape(1, self.dimensions), wanted)
+        return self._pick(zip(scores[0], labels[0], strict=True), k, now_ms, group)
+
+    def _exact(self, query: np.ndarray, k: int, now_ms: int, group: str) -> list[Neighbour]:
+        stacked = self._stacked.get(group)
+        if stacked is None:
+            labels = sorted(self._groups[group])
+            stacked = (np.stack([self._vectors[label] for label in labels]), labels)
+            self._stacked[group] = stacked
+        matrix, labels = stacked
+        scores = matrix @ query
+        order = np.argsort(-scores)[: k + 8]
+        return self._pick(((scores[i], labels[i]) for i in order), k, now_ms, group)
+
+    def _pick(
+        self, scored: Iterable[tuple[Any, Any]], k: int, now_ms: int, group: str | None
+    ) -> list[Neighbour]:
         found = []
-        for score, label in zip(scores[0], labels[0], strict=True):
+        for score, label in scored:
             if label < 0:
                 continue
             meta = self._meta[label]
@@ -196,6 +265,8 @@ class VectorIndex:
                 continue
             if meta.expires_ms <= now_ms:
                 self._forget(meta.entry)
+                continue
+            if group is not None and self.group_of(meta.context, meta.model) != group:
                 continue
             found.append(Neighbour(float(score), meta.entry, meta.context, meta.scope,
                                    meta.model, meta.text, meta.expires_ms))  # fmt: skip
@@ -218,26 +289,23 @@ class VectorIndex:
 
     async def load(self, kept: AsyncIterator[tuple[str, Any]], now_ms: int) -> int:
         """Add the vectors kept in Redis (``CacheStore.vectors_kept``), in one batch in a
-        thread; events meanwhile are applied after. How many were loaded."""
+        thread; events meanwhile are applied after. How many were loaded (one that is
+        not a vector of this width is skipped)."""
         self._pending = []
+        metas: list[Neighbour] = []
+        vectors: list[np.ndarray] = []
         try:
-            metas, vectors = [], []
-            async for entry, kept_vector in kept:
-                vector = vector_of(kept_vector.vector, self.dimensions)
-                if vector is None or kept_vector.expires_ms <= now_ms:
+            async for entry, stored in kept:
+                vector = vector_of(stored.vector, self.dimensions)
+                if vector is None or stored.expires_ms <= now_ms:
                     continue
-                metas.append(Neighbour(0.0, entry, kept_vector.context, kept_vector.scope,
-                                       kept_vector.model, kept_vector.text,
-                                       kept_vector.expires_ms))  # fmt: skip
+                metas.append(Neighbour(0.0, entry, stored.context, stored.scope, stored.model,
+                                       stored.text, stored.expires_ms))  # fmt: skip
                 vectors.append(vector)
             if vectors:
-                matrix = np.stack(vectors)
-                await asyncio.to_thread(self._index.add, matrix)
+                await asyncio.to_thread(self._index.add, np.stack(vectors))
                 for meta, vector in zip(metas, vectors, strict=True):
-                    self._forget(meta.entry)
-                    self._labels[meta.entry] = len(self._meta)
-                    self._meta.append(meta)
-                    self._vectors.append(vector)
+                    self._append(vector, meta)
         finally:
             pending, self._pending = self._pending, None
         for message in pending:
@@ -255,29 +323,31 @@ class VectorIndex:
         self._rebuilding = True
         try:
             live = list(self._labels.items())
-            fresh = faiss.IndexHNSWFlat(self.dimensions, 32, faiss.METRIC_INNER_PRODUCT)
-            fresh.hnsw.efSearch = 64
+            fresh = _graph(self.dimensions)
             if live:
                 matrix = np.stack([self._vectors[label] for _entry, label in live])
                 await asyncio.to_thread(fresh.add, matrix)
-            meta: list[Neighbour | None] = []
-            vectors: list[np.ndarray] = []
-            labels: dict[str, int] = {}
+            old_meta, old_vectors, current = self._meta, self._vectors, dict(self._labels)
+            self._index, self._meta, self._vectors = fresh, [], []
+            self._labels, self._groups, self._stacked = {}, {}, {}
             for entry, label in live:  # removed or replaced meanwhile: dead in the new one
-                kept = self._labels.get(entry) == label
-                meta.append(self._meta[label] if kept else None)
-                vectors.append(self._vectors[label])
-                if kept:
-                    labels[entry] = len(meta) - 1
-            for entry, label in self._labels.items():  # added meanwhile
-                if entry not in labels:
-                    fresh.add(self._vectors[label].reshape(1, self.dimensions))
-                    labels[entry] = len(meta)
-                    meta.append(self._meta[label])
-                    vectors.append(self._vectors[label])
-            self._index, self._meta, self._vectors, self._labels = fresh, meta, vectors, labels
+                meta = old_meta[label] if current.get(entry) == label else None
+                if meta is None:
+                    self._meta.append(None)
+                    self._vectors.append(old_vectors[label])
+                else:
+                    self._append(old_vectors[label], meta)
+            for entry, label in current.items():  # added meanwhile
+                if entry not in self._labels and (meta := old_meta[label]) is not None:
+                    self.add(old_vectors[label], meta)
         finally:
             self._rebuilding = False
+
+
+def _graph(dimensions: int) -> Any:
+    graph = faiss.IndexHNSWFlat(dimensions, 32, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efSearch = 64
+    return graph
 
 
 def vector_bytes(vector: np.ndarray) -> bytes:

@@ -55,7 +55,8 @@ class SemanticLevel:
         """Entries that may answer, nearest first, and how many the guard refused."""
         own = ticket.key.partition(":")[2]
         fit, refused = [], 0
-        for near in self.index.search(vector, self.config.candidates, now_ms):
+        group = self.index.group_of(ticket.context, ticket.model)
+        for near in self.index.search(vector, self.config.candidates, now_ms, group):
             if near.similarity < threshold:
                 break
             if near.context != ticket.context or near.model != ticket.model:

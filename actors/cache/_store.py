@@ -8,6 +8,7 @@ key                                         type      what
 ``{ns}:cache:{<hash>}:<scope>:lead``        string    the request that calls the
                                                       provider for this entry (a lease)
 ``{ns}:cache:{<hash>}:<scope>:waiting``     list      identical requests waiting for it
+                                                      (reply stream, corr, id, deadline)
 ``{ns}:cache:index``                        zset      entry -> when it expires (ms)
 ``{ns}:cache:meta``                         hash      entry -> [bytes, scope, model]
 ``{ns}:cache:stats``                        hash      hits by level, misses, ... (counts)
@@ -71,20 +72,22 @@ class Found:
 
 @dataclass(frozen=True, slots=True)
 class Waiter:
-    """An identical request waiting for a leader's answer: where its reply goes."""
+    """An identical request waiting for a leader's answer: where its reply goes, and
+    until when it waits (its request's deadline: the lease if it comes to lead)."""
 
     reply_to: str
     corr: str
     request_id: str
+    deadline_ms: int
 
     @classmethod
     def parse(cls, raw: bytes | str) -> Waiter:
         text = raw.decode() if isinstance(raw, bytes) else raw
-        reply_to, corr, request_id = text.split(" ")
-        return cls(reply_to, corr, request_id)
+        reply_to, corr, request_id, deadline = text.split(" ")
+        return cls(reply_to, corr, request_id, int(deadline))
 
     def __str__(self) -> str:
-        return f"{self.reply_to} {self.corr} {self.request_id}"
+        return f"{self.reply_to} {self.corr} {self.request_id} {self.deadline_ms}"
 
 
 class CacheStore:
@@ -168,19 +171,20 @@ class CacheStore:
     async def vectors_kept(self) -> AsyncIterator[tuple[str, Vector]]:
         """Every stored question vector (to load an index at start)."""
         async for entry, raw in self.bus.redis.hscan_iter(self.vectors, count=_BATCH):
-            yield bytes(entry).decode(), _decode_vector(raw)
+            try:
+                yield bytes(entry).decode(), _decode_vector(raw)
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                continue  # not ours to read: skipped
 
     async def release(
-        self, entry: str, request_id: str, *, failed: bool, lease_ms: int
+        self, entry: str, request_id: str, *, failed: bool
     ) -> tuple[str, list[Waiter]]:
         """A leader's request ended without an answer to keep: ``failed`` hands the lead
-        to the oldest waiter (``promoted``), else every waiter goes its own way
-        (``released``)."""
+        to the oldest waiter still waiting (``promoted``, until its deadline), else every
+        waiter goes its own way (``released``)."""
         own, _shared, lead, waiting = self._keys(entry)
         mode = "failed" if failed else "release"
-        raw = await self.bus.run_script(
-            self._settle, [own, lead, waiting], [request_id, mode, "", 0, lease_ms]
-        )
+        raw = await self.bus.run_script(self._settle, [own, lead, waiting], [request_id, mode])
         outcome = raw[0].decode() if isinstance(raw[0], bytes) else str(raw[0])
         return outcome, [Waiter.parse(w) for w in raw[1:]]
 
@@ -190,7 +194,7 @@ class CacheStore:
             if value:
                 self.bus.writer.submit(["HINCRBY", self.stats, name, value])
 
-    async def _prune(self) -> None:
+    async def prune(self) -> None:
         """Forget the listing of entries whose TTL has passed."""
         now = self.bus.now_ms()
         while True:
@@ -205,7 +209,7 @@ class CacheStore:
 
     async def totals(self) -> tuple[dict[str, int], int, int]:
         """The shared counts, and the entries listed and their bytes."""
-        await self._prune()
+        await self.prune()
         stats: Any = await self.bus.redis.hgetall(self.stats)
         counts = {bytes(k).decode(): int(v) for k, v in stats.items()}
         entries, size = 0, 0
@@ -216,7 +220,7 @@ class CacheStore:
 
     async def clear(self, user_scope: str | None, model: str | None) -> int:
         """Forget entries: all, or one user scope's, or one model's; how many."""
-        await self._prune()
+        await self.prune()
         doomed: list[str] = []
         async for raw_entry, raw in self.bus.redis.hscan_iter(self.meta, count=_BATCH):
             _size, scope, entry_model = _decode_meta(raw)

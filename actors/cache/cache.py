@@ -3,6 +3,7 @@ identical requests in flight."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import ClassVar
 
 import msgspec
@@ -35,6 +36,7 @@ from ._store import CacheStore, Found, Vector, Waiter
 __all__ = ["Cache"]
 
 _LEVELS = ("l1", "l2", "semantic", "coalesced")
+_MAINTENANCE_S = 60.0
 
 
 class Cache(Actor):
@@ -71,10 +73,29 @@ class Cache(Actor):
         self.config = config
         self.semantic = semantic
 
+    async def on_start(self) -> None:
+        self.spawn(self._maintain(), "cache-maintenance")
+
+    async def _maintain(self) -> None:
+        """Now and then: forget the listing of expired entries in Redis, and expired
+        vectors in this process's index (rebuilt once half of it is dead)."""
+        while True:
+            await asyncio.sleep(_MAINTENANCE_S)
+            try:
+                await self.store.prune()
+                if self.semantic is not None:
+                    self.semantic.index.sweep(self.bus.now_ms())
+                    await self.semantic.index.compact()
+            except Exception as exc:  # Redis away: next time
+                self.log.info("cache.maintenance_failed", error=repr(exc))
+
     async def handle(self, message: Message, delivery: Delivery) -> Message | Deferred | None:
         match message:
             case CacheLookup():
-                return await self.lookup(message)
+                answer = await self.lookup(message)
+                if delivery.deadline_ms is not None and self.bus.now_ms() > delivery.deadline_ms:
+                    await self._abandoned(message, answer)
+                return answer
             case CacheFollow():
                 return await self.follow(message, delivery)
             case RequestCompleted():
@@ -89,6 +110,33 @@ class Cache(Actor):
                 raise Rejected(f"cache does not take {type(message).__name__}")
 
     # -- lookups ------------------------------------------------------------------
+
+    async def _abandoned(self, ask: CacheLookup, answer: CacheAnswer) -> None:
+        """The asker stopped waiting before this answer: a lead it took is handed on."""
+        if answer.ticket is not None and answer.ticket.lead:
+            await self._answer(*await self.store.release(
+                answer.ticket.key, ask.request.request_id, failed=True), answer.ticket)  # fmt: skip
+
+    async def _answer(
+        self, outcome: str, waiters: list[Waiter], ticket: CacheTicket,
+        hit: CacheAnswer | None = None,
+    ) -> None:  # fmt: skip
+        """Tell the waiters of an entry: the answer (``hit``), or that the oldest leads
+        now (``promoted``), or that each goes its own way (``released``)."""
+        if not waiters:
+            return
+        if hit is not None:
+            reply = msgspec.structs.replace(hit, level="coalesced")
+            self.store.count(coalesced=len(waiters))
+        elif outcome == "promoted":
+            reply = CacheAnswer(ticket=msgspec.structs.replace(ticket, lead=True))
+        else:
+            reply = CacheAnswer(why="the identical request's answer is not kept")
+        sent = await asyncio.gather(
+            *(self.bus.reply(w.reply_to, w.corr, reply) for w in waiters), return_exceptions=True
+        )
+        for failure in (r for r in sent if isinstance(r, Exception)):
+            self.log.warning("cache.waiter_not_told", error=repr(failure))
 
     def _from_redis(self, ticket: CacheTicket, found: Found) -> CacheAnswer:
         assert found.answer is not None
@@ -118,11 +166,17 @@ class Cache(Actor):
             return CacheAnswer(ticket=ticket, follow=True, lead_ms=found.lead_ms)
         ticket = msgspec.structs.replace(ticket, lead=found.outcome == "lead")
         if self.semantic is not None:
-            similar = await self._similar(ask.request, ticket)
+            try:
+                similar = await self._similar(ask.request, ticket)
+            except Exception as exc:  # Redis, the index: a miss, never a failed request
+                self.log.warning("cache.semantic_failed", error=repr(exc))
+                similar = ticket
             if isinstance(similar, CacheAnswer):
-                if ticket.lead:  # an identical request that came meanwhile goes its own way
-                    await self.store.release(ticket.key, ask.request.request_id, failed=False,
-                                             lease_ms=1)  # fmt: skip
+                if ticket.lead:  # identical requests that came meanwhile get it too
+                    outcome, waiters = await self.store.release(
+                        ticket.key, ask.request.request_id, failed=False
+                    )
+                    await self._answer(outcome, waiters, ticket, similar)
                 self.store.count(hits_semantic=1, evictions=self.memory.take_evictions())
                 return similar
             ticket = similar
@@ -135,7 +189,7 @@ class Cache(Actor):
         """A semantic hit, or the ticket with what its answer is to be found by."""
         assert self.semantic is not None
         asked = context_hash(request, ticket.model)
-        if asked is None:
+        if asked is None or len(asked[1]) > self.semantic.config.max_chars:
             return ticket
         context, text = asked
         vector = await self.semantic.embed([text])
@@ -143,9 +197,10 @@ class Cache(Actor):
             return ticket
         ticket = msgspec.structs.replace(ticket, context=context, text=text,
                                          vector=vector_bytes(vector[0]))  # fmt: skip
-        threshold = request.cache_threshold
-        if threshold is None:
-            threshold = self.semantic.config.threshold
+        settings = self.semantic.config
+        threshold = settings.threshold
+        if request.cache_threshold is not None:  # more, or less down to the floor
+            threshold = max(request.cache_threshold, settings.min_threshold)
         hit = await self.semantic.find(ticket, vector[0], threshold, self.bus.now_ms())
         return hit if hit is not None else ticket
 
@@ -157,9 +212,10 @@ class Cache(Actor):
             return CacheAnswer(answer=remembered[0], level="coalesced", matched=remembered[1])
         if delivery.reply_to is None or delivery.correlation_id is None:
             raise Rejected("cache.follow is an ask: it needs reply_to and corr")
-        waiter = Waiter(delivery.reply_to, delivery.correlation_id, ask.request_id)
-        left = (delivery.deadline_ms or self.bus.now_ms()) - self.bus.now_ms()
-        lease = max(1, left)
+        now = self.bus.now_ms()
+        deadline = ask.deadline_ms or delivery.deadline_ms or now
+        waiter = Waiter(delivery.reply_to, delivery.correlation_id, ask.request_id, deadline)
+        lease = max(1, deadline - now)  # if it leads: until its request's deadline
         found = await self.store.follow(ticket.key, waiter, lease, lease + 60_000)
         if found.outcome == "hit":
             self.store.count(coalesced=1)
@@ -192,22 +248,15 @@ class Cache(Actor):
                                              scope, ticket.model, vector)  # fmt: skip
             self.memory.put(ticket.key, answer, self.bus.now_ms() + ticket.ttl_ms,
                             len(done.content), scope, ticket.model)  # fmt: skip
-            reply = CacheAnswer(answer=answer, level="coalesced", matched=ticket.key)
-            self.store.count(coalesced=len(waiters))
+            hit = CacheAnswer(answer=answer, level="coalesced", matched=ticket.key)
+            await self._answer("stored", waiters, ticket, hit)
         else:
-            failed = done.outcome == "failed"
-            outcome, waiters = await self.store.release(
-                ticket.key, done.request_id, failed=failed, lease_ms=ticket.ttl_ms
-            )
-            if outcome == "none":
-                return
-            # Promoted: the oldest waiter leads now. Released: each goes its own way.
-            if outcome == "promoted":
-                reply = CacheAnswer(ticket=msgspec.structs.replace(ticket, lead=True))
-            else:
-                reply = CacheAnswer(why="the identical request's answer is not kept")
-        for waiter in waiters:
-            await self.bus.reply(waiter.reply_to, waiter.corr, reply)
+            # A leader that failed (or fell back to the system's answer) hands the lead
+            # to the oldest waiter; one whose answer is not kept lets each go its own way.
+            failed = done.outcome in ("failed", "fallback")
+            outcome, waiters = await self.store.release(ticket.key, done.request_id,
+                                                        failed=failed)  # fmt: skip
+            await self._answer(outcome, waiters, ticket)
 
     def _vector(
         self, entry: str, context: str, text: str, raw: bytes, scope: str, model: str,

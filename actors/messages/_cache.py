@@ -57,6 +57,7 @@ class CacheFollow(Message, tag="cache.follow", frozen=True, kw_only=True):
 
     request_id: str
     ticket: CacheTicket
+    deadline_ms: int = 0  # the request's (Redis time): how long it waits, or leads
 
 
 class CacheAnswer(Message, tag="cache.answer", frozen=True, kw_only=True):

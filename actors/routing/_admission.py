@@ -164,6 +164,7 @@ class Admission:
                 status=kind_of(kind).status,
                 retry_after=refused.retry_after_s,
                 limits=limits,
+                cache=cached,  # its ticket goes out with the refusal: a lead is handed on
             )
         if broken:
             policy = self.config.policy
@@ -179,6 +180,7 @@ class Admission:
                     message=f"limits and quotas could not be checked: {broken[0]}",
                     status=kind_of("admission_unavailable").status,
                     limits=limits,
+                    cache=cached,
                 )
             return AdmissionResult(admitted=True, limits=limits, cache=cached)
         self.metrics.inc("aio_admissions_total", result="admitted")

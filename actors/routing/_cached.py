@@ -4,6 +4,8 @@ answering from the cache (a stream gets the answer as stream pieces), and the
 
 from __future__ import annotations
 
+import os
+
 import structlog
 
 from bus import AskTimeout, Bus, BusError, Delivery, Message
@@ -38,13 +40,16 @@ async def follow(
     """Wait for the identical request in flight: its answer, or the lead (when it
     failed, or its lease ran out), or None (go on alone: the cache cannot say)."""
     assert cached.ticket is not None
-    ask = CacheFollow(request_id=request.request_id, ticket=cached.ticket)
+    ask = CacheFollow(request_id=request.request_id, ticket=cached.ticket, deadline_ms=deadline_ms)
     # Not much past the leader's lease: if it vanished, the next follow leads (a new
-    # leader's lease is about as long: the same wait again).
+    # leader's lease is about as long: the same wait again). Asked again under the same
+    # correlation id: an answer to the earlier ask still reaches it.
     wait_ms = max(cached.lead_ms, 1_000) + _SLACK_MS
+    corr = os.urandom(12).hex()
     while (left := deadline_ms - bus.now_ms()) > 0:
         try:
-            answer = await bus.ask(cache_stream(bus.names), ask, min(left, wait_ms) / 1000)
+            answer = await bus.ask(cache_stream(bus.names), ask, min(left, wait_ms) / 1000,
+                                   correlation_id=corr)  # fmt: skip
         except AskTimeout:
             continue
         except BusError as exc:
@@ -64,13 +69,14 @@ async def from_cache(
     assert answer is not None
     if request.stream and delivery.reply_to is not None:
         level = cached.level or ""
+        pieces = []
         for start in range(0, max(1, len(answer.content)), _REPLAY_CHARS):
             text = answer.content[start : start + _REPLAY_CHARS]
             first = start == 0
-            piece = StreamDelta(text=text, cache_level=level if first else "",
-                                similarity=cached.similarity if first else None,
-                                cache_entry=cached.matched if first else "")  # fmt: skip
-            await bus.reply(delivery.reply_to, delivery.correlation_id, piece)
+            pieces.append(StreamDelta(text=text, cache_level=level if first else "",
+                                      similarity=cached.similarity if first else None,
+                                      cache_entry=cached.matched if first else ""))  # fmt: skip
+        await bus.reply(delivery.reply_to, delivery.correlation_id, *pieces)  # one round trip
     return GenerateResponse(
         request_id=request.request_id,
         content="" if request.stream else answer.content,

@@ -234,11 +234,17 @@ class SemanticConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     embedder: Literal["openai", "local"] = "openai"
     model: str = "text-embedding-3-small"
     dimensions: Annotated[int, msgspec.Meta(ge=8, le=4096)] = 256
-    # The least cosine similarity of a hit (a request may ask for more or less).
+    # The least cosine similarity of a hit. A request may ask for more, or for less
+    # down to min_threshold (cache_threshold, X-Cache-Threshold).
     threshold: Share = 0.9
+    min_threshold: Share = 0.8
     # Neighbours looked at per lookup (the best one that passes every guard wins).
     candidates: Annotated[int, msgspec.Meta(ge=1, le=256)] = 16
-    timeout_ms: Positive = 2_000
+    # The embedding is in the admission round trip: it must take less than
+    # admission.timeout_ms (checked at start); slower is a miss.
+    timeout_ms: Positive = 300
+    # A last message longer than this is cached exactly only (not embedded).
+    max_chars: Positive = 2_000
 
 
 class CacheConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -298,6 +304,15 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     cache: CacheConfig = CacheConfig()
     # Added to the shipped model catalog, or replacing its entries by name.
     catalog: CatalogData = CatalogData()
+
+    def __post_init__(self) -> None:
+        semantic = self.cache.semantic
+        if semantic.enabled and semantic.timeout_ms >= self.admission.timeout_ms:
+            raise ValueError(
+                f"cache.semantic.timeout_ms ({semantic.timeout_ms}) must be below "
+                f"admission.timeout_ms ({self.admission.timeout_ms}): the embedding is "
+                "made in the admission round trip"
+            )
 
 
 def load_config(

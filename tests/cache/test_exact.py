@@ -399,3 +399,26 @@ async def _gone(node: Any, left: int) -> bool:
     redis = node.bus.redis
     keys = [k async for k in redis.scan_iter(match=f"{node.bus.names.ns}:cache:{{*")]
     return len(keys) == left
+
+
+async def test_a_leader_refused_at_admission_hands_its_lead_on(
+    make_node: MakeNode, http: aiohttp.ClientSession, simulator: Simulator
+) -> None:
+    limits = LimitsConfig(**(dict.fromkeys(LIMIT_FIELDS) | {"requests_per_minute": 1}))
+    node = await make_node(cache=ON, limits=limits)
+    assert node.gateway is not None
+    url = node.gateway.url
+    await _generate(http, url, prompt="first", user_id="zoe")
+    # Refused by the limiter, after the cache's lookup (the same round trip) made it
+    # the leader of its key.
+    async with http.post(f"{url}/ai-orchestration/generate",
+                         json={"prompt": "refused", "user_id": "zoe"}) as response:  # fmt: skip
+        assert response.status == 429
+    async with http.put(f"{url}/ai-orchestration/rate-limits/zoe/config", headers=ADMIN,
+                        json={"requests_per_minute": 100}) as response:  # fmt: skip
+        assert response.status == 200
+    # The same request again does not wait for a leader that will never answer: a
+    # short deadline would pass (504) if it did.
+    again = await _generate(http, url, prompt="refused", user_id="zoe", timeout_ms=5_000)
+    assert _level(again) in (None, "coalesced")
+    assert _calls(simulator) == 2

@@ -77,13 +77,14 @@ async def test_the_guard_refuses_a_negated_question_that_embeds_close(
     assert node.gateway is not None
     url = node.gateway.url
     await _generate(http, url, prompt="Is Paris the capital of France?", model="gpt-4o")
-    await _indexed(node, 1)
+    await _generate(http, url, prompt="Was Paris the capital of France in 1800?", model="gpt-4o")
+    await _indexed(node, 2)
     # Close enough for a threshold of 0.8 (0.87), but one is negated.
     negated = await _generate(http, url, prompt="Is Paris not the capital of France?",
                               model="gpt-4o", cache_threshold=0.8)  # fmt: skip
     assert _hit(negated) == (None, None)
-    numbers = await _generate(http, url, prompt="Is Paris the capital of France in 1800?",
-                              model="gpt-4o", cache_threshold=0.5)  # fmt: skip
+    numbers = await _generate(http, url, prompt="Was Paris the capital of France in 1900?",
+                              model="gpt-4o", cache_threshold=0.8)  # fmt: skip
     assert _hit(numbers) == (None, None)
     async with http.get(f"{url}/ai-orchestration/cache/stats", headers=ADMIN) as response:
         stats = await response.json()

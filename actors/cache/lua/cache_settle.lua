@@ -2,7 +2,7 @@
 -- KEYS[1] the entry, KEYS[2] its lead, KEYS[3] its waiters
 -- ARGV[1] request id, ARGV[2] mode: "store" (ARGV[3] the entry, ARGV[4] its ttl ms),
 --   "release" (answered, but not to be stored: every waiter goes its own way) or
---   "failed" (the oldest waiter leads now, for ARGV[5] ms)
+--   "failed" (the oldest waiter still within its deadline leads now, until it)
 -- Returns {"stored" | "released", waiters...} | {"promoted", waiter} | {"none"}
 local leading = redis.call('GET', KEYS[2]) == ARGV[1]
 local mode = ARGV[2]
@@ -18,11 +18,16 @@ if mode == 'store' or (mode == 'release' and leading) then
   return out
 end
 if mode == 'failed' and leading then
-  local waiter = redis.call('LPOP', KEYS[3])
-  if waiter then
-    local rid = string.match(waiter, '(%S+)$')
-    redis.call('SET', KEYS[2], rid, 'PX', ARGV[5])
-    return {'promoted', waiter}
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  while true do
+    local waiter = redis.call('LPOP', KEYS[3])
+    if not waiter then break end
+    local rid, deadline = string.match(waiter, '(%S+) (%d+)$')
+    if rid and tonumber(deadline) > now then  -- one that gave up is skipped
+      redis.call('SET', KEYS[2], rid, 'PX', tonumber(deadline) - now)
+      return {'promoted', waiter}
+    end
   end
   redis.call('DEL', KEYS[2])
 end
