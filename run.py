@@ -15,8 +15,9 @@ import msgspec
 
 from actors import CODEC, configure_logging
 from actors.demo import run_demo
+from actors.health import HealthProber
 from actors.node import Node, Role
-from actors.providers import Catalog, Secret, build_adapters
+from actors.providers import Secret
 from actors.providers.simulator import PROVIDERS, Knobs, Simulator
 from actors.runtime import redis_for
 from actors.runtime._logging import secrets_of
@@ -100,27 +101,37 @@ async def _serve(config: Config, role: Role, data_dir: str | None, made: str | N
 def _run_probe(args: argparse.Namespace) -> int:
     config = _config(args)
     _logging(args, args.log_level or "warning", config)
-    return asyncio.run(_probe(config))
+    return asyncio.run(_probe(config, args.provider, as_json=args.json))
 
 
-async def _probe(config: Config) -> int:
-    """Probe every configured provider once; 0 when every enabled one answers."""
-    adapters = build_adapters(config.providers, Catalog(overrides=config.catalog))
-    failed = 0
-    for name, _provider in config.providers.items():
-        adapter = adapters.get(name)
-        if adapter is None:
-            print(f"{name:10} disabled (no credentials configured)")
-            continue
-        result = await adapter.probe()
-        await adapter.close()
-        failed += not result.ok
-        status = "ok  " if result.ok else "FAIL"
-        print(f"{name:10} {status} {result.latency_ms:7.1f} ms  {result.detail}")
-    if not adapters:
+# Exit codes of `probe`, for cron, Nagios-style checks and Kubernetes probes.
+_EXIT = {"healthy": 0, "degraded": 1, "down": 2}
+
+
+async def _probe(config: Config, only: list[str] | None, *, as_json: bool) -> int:
+    """One round of probes of the configured providers: 0 all healthy, 1 one degraded,
+    2 one down or unreachable (or none configured, or one asked for not configured)."""
+    prober = HealthProber.from_config(config)
+    unknown = [name for name in only or [] if name not in prober.adapters]
+    try:
+        report = await prober.probe_once(only, single=True)
+    finally:
+        await prober.stop()
+    status = report.status if not unknown else "down"
+    if as_json:
+        providers = [msgspec.structs.asdict(p) for p in report.providers]
+        print(json.dumps({"status": status, "providers": providers, "not_configured": unknown}))
+        return _EXIT[status]
+    for health in report.providers:
+        latency = "-" if health.latency_ms is None else f"{health.latency_ms:.1f} ms"
+        print(f"{health.provider:10} {health.status:9} {latency:>10}  {health.why}")
+    for name, settings in config.providers.items():
+        if not settings.enabled and (not only or name in only):
+            print(f"{name:10} {'disabled':9} {'-':>10}  no credentials configured")
+    if not prober.adapters:
         print("no provider is configured: set OPENAI_API_KEY, ANTHROPIC_API_KEY, ...")
-        return 1
-    return 1 if failed else 0
+    print(f"overall: {status}")
+    return _EXIT[status]
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
@@ -238,11 +249,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_run_serve)
 
     probe = commands.add_parser(
-        "probe", help="probe each configured provider once",
-        description="Build the adapters of the providers configured (file and environment), "
-        "make each one's cheapest real call, and print the outcome; exit 1 if one fails.",
+        "probe", help="probe each configured provider once (health check)",
+        description="One round of the health prober over the providers configured (file "
+        "and environment): each one's cheapest real call (a models listing: no tokens), "
+        "judged healthy, degraded or down. Exit 0 when all are healthy, 1 when one is "
+        "degraded, 2 when one is down or unreachable or none is configured.",
     )  # fmt: skip
     probe.add_argument("--config", help="TOML config file")
+    probe.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    probe.add_argument("--provider", action="append", choices=list(PROVIDERS),
+                       help="only this provider (repeatable)")  # fmt: skip
     probe.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     probe.add_argument(
         "--sdk-log-level", choices=["debug", "info", "warning", "error"], help=SDK_LEVEL_HELP

@@ -15,10 +15,13 @@ from .messages import (
     BreakerReport,
     CacheCommand,
     CacheReport,
+    HealthCommand,
+    HealthReport,
     LimitsCommand,
     LimitsReport,
     WarmEntry,
     cache_stream,
+    health_stream,
     limiter_stream,
     quota_stream,
 )
@@ -110,4 +113,12 @@ class Admin:
         if isinstance(answer, AdminRefused):
             raise AdminRefusedError(answer.message)
         assert isinstance(answer, CacheReport)
+        return answer
+
+    async def health(self, action: Literal["status", "probe"] = "status") -> HealthReport:
+        """Every enabled provider's health, as the health prober found it (``probe``:
+        probed again first)."""
+        answer = await self.bus.ask(health_stream(self.bus.names), HealthCommand(action=action),
+                                    self.timeout_s)  # fmt: skip
+        assert isinstance(answer, HealthReport)
         return answer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from .cache import (
 )
 from .client import Client
 from .gateway import Gateway
+from .health import HealthDesk, HealthProber
 from .limits import Limiter, LimiterStore, QuotaKeeper, QuotaStore
 from .messages import CODEC
 from .providers import Adapter, Catalog, ModelDirectory, build_adapters
@@ -72,6 +74,7 @@ class Node:
         self.inflight = InFlight()
         self.memory = Memory(config.cache.l1_max_entries, config.cache.l1_max_bytes)  # L1
         self.vectors: VectorIndex | None = None  # the semantic level's, when it is on
+        self.prober: HealthProber | None = None  # the worker's, when health is on
         self.adapters: dict[str, Adapter] = {}
         self.supervisor: Supervisor | None = None
         self.gateway: Gateway | None = None
@@ -135,6 +138,8 @@ class Node:
         self.memory.on_event(message)
         if self.vectors is not None:
             self.vectors.on_event(message)
+        if self.prober is not None:
+            self.prober.observe(message)
 
     async def _start_workers(self) -> None:
         await self.breakers.start()
@@ -144,8 +149,10 @@ class Node:
         for adapter in self.adapters.values():
             self._cleanup.push_async_callback(adapter.close)
         config = self.config
+        if config.health.enabled and self.adapters:
+            self.prober = HealthProber(self.adapters, config.health, bus=self.bus)
         planner = Planner(self.catalog, self.default_models, self.serves, config.router,
-                          self.latency, self.breakers)  # fmt: skip
+                          self.latency, self.breakers, self.prober)  # fmt: skip
         providers = {name: p for name, p in config.providers.items() if name in self.enabled}
         caching = config.cache.enabled
         admission = Admission(self.bus, config.admission, self.catalog, self.metrics,
@@ -164,10 +171,18 @@ class Node:
             factories.append(self._cache_factory(semantic))
         for adapter in self.adapters.values():
             factories.append(self._breaker_factory(adapter))
+        prober = self.prober
+        if prober is not None:
+            factories.append(
+                lambda: HealthDesk(self.bus, prober, concurrency=config.health.concurrency)
+            )
         supervisor = Supervisor(factories)
         await supervisor.start()
         self.supervisor = supervisor
         self._cleanup.push_async_callback(self._stop_supervisor)
+        if prober is not None:  # stopped before the adapters it probes are closed
+            await prober.start()
+            self._cleanup.push_async_callback(prober.stop)
 
     async def _semantic(self) -> SemanticLevel | None:
         """The semantic level, its index loaded from Redis, when it is on."""
@@ -208,10 +223,25 @@ class Node:
             models=self.models,
             bounds=config.router,
             metrics=self.metrics,
+            ready=self.ready,
         )
         await gateway.start()
         self.gateway = gateway
         self._cleanup.push_async_callback(self._stop_gateway)
+
+    async def ready(self) -> str:
+        """Why this process is not ready to serve ("" when it is): Redis must answer
+        and every actor it runs must be running."""
+        try:
+            async with asyncio.timeout(self.config.bus.command_timeout_ms / 1000):
+                await self.bus.redis.ping()
+        except Exception as exc:
+            return f"Redis does not answer: {type(exc).__name__}"
+        if self.supervisor is not None:
+            down = [actor.name for actor in self.supervisor.actors if not actor.alive]
+            if down:
+                return f"actors not running: {', '.join(down)}"
+        return ""
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop taking work, drain for ``timeout`` seconds, release everything: in the

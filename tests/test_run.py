@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -13,6 +14,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from actors.providers.simulator import Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,15 +81,48 @@ def test_a_bad_config_stops_the_start_naming_the_field(tmp_path: Path) -> None:
 def test_probe_checks_each_configured_provider(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
     result = _run("probe", env=env)
-    assert result.returncode == 1
+    assert result.returncode == 2  # nothing to ask: down
     assert "no provider is configured" in result.stdout
     # One provider, pointed at nothing that answers.
     env |= {"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
     result = _run("probe", env=env)
-    assert result.returncode == 1
-    assert "openai     FAIL" in result.stdout and "unavailable" in result.stdout
+    assert result.returncode == 2
+    assert "openai     down" in result.stdout and "unavailable" in result.stdout
     assert "anthropic  disabled" in result.stdout
     assert "sk-x" not in result.stdout + result.stderr
+
+
+async def test_probe_exit_codes_and_json(tmp_path: Path) -> None:
+    """0 healthy, 1 degraded, 2 down: for cron, Nagios-style checks, Kubernetes."""
+    async with Simulator() as simulator:
+        env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
+        env |= {"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": f"{simulator.url}/v1",
+                "ANTHROPIC_API_KEY": "sk-y", "ANTHROPIC_BASE_URL": simulator.url}  # fmt: skip
+        config = tmp_path / "c.toml"
+        config.write_text("[health]\nslow_ms = 200\n")
+
+        async def probe(*extra: str) -> tuple[int, str]:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "run.py", "probe", "--config", str(config), *extra, cwd=ROOT,
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, _err = await asyncio.wait_for(process.communicate(), 120)
+            return process.returncode or 0, out.decode()
+
+        code, out = await probe("--json")
+        assert code == 0, out
+        report = json.loads(out)
+        assert report["status"] == "healthy"
+        assert {p["provider"] for p in report["providers"]} == {"openai", "anthropic"}
+        simulator.state.update("anthropic", {"latency_ms": 400})
+        code, out = await probe()
+        assert code == 1 and "anthropic  degraded" in out, out
+        code, out = await probe("--provider", "openai")  # only the one asked for
+        assert code == 0 and "anthropic" not in out, out
+        simulator.state.update("openai", {"auth_failure": True})
+        code, out = await probe("--json")
+        assert code == 2 and json.loads(out)["status"] == "down"
+        assert "sk-x" not in out
 
 
 def _env_without_token() -> dict[str, str]:

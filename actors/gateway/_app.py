@@ -35,6 +35,7 @@ from ._bodies import (
 )
 from ._cache_api import CacheApi
 from ._errors import Runner, json_errors
+from ._health_api import HealthApi
 from ._limits_api import LimitsApi
 from ._openai import (
     ChatCompletionBody,
@@ -71,6 +72,7 @@ class Gateway:
         models: ModelDirectory,
         bounds: RouterConfig,
         metrics: Metrics,
+        ready: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         self.config = config
         self.client = client
@@ -91,6 +93,7 @@ class Gateway:
             web.get("/metrics", self.metrics),
             web.get("/openapi.json", self.openapi),
             web.get("/health", self.health),
+            *HealthApi(admin, ready).routes(),
         ]
         guard.exempt(self.app.add_routes(public))
         # Every other route is a management one: it needs the admin token.

@@ -274,6 +274,42 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": {"description": "ok"}},
                 }
             },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness (for Kubernetes): the process serves",
+                    "responses": {"200": {"description": "alive"}},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: Redis answers and this process's actors run",
+                    "responses": {
+                        "200": {"description": "ready"},
+                        "503": _json("ErrorBody", "Not ready (`not_ready`), and why"),
+                    },
+                }
+            },
+            "/ai-orchestration/health": {
+                "get": {
+                    "summary": "Each provider's health: status (healthy, degraded, down), "
+                    "probe latency, recent error rate, last check, breaker state, why",
+                    "responses": {
+                        "200": {"description": "The providers' health and the worst status"},
+                        "503": _json("ErrorBody", "No health prober answered"),
+                        "504": _json("ErrorBody", "No health prober answered in time"),
+                    },
+                }
+            },
+            "/ai-orchestration/healthy-providers": {
+                "get": {
+                    "summary": "The providers a request may go to now (healthy, breaker closed)",
+                    "responses": {
+                        "200": {"description": "Their names"},
+                        "503": _json("ErrorBody", "No health prober answered"),
+                        "504": _json("ErrorBody", "No health prober answered in time"),
+                    },
+                }
+            },
         },
         "components": {"schemas": components, "securitySchemes": _SECURITY_SCHEMES},
     }

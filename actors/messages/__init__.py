@@ -52,6 +52,14 @@ from ._events import (
     RequestCancelled,
     RequestCompleted,
 )
+from ._health import (
+    HealthCommand,
+    HealthReport,
+    HealthStatus,
+    ProviderHealth,
+    ProviderRecovered,
+    ProviderUnhealthy,
+)
 from ._kinds import KINDS, CallFailure, Chain, Kind, RequestFailure, kind_of
 from ._request import (
     FALLBACK_TEXT,
@@ -67,7 +75,7 @@ from ._request import (
     UserId,
     fallback_answer,
 )
-from ._streams import cache_stream, limiter_stream, quota_stream
+from ._streams import cache_stream, health_stream, limiter_stream, quota_stream
 
 __all__ = [
     "CODEC",
@@ -104,6 +112,9 @@ __all__ = [
     "GenerateFailed",
     "GenerateRequest",
     "GenerateResponse",
+    "HealthCommand",
+    "HealthReport",
+    "HealthStatus",
     "InvalidRequest",
     "Kind",
     "LimitError",
@@ -114,6 +125,9 @@ __all__ = [
     "Ping",
     "Pong",
     "ProviderCall",
+    "ProviderHealth",
+    "ProviderRecovered",
+    "ProviderUnhealthy",
     "QuotaError",
     "QuotaExceeded",
     "QuotaRow",
@@ -131,6 +145,7 @@ __all__ = [
     "WarmEntry",
     "cache_stream",
     "fallback_answer",
+    "health_stream",
     "kind_of",
     "limiter_stream",
     "quota_stream",
@@ -171,6 +186,11 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     CacheReport,
     CacheCleared,
     CacheStored,
+    ProviderHealth,
+    ProviderUnhealthy,
+    ProviderRecovered,
+    HealthCommand,
+    HealthReport,
 )
 
 CODEC = Codec(MESSAGE_TYPES)

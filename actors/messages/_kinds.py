@@ -31,7 +31,7 @@ __all__ = ["KINDS", "CallFailure", "Chain", "Kind", "RequestFailure", "kind_of"]
 CallFailure = Literal[
     "rate_limited", "timeout", "server_error", "unavailable", "authentication",
     "bad_request", "context_too_long", "content_filtered", "cancelled",
-    "breaker_open", "key_invalid",
+    "breaker_open", "key_invalid", "provider_down",
 ]  # fmt: skip
 # Why a request got no answer (the router's GenerateFailed.kind).
 RequestFailure = Literal[
@@ -76,6 +76,7 @@ KINDS: Mapping[str, Kind] = {
     # this provider cannot answer now: the next one
     "breaker_open": Kind(503, _SERVER, "next"),
     "key_invalid": Kind(503, _SERVER, "next"),
+    "provider_down": Kind(503, _SERVER, "next"),  # the health prober found it down
     "authentication": Kind(503, _SERVER, "next"),
     # worth another try (a timeout moves on while other candidates remain: the router)
     "timeout": Kind(503, _SERVER, "retry"),

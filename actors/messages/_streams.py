@@ -8,6 +8,7 @@ key                    type    what
 ``{ns}:limiter``       stream  admission asks and limits commands for the limiter
 ``{ns}:quota``         stream  admission asks and limits commands for the quota keeper
 ``{ns}:cache``         stream  lookups, follows and cache commands for the cache
+``{ns}:health``        stream  health commands for the health desks
 =====================  ======  ==================================================
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from bus import Names
 
-__all__ = ["cache_stream", "limiter_stream", "quota_stream"]
+__all__ = ["cache_stream", "health_stream", "limiter_stream", "quota_stream"]
 
 
 def limiter_stream(names: Names) -> str:
@@ -28,3 +29,7 @@ def quota_stream(names: Names) -> str:
 
 def cache_stream(names: Names) -> str:
     return f"{names.ns}:cache"
+
+
+def health_stream(names: Names) -> str:
+    return f"{names.ns}:health"

@@ -5,7 +5,7 @@ state, and the registry of in-flight work that a cancellation stops."""
 from ._admission import Admission, AdmissionResult
 from ._breaker_state import BreakerState, BreakerStore, BreakerView
 from ._inflight import InFlight
-from ._planner import Candidate, LatencyView, Planner
+from ._planner import Candidate, HealthSource, LatencyView, Planner
 from .breaker import Breaker
 from .router import Router
 
@@ -17,6 +17,7 @@ __all__ = [
     "BreakerStore",
     "BreakerView",
     "Candidate",
+    "HealthSource",
     "InFlight",
     "LatencyView",
     "Planner",

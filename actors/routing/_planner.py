@@ -6,6 +6,7 @@ import itertools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from bus import Message
 
@@ -14,7 +15,15 @@ from ..providers import Catalog, UnknownModel, estimate_prompt_tokens
 from ..runtime.config import RouterConfig
 from ._breaker_state import BreakerView
 
-__all__ = ["Candidate", "LatencyView", "Planner"]
+__all__ = ["Candidate", "HealthSource", "LatencyView", "Planner"]
+
+
+class HealthSource(Protocol):
+    """What the health prober found: whether a provider is down, its probe latency."""
+
+    def is_down(self, provider: str) -> bool: ...
+
+    def probe_latency(self, provider: str) -> float | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +61,9 @@ class Planner:
     """Expands a request's model into ordered candidates across enabled providers.
 
     ``serves(provider, model)`` says whether an enabled provider can serve a model
-    (Azure only through a deployment). Candidates whose breaker refuses calls are
-    left out and reported as skipped attempts.
+    (Azure only through a deployment). Candidates whose breaker refuses calls, or
+    whose provider the health prober found down, are left out and reported as skipped
+    attempts.
     """
 
     def __init__(
@@ -64,6 +74,7 @@ class Planner:
         config: RouterConfig,
         latency: LatencyView,
         breakers: BreakerView,
+        health: HealthSource | None = None,
     ) -> None:
         self.catalog = catalog
         self.default_models = default_models  # enabled providers only
@@ -71,6 +82,7 @@ class Planner:
         self.config = config
         self.latency = latency
         self.breakers = breakers
+        self.health = health
         self._turn = itertools.count()
 
     def plan(
@@ -104,6 +116,10 @@ class Planner:
                         retry_after=wait,
                     )
                 )
+            elif self.health is not None and self.health.is_down(candidate.provider):
+                skipped.append(Attempt(provider=candidate.provider, model=candidate.model,
+                                       outcome="provider_down",
+                                       message="the health prober found it down"))  # fmt: skip
             else:
                 usable.append(candidate)
         return usable, skipped
@@ -121,6 +137,13 @@ class Planner:
             return self._by_cost(candidates, request, prompt_tokens)
         if strategy == "performance":
             known = [self.latency.latency(c.provider, c.model) for c in candidates]
+            if self.health is not None and all(k is None for k in known):
+                # No traffic yet: the probes' latency ranks them (unprobed last).
+                probed = [self.health.probe_latency(c.provider) for c in candidates]
+                slowest = float("inf")
+                order = sorted(zip(candidates, probed, strict=True),
+                               key=lambda cp: slowest if cp[1] is None else cp[1])  # fmt: skip
+                return [c for c, _p in order], []
             # Untried candidates count as fast as the fastest known: they get tried.
             floor = min((k for k in known if k is not None), default=0.0)
             ranked = sorted(

@@ -92,6 +92,11 @@ class Actor:
         await self.on_stop()
         self.log.info("actor.stopped")
 
+    @property
+    def alive(self) -> bool:
+        """Started and not crashed."""
+        return not self._crash.done()
+
     async def crashed(self) -> BaseException:
         """Wait until the actor's machinery fails; returns the cause."""
         return await asyncio.shield(self._crash)

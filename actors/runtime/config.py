@@ -274,6 +274,25 @@ class CacheConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     semantic: SemanticConfig = SemanticConfig()
 
 
+class HealthConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The health prober: probes every enabled provider on a schedule, one process per
+    provider at a time (a lease in Redis), and judges it with the real traffic."""
+
+    enabled: bool = True
+    interval_ms: Positive = 30_000
+    jitter_ms: Annotated[int, msgspec.Meta(ge=0)] = 3_000  # plus 0..jitter between rounds
+    timeout_ms: Positive = 5_000  # a probe slower than this failed
+    # A probe lists the provider's models (no tokens spent); true: a one-token
+    # completion of its default model instead (a few tokens, billed).
+    completion_probe: bool = False
+    down_after: Positive = 2  # failed probes in a row that make a provider down
+    slow_ms: Positive = 2_000  # a probe slower than this: degraded
+    traffic_window_s: Positive = 60  # the real calls looked at
+    min_calls: Positive = 5  # fewer real calls than this say nothing
+    degraded_error_rate: Share = 0.25  # of real calls failed: degraded
+    concurrency: Positive = 16
+
+
 class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The HTTP gateway."""
 
@@ -302,6 +321,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     limits: LimitsConfig = LimitsConfig()
     admission: AdmissionConfig = AdmissionConfig()
     cache: CacheConfig = CacheConfig()
+    health: HealthConfig = HealthConfig()
     # Added to the shipped model catalog, or replacing its entries by name.
     catalog: CatalogData = CatalogData()
 

@@ -92,7 +92,7 @@ async def test_probe_logs_ours_and_the_sdks_at_debug_and_never_a_key(
     code, output = await _run(
         "probe", "--log-level", "debug", "--sdk-log-level", "debug", env=_env(simulator)
     )
-    assert code == 1, output  # both keys refused
+    assert code == 2, output  # both keys refused: down
     lines = _lines(output)
     assert "provider.sdk_error" in _events(lines)
     # The SDK's error held the key the simulator echoed; the line says it was there.
@@ -110,7 +110,7 @@ async def test_probe_logs_ours_and_the_sdks_at_debug_and_never_a_key(
 async def test_probe_keeps_the_sdks_quiet_unless_asked(simulator: Simulator) -> None:
     simulator.state.update("openai", {"auth_failure": True})
     code, output = await _run("probe", "--log-level", "debug", env=_env(simulator))
-    assert code == 1, output
+    assert code == 2, output
     lines = _lines(output)
     assert "provider.sdk_error" in _events(lines)
     assert _sdk_lines(lines) == []

@@ -35,6 +35,7 @@ from actors.runtime.config import (  # noqa: E402
     CacheConfig,
     Config,
     GatewayConfig,
+    HealthConfig,
     LimitsConfig,
     QuotaConfig,
 )
@@ -60,6 +61,7 @@ async def main(settings: dict[str, object]) -> None:
         # Both processes ask the same questions: every one must reach the limiter and
         # a provider, not be coalesced with the other process's.
         cache=CacheConfig(enabled=False),
+        health=HealthConfig(enabled=False),
     )
     node = Node(config, str(settings["url"]), "worker")
     await node.start()

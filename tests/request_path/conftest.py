@@ -22,6 +22,7 @@ from actors.runtime.config import (
     CacheConfig,
     Config,
     GatewayConfig,
+    HealthConfig,
     LimitsConfig,
     QuotaConfig,
     RouterConfig,
@@ -41,6 +42,8 @@ NO_LIMITS = LimitsConfig(**dict.fromkeys(LIMIT_FIELDS))
 NO_QUOTAS = QuotaConfig(**dict.fromkeys(QUOTA_FIELDS))
 # ... and every request reaches a provider: no cache unless a test turns it on.
 NO_CACHE = CacheConfig(enabled=False)
+# ... and no prober calling the simulator in between (its own tests turn it on).
+NO_HEALTH = HealthConfig(enabled=False)
 
 
 def providers_for(url: str, names: tuple[str, ...], **overrides: Any) -> ProvidersConfig:
@@ -106,6 +109,7 @@ async def make_node(server_url: str, simulator: Simulator) -> AsyncIterator[Make
         admission: AdmissionConfig | None = None,
         gateway: GatewayConfig | None = None,
         cache: CacheConfig = NO_CACHE,
+        health: HealthConfig = NO_HEALTH,
     ) -> Node:
         config = Config(
             bus=bus_config(ns),
@@ -117,6 +121,7 @@ async def make_node(server_url: str, simulator: Simulator) -> AsyncIterator[Make
             quota=quota,
             admission=admission or PATIENT_ADMISSION,
             cache=cache,
+            health=health,
         )
         node = Node(config, server_url, role)
         await node.start()

@@ -39,6 +39,7 @@ async def workers(
         + "".join(f"{name} = {getattr(FAST, name)}\n"
                   for name in ("block_ms", "claim_idle_ms", "claim_interval_ms"))
         + "[router]\nmax_messages = 200000\n"
+        + "[health]\nenabled = false\n"  # no probe among the calls counted
         + "[limits]\n" + "".join(f'{name} = "unlimited"\n' for name in LIMIT_FIELDS)
         + "[quota]\n" + "".join(f'{name} = "unlimited"\n' for name in QUOTA_FIELDS)
     )  # fmt: skip
