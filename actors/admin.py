@@ -19,10 +19,13 @@ from .messages import (
     HealthReport,
     LimitsCommand,
     LimitsReport,
+    MetricsCommand,
+    MetricsSnapshot,
     WarmEntry,
     cache_stream,
     health_stream,
     limiter_stream,
+    metrics_stream,
     quota_stream,
 )
 
@@ -121,4 +124,11 @@ class Admin:
         answer = await self.bus.ask(health_stream(self.bus.names), HealthCommand(action=action),
                                     self.timeout_s)  # fmt: skip
         assert isinstance(answer, HealthReport)
+        return answer
+
+    async def metrics(self, action: Literal["snapshot", "reset"] = "snapshot") -> MetricsSnapshot:
+        """The deployment's numbers, from a metrics actor (``reset``: started over)."""
+        answer = await self.bus.ask(metrics_stream(self.bus.names), MetricsCommand(action=action),
+                                    self.timeout_s)  # fmt: skip
+        assert isinstance(answer, MetricsSnapshot)
         return answer

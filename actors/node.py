@@ -27,6 +27,7 @@ from .gateway import Gateway
 from .health import HealthDesk, HealthProber
 from .limits import Limiter, LimiterStore, QuotaKeeper, QuotaStore
 from .messages import CODEC
+from .metrics import MetricsActor
 from .providers import Adapter, Catalog, ModelDirectory, build_adapters
 from .routing import (
     Admission,
@@ -171,6 +172,7 @@ class Node:
             factories.append(self._cache_factory(semantic))
         for adapter in self.adapters.values():
             factories.append(self._breaker_factory(adapter))
+        factories.append(lambda: MetricsActor(self.bus, concurrency=64))
         prober = self.prober
         if prober is not None:
             factories.append(

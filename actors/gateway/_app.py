@@ -17,7 +17,8 @@ from bus import BusError
 
 from ..admin import Admin
 from ..client import Client, GenerateError
-from ..messages import GenerateRequest, GenerateResponse, StreamDelta
+from ..messages import GenerateRequest, GenerateResponse, MetricsSnapshot, StreamDelta
+from ..metrics import prometheus_text, stats
 from ..providers import ModelDirectory, UnknownModel
 from ..runtime import GatewayConfig, Metrics, RouterConfig
 from ._admin import AdminGuard
@@ -49,6 +50,9 @@ from ._openai import (
 from ._openapi import openapi_document
 
 __all__ = ["Gateway"]
+
+# The text exposition format prometheus_client writes (generate_latest).
+_PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 log = structlog.get_logger("gateway")
 
@@ -91,6 +95,8 @@ class Gateway:
             web.post("/v1/chat/completions", self.chat_completions),
             web.get("/v1/models", self.list_models),
             web.get("/metrics", self.metrics),
+            web.get("/ai-orchestration/stats", self.stats),
+            web.get("/ai-orchestration/monitoring/stats", self.stats),
             web.get("/openapi.json", self.openapi),
             web.get("/health", self.health),
             *HealthApi(admin, ready).routes(),
@@ -104,6 +110,7 @@ class Gateway:
                 web.post("/ai-orchestration/circuit-breakers/{provider}/open", self.open_breaker),
                 *LimitsApi(admin).routes(),
                 *CacheApi(admin).routes(),
+                web.post("/ai-orchestration/monitoring/reset", self.reset_stats),
             ]
         )
         self._log = log.bind()
@@ -327,10 +334,27 @@ class Gateway:
         return json_response(self._openapi)
 
     async def metrics(self, _request: web.Request) -> web.Response:
-        return web.Response(
-            text=self._metrics.render(), content_type="text/plain", charset="utf-8",
-            headers={"X-Prometheus-Format": "0.0.4"},
-        )  # fmt: skip
+        """The deployment's numbers (from a metrics actor) and this process's own."""
+        try:
+            snapshot = await self.admin.metrics()
+        except BusError:  # no metrics actor answered: this process's own only
+            snapshot = MetricsSnapshot()
+        body = prometheus_text(snapshot, self._metrics.families())
+        return web.Response(body=body, headers={"Content-Type": _PROMETHEUS_TEXT})
+
+    async def stats(self, _request: web.Request) -> web.Response:
+        try:
+            snapshot = await self.admin.metrics()
+        except BusError as exc:
+            return error_response(*bus_failure(exc))
+        return json_response(stats(snapshot))
+
+    async def reset_stats(self, _request: web.Request) -> web.Response:
+        try:
+            snapshot = await self.admin.metrics("reset")
+        except BusError as exc:
+            return error_response(*bus_failure(exc))
+        return json_response(stats(snapshot))
 
     async def health(self, _request: web.Request) -> web.Response:
         return json_response({"status": "ok", "node": self.client.bus.node})

@@ -177,6 +177,21 @@ def _cache_paths() -> dict[str, Any]:
     }
 
 
+def _stats_path() -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": "The whole deployment's numbers as JSON: requests, cache hit rate, "
+            "per-provider calls, error rate and latency p50/p95/p99, rejections, breakers, "
+            "health, tokens, cost, pending entries, dead letters",
+            "responses": {
+                "200": {"description": "The stats"},
+                "503": _json("ErrorBody", "No metrics actor answered"),
+                "504": _json("ErrorBody", "No metrics actor answered in time"),
+            },
+        }
+    }
+
+
 def _schemas() -> dict[str, Any]:
     """The bodies' schemas, generated from their Structs, with the rules a body declares
     beside its ``__post_init__`` (``SCHEMA_RULES``)."""
@@ -254,11 +269,20 @@ def openapi_document() -> dict[str, Any]:
                     ),
                     **_limit_paths(),
                     **_cache_paths(),
+                    "/ai-orchestration/monitoring/reset": {
+                        "post": {
+                            "summary": "Start the deployment's numbers over (/metrics and stats)",
+                            "responses": {"200": {"description": "The stats, now empty"}},
+                        }
+                    },
                 }
             ),
+            "/ai-orchestration/stats": _stats_path(),
+            "/ai-orchestration/monitoring/stats": _stats_path(),
             "/metrics": {
                 "get": {
-                    "summary": "This process's counters, in the Prometheus text format",
+                    "summary": "The deployment's numbers (and this process's own), in the "
+                    "Prometheus text format",
                     "responses": {"200": {"description": "text/plain; version=0.0.4"}},
                 }
             },

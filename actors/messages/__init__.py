@@ -61,6 +61,7 @@ from ._health import (
     ProviderUnhealthy,
 )
 from ._kinds import KINDS, CallFailure, Chain, Kind, RequestFailure, kind_of
+from ._metrics import MetricsCommand, MetricsSnapshot
 from ._request import (
     FALLBACK_TEXT,
     Attempt,
@@ -75,7 +76,7 @@ from ._request import (
     UserId,
     fallback_answer,
 )
-from ._streams import cache_stream, health_stream, limiter_stream, quota_stream
+from ._streams import cache_stream, health_stream, limiter_stream, metrics_stream, quota_stream
 
 __all__ = [
     "CODEC",
@@ -121,6 +122,8 @@ __all__ = [
     "LimitState",
     "LimitsCommand",
     "LimitsReport",
+    "MetricsCommand",
+    "MetricsSnapshot",
     "NoProviderAvailable",
     "Ping",
     "Pong",
@@ -148,6 +151,7 @@ __all__ = [
     "health_stream",
     "kind_of",
     "limiter_stream",
+    "metrics_stream",
     "quota_stream",
 ]
 
@@ -191,6 +195,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     ProviderRecovered,
     HealthCommand,
     HealthReport,
+    MetricsCommand,
+    MetricsSnapshot,
 )
 
 CODEC = Codec(MESSAGE_TYPES)

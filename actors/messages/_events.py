@@ -30,6 +30,7 @@ class RequestCompleted(Message, tag="request.completed", frozen=True, kw_only=Tr
     ts_ms: int = 0
     reservation_id: str = ""  # the admission reservation to settle ("": the request id)
     charged: bool = False  # admission charged it for good ("record"): nothing to settle
+    limit_type: str = ""  # a refusal's limit or quota (rate_limited, quota_exceeded)
     cache_level: str = ""  # a hit's level
     # A miss the cache may store: where, and the answer to store (only with a ticket).
     cache_ticket: CacheTicket | None = None

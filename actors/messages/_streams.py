@@ -9,6 +9,7 @@ key                    type    what
 ``{ns}:quota``         stream  admission asks and limits commands for the quota keeper
 ``{ns}:cache``         stream  lookups, follows and cache commands for the cache
 ``{ns}:health``        stream  health commands for the health desks
+``{ns}:metrics``       stream  metrics commands for the metrics actors
 =====================  ======  ==================================================
 """
 
@@ -16,7 +17,13 @@ from __future__ import annotations
 
 from bus import Names
 
-__all__ = ["cache_stream", "health_stream", "limiter_stream", "quota_stream"]
+__all__ = [
+    "cache_stream",
+    "health_stream",
+    "limiter_stream",
+    "metrics_stream",
+    "quota_stream",
+]
 
 
 def limiter_stream(names: Names) -> str:
@@ -33,3 +40,7 @@ def cache_stream(names: Names) -> str:
 
 def health_stream(names: Names) -> str:
     return f"{names.ns}:health"
+
+
+def metrics_stream(names: Names) -> str:
+    return f"{names.ns}:metrics"

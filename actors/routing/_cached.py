@@ -127,4 +127,5 @@ def completed(
         session_id=request.session_id, outcome="failed", latency_ms=elapsed_ms,
         attempts=result.attempts, stream=request.stream, error_kind=result.kind,
         ts_ms=now_ms, reservation_id=reservation, cache_ticket=ticket,
+        limit_type=result.limit_type,
     )  # fmt: skip

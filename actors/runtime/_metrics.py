@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from prometheus_client.core import CounterMetricFamily, Metric
+
 __all__ = ["Metrics"]
 
 
@@ -24,6 +26,19 @@ class Metrics:
 
     def value(self, name: str, **labels: str) -> float:
         return self._counters.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    def families(self) -> list[Metric]:
+        """This process's counters, for a ``prometheus_client`` collector."""
+        out: list[Metric] = []
+        for name in sorted({n for n, _l in self._counters}):
+            series = [(dict(labels), v) for (n, labels), v in self._counters.items() if n == name]
+            names = sorted({k for labels, _v in series for k in labels})
+            family = CounterMetricFamily(name.removesuffix("_total"), self._help.get(name, name),
+                                         labels=names)  # fmt: skip
+            for labels, value in series:
+                family.add_metric([labels.get(n, "") for n in names], value)
+            out.append(family)
+        return out
 
     def render(self) -> str:
         lines: list[str] = []

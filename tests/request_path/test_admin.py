@@ -28,6 +28,7 @@ MANAGEMENT: list[tuple[str, str, Any]] = [
     ("GET", "/ai-orchestration/cache/stats", None),
     ("POST", "/ai-orchestration/cache/clear", {"user_id": "ann"}),
     ("POST", "/ai-orchestration/cache/warm", {"entries": []}),
+    ("POST", "/ai-orchestration/monitoring/reset", None),
 ]
 
 
@@ -167,4 +168,4 @@ async def test_openapi_marks_the_management_endpoints(
                 assert ("415" in operation["responses"]) == (method != "get")
             else:
                 assert "security" not in operation, (method, path)
-    assert len(management) == 12
+    assert len(management) == 13

@@ -1,0 +1,27 @@
+"""The metrics actor's command and its answer: the deployment's numbers."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from bus import Message
+
+
+class MetricsCommand(Message, tag="metrics.command", frozen=True, kw_only=True):
+    """To the metrics actors (``{ns}:metrics``): the numbers as they stand
+    (``snapshot``), or start them over (``reset``). The reply is a ``metrics.snapshot``."""
+
+    action: Literal["snapshot", "reset"] = "snapshot"
+
+
+class MetricsSnapshot(Message, tag="metrics.snapshot", frozen=True, kw_only=True):
+    """Every series the metrics actors keep for the deployment: ``series`` maps
+    ``kind|name|labels (JSON)|bucket`` to its value (see ``actors.metrics``), and the
+    streams' pending entries per group."""
+
+    series: dict[str, float] = msgspec.field(default_factory=dict)
+    pending: dict[str, int] = msgspec.field(default_factory=dict)  # "stream|group" -> count
+    dead_letters: int = 0
+    taken_at_ms: int = 0
