@@ -124,6 +124,7 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     status: int | None = None
     message: str = ""
     retry_after: float | None = None
+    first_token_ms: float | None = None  # a stream's: until its first text
 
 
 class LimitState(msgspec.Struct, frozen=True, kw_only=True):

@@ -36,6 +36,7 @@ _HELP = {
     "aio_provider_probe_latency_seconds": "The health prober's last probe latency",
     "gen_ai_client_token_usage": "Tokens used per operation (OpenTelemetry GenAI)",
     "gen_ai_client_operation_duration_seconds": "GenAI operation duration (OpenTelemetry)",
+    "gen_ai_client_operation_time_to_first_chunk_seconds": "A stream's time to its first text",
     "aio_stream_pending": "Entries delivered and not yet acknowledged, per stream and group",
     "aio_dead_letters": "Entries in the dead-letter stream",
 }

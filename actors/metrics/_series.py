@@ -104,6 +104,11 @@ def _completed(done: RequestCompleted) -> Iterator[Update]:
         if attempt.latency_ms:
             yield from _observe("aio_provider_call_duration_seconds", labels,
                                 attempt.latency_ms / 1000, DURATION_BUCKETS)  # fmt: skip
+        if attempt.first_token_ms is not None:
+            yield from _observe("gen_ai_client_operation_time_to_first_chunk_seconds",
+                                {"gen_ai_provider_name": attempt.provider,
+                                 "gen_ai_request_model": attempt.model},
+                                attempt.first_token_ms / 1000, DURATION_BUCKETS)  # fmt: skip
         gen_ai = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": attempt.provider,
                   "gen_ai_request_model": attempt.model}  # fmt: skip
         if attempt.latency_ms and attempt.outcome not in ("breaker_open", "key_invalid",

@@ -109,6 +109,7 @@ class Completion(Message, tag="provider.completion", frozen=True, kw_only=True):
     provider: str
     model: str
     latency_ms: float
+    first_token_ms: float | None = None  # a stream's: until its first text
 
 
 class Chunk(msgspec.Struct, frozen=True, kw_only=True):

@@ -144,6 +144,7 @@ class Breaker(Actor):
         self, call: ProviderCall, sender: _DeltaSender, cutoff: _Cutoff
     ) -> Completion:
         started = time.perf_counter()
+        first_token_ms: float | None = None
         text: list[str] = []
         async for chunk in self.adapter.stream(call.request):
             if not chunk.final:
@@ -151,6 +152,8 @@ class Breaker(Actor):
                 sender.push(chunk.delta)
                 if chunk.delta:
                     cutoff.first_text()
+                    if first_token_ms is None:
+                        first_token_ms = (time.perf_counter() - started) * 1000
                 continue
             try:
                 await sender.flush()
@@ -165,6 +168,7 @@ class Breaker(Actor):
                 provider=self.provider,
                 model=self.adapter.model_for(call.request),
                 latency_ms=(time.perf_counter() - started) * 1000,
+                first_token_ms=first_token_ms,
             )
         raise AssertionError("adapter streams end with a final chunk or raise")
 

@@ -247,7 +247,7 @@ class Router(Actor):
                 course.completion = reply
                 attempts.append(
                     Attempt(provider=provider, model=model, outcome="ok",
-                            latency_ms=reply.latency_ms)
+                            latency_ms=reply.latency_ms, first_token_ms=reply.first_token_ms)
                 )  # fmt: skip
                 return self._answered(request, reply, attempts, streamed=streaming)
             assert isinstance(reply, CallFailed)

@@ -57,6 +57,19 @@ async def test_metrics_move_with_traffic_and_parse(
     assert _total(families, "aio_tokens", type="output") > 0
     assert "aio_stream_pending" in families and "aio_dead_letters" in families
     assert _total(families, "aio_admissions", result="admitted") >= 3  # this process's own
+    # A stream's time to its first text.
+    async with http.post(f"{url}/v1/chat/completions", json={
+        "model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "ttft"}],
+    }) as response:  # fmt: skip
+        await response.read()
+    await eventually(lambda: _first_chunks(http, url))
+
+
+async def _first_chunks(http: aiohttp.ClientSession, url: str) -> bool:
+    family = (await _scrape(http, url)).get("gen_ai_client_operation_time_to_first_chunk_seconds")
+    return family is not None and sum(
+        s.value for s in family.samples if s.name.endswith("_count")
+    ) == 1  # fmt: skip
 
 
 async def _has(http: aiohttp.ClientSession, url: str, name: str, at_least: float) -> bool:
