@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import ipaddress
 import json
 import secrets
@@ -96,6 +97,15 @@ async def _serve(config: Config, role: Role, data_dir: str | None, made: str | N
         finally:
             print("stopping: draining in-flight requests", flush=True)
             await node.stop()
+
+
+def _key_hash(_args: argparse.Namespace) -> int:
+    key = sys.stdin.readline().strip()
+    if not key:
+        print("error: give the key on stdin: echo -n KEY | python run.py key-hash", file=sys.stderr)
+        return 2
+    print(hashlib.sha256(key.encode()).hexdigest())
+    return 0
 
 
 def _run_probe(args: argparse.Namespace) -> int:
@@ -209,6 +219,13 @@ def _parser() -> argparse.ArgumentParser:
         "so that services in other languages can publish and read.",
     )  # fmt: skip
     schema.set_defaults(run=_schema)
+
+    key_hash = commands.add_parser(
+        "key-hash", help="print the SHA-256 of a client key, for [auth.keys] in the config",
+        description="Read a client key from stdin (so that it stays out of the shell's "
+        "history) and print its SHA-256, the name [auth.keys] knows it by.",
+    )  # fmt: skip
+    key_hash.set_defaults(run=_key_hash)
 
     demo = commands.add_parser(
         "demo", help="run the bus and the provider adapters end to end",

@@ -17,6 +17,8 @@ from .messages import (
     CacheReport,
     HealthCommand,
     HealthReport,
+    KeysCommand,
+    KeysReport,
     LimitsCommand,
     LimitsReport,
     MetricsCommand,
@@ -24,6 +26,7 @@ from .messages import (
     WarmEntry,
     cache_stream,
     health_stream,
+    keys_stream,
     limiter_stream,
     metrics_stream,
     quota_stream,
@@ -131,4 +134,22 @@ class Admin:
         answer = await self.bus.ask(metrics_stream(self.bus.names), MetricsCommand(action=action),
                                     self.timeout_s)  # fmt: skip
         assert isinstance(answer, MetricsSnapshot)
+        return answer
+
+    async def keys(
+        self,
+        action: Literal["add", "revoke", "list", "lookup"],
+        *,
+        user_id: str | None = None,
+        tier: str = "",
+        key_id: str = "",
+        sha256: str = "",
+    ) -> KeysReport:
+        """Client keys: make one for a user (its ``key`` is shown this once), revoke
+        one by id, list them, or look one up by its SHA-256."""
+        command = KeysCommand(action=action, user_id=user_id, tier=tier, id=key_id, sha256=sha256)
+        answer = await self.bus.ask(keys_stream(self.bus.names), command, self.timeout_s)
+        if isinstance(answer, AdminRefused):
+            raise AdminRefusedError(answer.message)
+        assert isinstance(answer, KeysReport)
         return answer

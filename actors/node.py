@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, TypeVar
 
+import msgspec
 import structlog
 
 from bus import Bus, Message
 
 from .admin import Admin
+from .auth import Keyring
 from .cache import (
     Cache,
     CacheStore,
@@ -42,6 +44,8 @@ from .routing import (
 from .runtime import Actor, Config, ConfigError, Metrics, Supervisor
 
 __all__ = ["Node", "Role"]
+
+_C = TypeVar("_C", bound=msgspec.Struct)
 
 log = structlog.get_logger("node")
 
@@ -103,11 +107,20 @@ class Node:
 
     @functools.cached_property
     def limits(self) -> LimiterStore:
-        return LimiterStore(self.bus, self.config.limits)
+        return LimiterStore(self.bus, self.config.limits, self._tiers(self.config.limits, "limits"))
 
     @functools.cached_property
     def quotas(self) -> QuotaStore:
-        return QuotaStore(self.bus, self.config.quota)
+        return QuotaStore(self.bus, self.config.quota, self._tiers(self.config.quota, "quota"))
+
+    def _tiers(self, defaults: _C, part: str) -> dict[str, _C]:
+        """Each tier's limits (or quotas): the defaults with the tier's own over them."""
+        tiers = {}
+        for name, tier in self.config.auth.tiers.items():
+            given = msgspec.structs.asdict(getattr(tier, part))
+            changes = {k: v for k, v in given.items() if v is not msgspec.UNSET}
+            tiers[name] = msgspec.structs.replace(defaults, **changes)
+        return tiers
 
     @functools.cached_property
     def answers(self) -> CacheStore:
@@ -173,6 +186,7 @@ class Node:
         for adapter in self.adapters.values():
             factories.append(self._breaker_factory(adapter))
         factories.append(lambda: MetricsActor(self.bus, concurrency=64))
+        factories.append(lambda: Keyring(self.bus, config.auth))
         prober = self.prober
         if prober is not None:
             factories.append(
@@ -226,6 +240,7 @@ class Node:
             bounds=config.router,
             metrics=self.metrics,
             ready=self.ready,
+            auth=config.auth,
         )
         await gateway.start()
         self.gateway = gateway

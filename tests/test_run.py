@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -123,6 +124,13 @@ async def test_probe_exit_codes_and_json(tmp_path: Path) -> None:
         code, out = await probe("--json")
         assert code == 2 and json.loads(out)["status"] == "down"
         assert "sk-x" not in out
+
+
+def test_key_hash_reads_the_key_from_stdin() -> None:
+    result = subprocess.run([sys.executable, "run.py", "key-hash"], cwd=ROOT, input="k-ann\n",
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0
+    assert result.stdout.strip() == hashlib.sha256(b"k-ann").hexdigest()
 
 
 def _env_without_token() -> dict[str, str]:

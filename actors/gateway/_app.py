@@ -21,6 +21,7 @@ from ..messages import GenerateRequest, GenerateResponse, MetricsSnapshot, Strea
 from ..metrics import prometheus_text, stats
 from ..providers import ModelDirectory, UnknownModel
 from ..runtime import GatewayConfig, Metrics, RouterConfig
+from ..runtime.config import AuthConfig
 from ._admin import AdminGuard
 from ._bodies import (
     BadInput,
@@ -35,8 +36,10 @@ from ._bodies import (
     response_body,
 )
 from ._cache_api import CacheApi
+from ._callers import Callers, Refused
 from ._errors import Runner, json_errors
 from ._health_api import HealthApi
+from ._keys_api import KeysApi
 from ._limits_api import LimitsApi
 from ._openai import (
     ChatCompletionBody,
@@ -77,6 +80,7 @@ class Gateway:
         bounds: RouterConfig,
         metrics: Metrics,
         ready: Callable[[], Awaitable[str]] | None = None,
+        auth: AuthConfig | None = None,
     ) -> None:
         self.config = config
         self.client = client
@@ -84,6 +88,7 @@ class Gateway:
         self.models = models
         self.bounds = bounds
         self._metrics = metrics
+        self.callers = Callers(auth or AuthConfig(), admin)
         guard = AdminGuard(self.config.admin_token)
         self.app = web.Application(
             client_max_size=self.config.max_body_bytes,
@@ -110,6 +115,7 @@ class Gateway:
                 web.post("/ai-orchestration/circuit-breakers/{provider}/open", self.open_breaker),
                 *LimitsApi(admin).routes(),
                 *CacheApi(admin).routes(),
+                *KeysApi(admin).routes(),
                 web.post("/ai-orchestration/monitoring/reset", self.reset_stats),
             ]
         )
@@ -179,7 +185,10 @@ class Gateway:
         started = time.perf_counter()
         try:
             body: GenerateBody = decode(await request.read(), GenerateBody)
-            ask = self._request(request, body)
+            user_id, tier = await self.callers.who(request, body.user_id)
+            ask = self._request(request, body, user_id, tier)
+        except Refused as exc:
+            return error_response(exc.status, exc.kind, exc.message)
         except (BadInput, ValueError) as exc:  # ValueError: a request the bus message refuses
             return error_response(400, "invalid_request", str(exc))
         try:
@@ -196,13 +205,16 @@ class Gateway:
         headers = {"X-Request-ID": answer.request_id} | limit_headers(answer.limits)
         return json_response(body_out, headers=headers)
 
-    def _request(self, request: web.Request, body: GenerateBody) -> GenerateRequest:
+    def _request(
+        self, request: web.Request, body: GenerateBody, user_id: str, tier: str
+    ) -> GenerateRequest:
         self._check_model(body.model)
         return self._bounded(GenerateRequest(
             request_id=self._request_id(request),
             prompt=body.prompt,
             messages=body.messages,
-            user_id=body.user_id,
+            user_id=user_id,
+            tier=tier,
             session_id=body.session_id,
             model=body.model,
             temperature=body.temperature,
@@ -240,10 +252,15 @@ class Gateway:
         try:
             body: ChatCompletionBody = decode(await request.read(), ChatCompletionBody)
             self._check_model(body.model)
+            # With a key, `user` (OpenAI's end-user id) is the key's user's business.
+            user_id, tier = await self.callers.who(
+                request, None if self.callers.config.required else body.user
+            )
             ask = self._bounded(GenerateRequest(
                 request_id=self._request_id(request),
                 messages=chat_messages(body),
-                user_id=body.user or "anonymous",
+                user_id=user_id,
+                tier=tier,
                 model=body.model,
                 temperature=body.temperature,
                 top_p=body.top_p,
@@ -254,6 +271,9 @@ class Gateway:
                 cache_threshold=cache_threshold(request),
                 timeout_ms=self.client.timeout_ms,
             ))  # fmt: skip
+        except Refused as exc:
+            kind = "invalid_api_key" if exc.status == 401 else exc.kind
+            return openai_error(exc.status, kind, exc.message)
         except (BadInput, ValueError) as exc:  # ValueError: a request the bus message refuses
             return openai_error(400, "invalid_request", str(exc))
         if not body.stream:

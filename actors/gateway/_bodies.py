@@ -51,7 +51,7 @@ class GenerateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     prompt: str | None = None
     messages: list[ChatMessage] = []
-    user_id: UserId = "anonymous"
+    user_id: UserId | None = None  # None: the rule of auth.anonymous (or the key's user)
     session_id: UserId | None = None
     model: str = ""
     temperature: Temperature | None = None

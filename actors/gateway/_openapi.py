@@ -10,6 +10,7 @@ from ..messages import CacheReport, UserId
 from ..runtime.config import LimitChanges, QuotaChanges
 from ._bodies import ErrorBody, GenerateBody, ResponseBody
 from ._cache_api import ClearBody, WarmBody
+from ._keys_api import NewKeyBody
 from ._openai import ChatCompletionBody
 
 __all__ = ["openapi_document"]
@@ -196,7 +197,7 @@ def _schemas() -> dict[str, Any]:
     """The bodies' schemas, generated from their Structs, with the rules a body declares
     beside its ``__post_init__`` (``SCHEMA_RULES``)."""
     bodies = [GenerateBody, ResponseBody, ErrorBody, ChatCompletionBody, QuotaChanges,
-              LimitChanges, ClearBody, WarmBody, CacheReport]  # fmt: skip
+              LimitChanges, ClearBody, WarmBody, CacheReport, NewKeyBody]  # fmt: skip
     _refs, components = msgspec.json.schema_components(
         bodies, ref_template="#/components/schemas/{name}"
     )
@@ -269,6 +270,39 @@ def openapi_document() -> dict[str, Any]:
                     ),
                     **_limit_paths(),
                     **_cache_paths(),
+                    "/ai-orchestration/keys": {
+                        "post": {
+                            "summary": "Make a client key for a user (and tier): the key is "
+                            "in the answer, this once; it is kept hashed",
+                            "requestBody": {
+                                "required": True,
+                                **_json("NewKeyBody", "Whose key"),
+                            },
+                            "responses": {
+                                "200": {"description": "key, id, user_id, tier"},
+                                "400": _json("ErrorBody", "A bad user id or an unknown tier"),
+                            },
+                        },
+                        "get": {
+                            "summary": "The client keys: ids, users, tiers (never the keys)",
+                            "responses": {"200": {"description": "The keys"}},
+                        },
+                    },
+                    "/ai-orchestration/keys/{id}/revoke": {
+                        "post": {
+                            "summary": "Revoke a client key by id (it stops working within "
+                            "5 s everywhere)",
+                            "parameters": [
+                                {
+                                    "name": "id",
+                                    "in": "path",
+                                    "required": True,
+                                    "schema": {"type": "string"},
+                                }
+                            ],
+                            "responses": {"200": {"description": "How many were revoked"}},
+                        }
+                    },
                     "/ai-orchestration/monitoring/reset": {
                         "post": {
                             "summary": "Start the deployment's numbers over (/metrics and stats)",

@@ -14,6 +14,7 @@ Key layout (all of one user's keys in one Cluster slot, ``{u}``):
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -49,30 +50,38 @@ class LimiterStore:
 
     fields: tuple[str, ...] = LIMIT_FIELDS
 
-    def __init__(self, bus: Bus, config: LimitsConfig) -> None:
+    def __init__(
+        self, bus: Bus, config: LimitsConfig, tiers: Mapping[str, LimitsConfig] | None = None
+    ) -> None:
         self.bus = bus
         self.config = config
         self.admit_script = bus.redis.register_script(lua_source("actors.limits", "limiter_admit"))
         self._settle = bus.redis.register_script(lua_source("actors.limits", "limiter_settle"))
         self._defaults = lua_defaults(config, LIMIT_FIELDS)
+        # A tier's limits replace the defaults for its users (their own overrides win).
+        self._tiers = {name: lua_defaults(t, LIMIT_FIELDS) for name, t in (tiers or {}).items()}
 
     def _keys(self, user_id: str) -> LimiterKeys:
         return LimiterKeys.of(self.bus.names, user_id)
 
     def admit_args(
-        self, user_id: str, request_id: str, tokens: int, cost_usd: float, mode: str = "reserve"
-    ) -> tuple[list[str], list[Any]]:
+        self, user_id: str, request_id: str, tokens: int, cost_usd: float, mode: str = "reserve",
+        tier: str = "",
+    ) -> tuple[list[str], list[Any]]:  # fmt: skip
         """The keys and arguments of ``admit_script`` for one admission."""
         check_usage(tokens, cost_usd)
+        defaults = self._tiers.get(tier, self._defaults)
         args = [request_id, tokens, nano(cost_usd, up=True), mode,
-                self.config.reservation_ttl_ms, *self._defaults]  # fmt: skip
+                self.config.reservation_ttl_ms, *defaults]  # fmt: skip
         return list(self._keys(user_id)), args
 
     async def admit(
-        self, user_id: str, request_id: str, tokens: int, cost_usd: float, mode: str = "reserve"
-    ) -> Verdict:
-        """Reserve (``reserve``), charge for good (``record``) or only ``check``."""
-        keys, args = self.admit_args(user_id, request_id, tokens, cost_usd, mode)
+        self, user_id: str, request_id: str, tokens: int, cost_usd: float, mode: str = "reserve",
+        tier: str = "",
+    ) -> Verdict:  # fmt: skip
+        """Reserve (``reserve``), charge for good (``record``) or only ``check``, with the
+        limits of the user's ``tier``."""
+        keys, args = self.admit_args(user_id, request_id, tokens, cost_usd, mode, tier)
         raw = await self.bus.run_script(self.admit_script, keys, args)  # BusUnavailable
         answer = _decode(raw)
         limits = [

@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import re
 import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,13 +98,17 @@ class QuotaStore:
 
     fields: tuple[str, ...] = QUOTA_FIELDS
 
-    def __init__(self, bus: Bus, config: QuotaConfig) -> None:
+    def __init__(
+        self, bus: Bus, config: QuotaConfig, tiers: Mapping[str, QuotaConfig] | None = None
+    ) -> None:
         self.bus = bus
         self.config = config
         self.zone = zoneinfo.ZoneInfo(config.timezone)
         self.admit_script = bus.redis.register_script(lua_source("actors.limits", "quota_admit"))
         self._settle = bus.redis.register_script(lua_source("actors.limits", "quota_settle"))
         self._defaults = lua_defaults(config, QUOTA_FIELDS)
+        # A tier's limits replace the defaults for its users (their own overrides win).
+        self._tiers = {name: lua_defaults(t, QUOTA_FIELDS) for name, t in (tiers or {}).items()}
         self._periods = Periods("", "", 0, 0)
 
     def _key(self, user_id: str, part: str) -> str:
@@ -139,6 +144,7 @@ class QuotaStore:
         tokens: int,
         cost_usd: float,
         mode: str = "reserve",
+        tier: str = "",
     ) -> tuple[Periods, list[str], list[Any]]:
         """The periods now, and the keys and arguments of ``admit_script``."""
         check_usage(tokens, cost_usd)
@@ -151,7 +157,7 @@ class QuotaStore:
             cfg.reservation_ttl_ms,
             periods.month_ends_ms - now + _KEEP_AFTER_MONTH_MS,
             periods.day_ends_ms - now + _KEEP_AFTER_DAY_MS,
-            cfg.session_ttl_ms, cfg.warning_share, *self._defaults,
+            cfg.session_ttl_ms, cfg.warning_share, *self._tiers.get(tier, self._defaults),
         ]  # fmt: skip
         return periods, list(self._keys(user_id, session_id, periods)), args
 
@@ -163,10 +169,11 @@ class QuotaStore:
         tokens: int,
         cost_usd: float,
         mode: str = "reserve",
+        tier: str = "",
     ) -> Verdict:
         """Reserve one request, ``tokens`` and ``cost_usd`` in every period, or ``check``."""
         periods, keys, args = self.admit_args(
-            user_id, session_id, request_id, tokens, cost_usd, mode
+            user_id, session_id, request_id, tokens, cost_usd, mode, tier
         )
         raw = await self.bus.run_script(self.admit_script, keys, args)  # BusUnavailable
         answer = _decode(raw)

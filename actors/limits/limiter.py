@@ -43,7 +43,7 @@ class Limiter(ReservingActor[LimiterStore]):
 
     async def reserve(self, ask: AdmissionAsk) -> Verdict:
         return await self.store.admit(ask.user_id, reservation_of(ask), ask.tokens, ask.cost_usd,
-                                      ask.mode)  # fmt: skip
+                                      ask.mode, ask.tier)  # fmt: skip
 
     def until(self, verdict: Verdict) -> str:
         wait = verdict.retry_after_s

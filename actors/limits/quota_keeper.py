@@ -34,7 +34,13 @@ class QuotaKeeper(ReservingActor[QuotaStore]):
 
     async def reserve(self, ask: AdmissionAsk) -> Verdict:
         return await self.store.admit(
-            ask.user_id, ask.session_id, reservation_of(ask), ask.tokens, ask.cost_usd, ask.mode
+            ask.user_id,
+            ask.session_id,
+            reservation_of(ask),
+            ask.tokens,
+            ask.cost_usd,
+            ask.mode,
+            ask.tier,
         )
 
     def until(self, verdict: Verdict) -> str:

@@ -60,6 +60,7 @@ from ._health import (
     ProviderRecovered,
     ProviderUnhealthy,
 )
+from ._keys import KeyEntry, KeysCommand, KeysReport
 from ._kinds import KINDS, CallFailure, Chain, Kind, RequestFailure, kind_of
 from ._metrics import MetricsCommand, MetricsSnapshot
 from ._request import (
@@ -76,7 +77,14 @@ from ._request import (
     UserId,
     fallback_answer,
 )
-from ._streams import cache_stream, health_stream, limiter_stream, metrics_stream, quota_stream
+from ._streams import (
+    cache_stream,
+    health_stream,
+    keys_stream,
+    limiter_stream,
+    metrics_stream,
+    quota_stream,
+)
 
 __all__ = [
     "CODEC",
@@ -117,6 +125,9 @@ __all__ = [
     "HealthReport",
     "HealthStatus",
     "InvalidRequest",
+    "KeyEntry",
+    "KeysCommand",
+    "KeysReport",
     "Kind",
     "LimitError",
     "LimitState",
@@ -149,6 +160,7 @@ __all__ = [
     "cache_stream",
     "fallback_answer",
     "health_stream",
+    "keys_stream",
     "kind_of",
     "limiter_stream",
     "metrics_stream",
@@ -197,6 +209,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     HealthReport,
     MetricsCommand,
     MetricsSnapshot,
+    KeysCommand,
+    KeysReport,
 )
 
 CODEC = Codec(MESSAGE_TYPES)

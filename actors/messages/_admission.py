@@ -25,6 +25,7 @@ class AdmissionAsk(Message, tag="admission.ask", frozen=True, kw_only=True):
     # "reserve": to be settled by its request.completed; "record": charged for good
     # (an answer from the cache, whose usage is known: one request, no tokens, no cost).
     mode: Literal["reserve", "record"] = "reserve"
+    tier: str = ""  # the user's tier (from its client key): whose limits apply
 
 
 class AdmissionVerdict(Message, tag="admission.verdict", frozen=True, kw_only=True):

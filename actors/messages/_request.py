@@ -66,6 +66,7 @@ class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True
     request_id: str = msgspec.field(default_factory=lambda: uuid.uuid4().hex)
     user_id: UserId = "anonymous"
     session_id: UserId | None = None
+    tier: str = ""  # the user's tier, from its client key (the gateway sets it)
     prompt: str | None = None
     messages: list[ChatMessage] = []
     model: str = ""

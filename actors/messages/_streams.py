@@ -10,6 +10,7 @@ key                    type    what
 ``{ns}:cache``         stream  lookups, follows and cache commands for the cache
 ``{ns}:health``        stream  health commands for the health desks
 ``{ns}:metrics``       stream  metrics commands for the metrics actors
+``{ns}:keys``          stream  client key commands for the keyrings
 =====================  ======  ==================================================
 """
 
@@ -20,6 +21,7 @@ from bus import Names
 __all__ = [
     "cache_stream",
     "health_stream",
+    "keys_stream",
     "limiter_stream",
     "metrics_stream",
     "quota_stream",
@@ -44,3 +46,7 @@ def health_stream(names: Names) -> str:
 
 def metrics_stream(names: Names) -> str:
     return f"{names.ns}:metrics"
+
+
+def keys_stream(names: Names) -> str:
+    return f"{names.ns}:keys"

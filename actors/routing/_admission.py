@@ -100,6 +100,7 @@ class Admission:
             tokens=prompt + output,
             cost_usd=cost,
             reservation_id=reservation_id,
+            tier=request.tier,
         )
 
     async def admit(

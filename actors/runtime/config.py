@@ -293,6 +293,38 @@ class HealthConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     concurrency: Positive = 16
 
 
+class KeyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Who a client key is: its user, and the tier whose limits apply to that user."""
+
+    user_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    tier: str = ""
+
+
+class TierConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A tier's limits and quotas, over the defaults (a user's own overrides win)."""
+
+    limits: LimitChanges = msgspec.field(default_factory=LimitChanges)  # type: ignore[valid-type]
+    quota: QuotaChanges = msgspec.field(default_factory=QuotaChanges)  # type: ignore[valid-type]
+
+
+class AuthConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Client keys: who calls the generate and /v1 endpoints."""
+
+    # The SHA-256 (hex) of each client key, and who it is (`python run.py key-hash KEY`).
+    keys: dict[str, KeyConfig] = {}
+    # Keys needed on the generate and /v1 endpoints; true whenever `keys` has one.
+    # Keys added over the admin API work either way.
+    require_keys: bool = False
+    # A request with no key and no user id: counted as the one shared user
+    # "anonymous" ("shared"), or refused ("refuse": say who you are).
+    anonymous: Literal["shared", "refuse"] = "shared"
+    tiers: dict[str, TierConfig] = {}
+
+    @property
+    def required(self) -> bool:
+        return self.require_keys or bool(self.keys)
+
+
 class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The HTTP gateway."""
 
@@ -322,10 +354,14 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     admission: AdmissionConfig = AdmissionConfig()
     cache: CacheConfig = CacheConfig()
     health: HealthConfig = HealthConfig()
+    auth: AuthConfig = AuthConfig()
     # Added to the shipped model catalog, or replacing its entries by name.
     catalog: CatalogData = CatalogData()
 
     def __post_init__(self) -> None:
+        for key, who in self.auth.keys.items():
+            if who.tier and who.tier not in self.auth.tiers:
+                raise ValueError(f"auth.keys.{key[:12]}...: tier {who.tier!r} is not in auth.tiers")
         semantic = self.cache.semantic
         if semantic.enabled and semantic.timeout_ms >= self.admission.timeout_ms:
             raise ValueError(
@@ -352,8 +388,13 @@ def load_config(
         raw["redis_url"] = env["REDIS_URL"]
     if env.get("AIO_ADMIN_TOKEN") and isinstance(raw.setdefault("gateway", {}), dict):
         raw["gateway"]["admin_token"] = env["AIO_ADMIN_TOKEN"]
-    for section in ("quota", "limits"):  # TOML has no null: "unlimited" stands for it
-        table = raw.get(section)
+    # TOML has no null: "unlimited" stands for it (the defaults', and each tier's).
+    tables = [raw.get("quota"), raw.get("limits")]
+    tiers = raw.get("auth", {}).get("tiers", {}) if isinstance(raw.get("auth"), dict) else {}
+    for tier in tiers.values() if isinstance(tiers, dict) else ():
+        if isinstance(tier, dict):
+            tables += [tier.get("quota"), tier.get("limits")]
+    for table in tables:
         if isinstance(table, dict):
             for name, value in table.items():
                 if value == "unlimited":

@@ -18,6 +18,7 @@ from actors.runtime.config import (
     LIMIT_FIELDS,
     QUOTA_FIELDS,
     AdmissionConfig,
+    AuthConfig,
     BreakerConfig,
     CacheConfig,
     Config,
@@ -110,6 +111,7 @@ async def make_node(server_url: str, simulator: Simulator) -> AsyncIterator[Make
         gateway: GatewayConfig | None = None,
         cache: CacheConfig = NO_CACHE,
         health: HealthConfig = NO_HEALTH,
+        auth: AuthConfig | None = None,
     ) -> Node:
         config = Config(
             bus=bus_config(ns),
@@ -122,6 +124,7 @@ async def make_node(server_url: str, simulator: Simulator) -> AsyncIterator[Make
             admission=admission or PATIENT_ADMISSION,
             cache=cache,
             health=health,
+            auth=auth or AuthConfig(),
         )
         node = Node(config, server_url, role)
         await node.start()

@@ -29,6 +29,9 @@ MANAGEMENT: list[tuple[str, str, Any]] = [
     ("POST", "/ai-orchestration/cache/clear", {"user_id": "ann"}),
     ("POST", "/ai-orchestration/cache/warm", {"entries": []}),
     ("POST", "/ai-orchestration/monitoring/reset", None),
+    ("POST", "/ai-orchestration/keys", {"user_id": "ann"}),
+    ("GET", "/ai-orchestration/keys", None),
+    ("POST", "/ai-orchestration/keys/abc/revoke", None),
 ]
 
 
@@ -158,8 +161,8 @@ async def test_openapi_marks_the_management_endpoints(
     assert set(schemes) == {"adminToken"}
     assert schemes["adminToken"]["type"] == "http" and schemes["adminToken"]["scheme"] == "bearer"
     assert "AIO_ADMIN_TOKEN" in schemes["adminToken"]["description"]
-    management = {(m.lower(), p.replace("openai", "{provider}").replace("/ann", "/{user_id}"))
-                  for m, p, _b in MANAGEMENT}  # fmt: skip
+    management = {(m.lower(), p.replace("openai", "{provider}").replace("/ann", "/{user_id}")
+                   .replace("/abc/", "/{id}/")) for m, p, _b in MANAGEMENT}  # fmt: skip
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             if (method, path) in management:
@@ -168,4 +171,4 @@ async def test_openapi_marks_the_management_endpoints(
                 assert ("415" in operation["responses"]) == (method != "get")
             else:
                 assert "security" not in operation, (method, path)
-    assert len(management) == 13
+    assert len(management) == 16
