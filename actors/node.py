@@ -41,7 +41,16 @@ from .routing import (
     Planner,
     Router,
 )
-from .runtime import Actor, Config, ConfigError, Metrics, Supervisor
+from .runtime import (
+    Actor,
+    Config,
+    ConfigError,
+    Metrics,
+    Supervisor,
+    configure_tracing,
+    shutdown_tracing,
+    tracing_on,
+)
 
 __all__ = ["Node", "Role"]
 
@@ -132,6 +141,11 @@ class Node:
 
     async def start(self) -> None:
         """Start what the role runs; on a failure, stop what had started and raise."""
+        tracing = self.config.tracing
+        if not tracing_on() and configure_tracing(
+            enabled=tracing.enabled, endpoint=tracing.endpoint, service_name=tracing.service_name
+        ):
+            self._cleanup.callback(shutdown_tracing)  # spans still buffered go out
         await self.bus.start()
         self._cleanup.push_async_callback(self._close_bus)
         try:

@@ -11,7 +11,7 @@ It knows nothing of LLMs. Use::
 
 from ._aio import Backoff, cancel_and_wait
 from ._bus import Bus
-from ._codec import Codec, Envelope, Failure, Message, added_ms
+from ._codec import Codec, Envelope, Failure, Message, added_ms, trace_context
 from ._config import BusConfig, StreamConfig
 from ._embedded import EmbeddedRedis, find_redis_server
 from ._errors import (
@@ -61,5 +61,6 @@ __all__ = [
     "cancel_and_wait",
     "find_redis_server",
     "lua_source",
+    "trace_context",
     "user_tag",
 ]

@@ -12,6 +12,7 @@ publish its publisher reported failed never runs.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -29,6 +30,14 @@ CORR = b"corr"
 REPLY_TO = b"reply_to"
 DEADLINE = b"deadline"
 PUBLISH_BY = b"publish_by"
+TRACEPARENT = b"traceparent"
+
+# The W3C trace context of the work in progress (``traceparent``), if a tracer set one:
+# every entry published from this context carries it, and a consumer's handler runs
+# with the one its entry carried. The bus only carries it.
+trace_context: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "bus_trace_context", default=None
+)
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -58,6 +67,7 @@ class Envelope:
     reply_to: str | None = None
     deadline_ms: int | None = None
     publish_by_ms: int | None = None
+    traceparent: str | None = None
 
 
 def _tag_of(cls: type[Message]) -> str:
@@ -120,6 +130,9 @@ class Codec:
             entry[DEADLINE] = b"%d" % deadline_ms
         if publish_by_ms is not None:
             entry[PUBLISH_BY] = b"%d" % publish_by_ms
+        traced = trace_context.get()
+        if traced is not None:
+            entry[TRACEPARENT] = traced.encode()
         return entry
 
     def decode(self, fields: Mapping[bytes, bytes]) -> Envelope:
@@ -139,12 +152,14 @@ class Codec:
             raise DecodeError(f"bad data for {tag.decode()!r}: {exc}") from None
         corr = fields.get(CORR)
         reply_to = fields.get(REPLY_TO)
+        traced = fields.get(TRACEPARENT)
         return Envelope(
             message,
             corr.decode() if corr is not None else None,
             reply_to.decode() if reply_to is not None else None,
             _millis(fields, DEADLINE),
             _millis(fields, PUBLISH_BY),
+            traced.decode(errors="replace")[:128] if traced is not None else None,
         )
 
     def schema(self) -> dict[str, Any]:

@@ -11,7 +11,16 @@ import redis.exceptions
 import structlog
 
 from ._aio import Backoff, cancel_and_wait
-from ._codec import CORR, REPLY_TO, Envelope, Failure, Message, added_ms, xadd_command
+from ._codec import (
+    CORR,
+    REPLY_TO,
+    Envelope,
+    Failure,
+    Message,
+    added_ms,
+    trace_context,
+    xadd_command,
+)
 from ._errors import REDIS_DOWN, DecodeError, Rejected
 from ._line import Line, parse_entries
 from ._scripts import call
@@ -274,6 +283,8 @@ class Subscription:
             envelope.deadline_ms,
             envelope.reply_to,
         )
+        if envelope.traceparent is not None:  # this task's own context: no reset needed
+            trace_context.set(envelope.traceparent)
         try:
             reply = await self._handler(envelope.message, delivery)
         except asyncio.CancelledError:

@@ -20,7 +20,7 @@ from ..client import Client, GenerateError
 from ..messages import GenerateRequest, GenerateResponse, MetricsSnapshot, StreamDelta
 from ..metrics import prometheus_text, stats
 from ..providers import ModelDirectory, UnknownModel
-from ..runtime import GatewayConfig, Metrics, RouterConfig
+from ..runtime import GatewayConfig, Metrics, RouterConfig, annotate, span, tracing_on
 from ..runtime.config import AuthConfig
 from ._admin import AdminGuard
 from ._bodies import (
@@ -122,6 +122,8 @@ class Gateway:
         self._log = log.bind()
         if self._log.is_enabled_for(logging.DEBUG):  # otherwise it costs nothing
             self.app.middlewares.append(self._debug_lines)
+        if tracing_on():  # likewise
+            self.app.middlewares.append(_traced)
         self._runner: Runner | None = None
         self.url = ""
         self._openapi = openapi_document()
@@ -378,6 +380,18 @@ class Gateway:
 
     async def health(self, _request: web.Request) -> web.Response:
         return json_response({"status": "ok", "node": self.client.bus.node})
+
+
+@web.middleware
+async def _traced(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A server span for each request: the root of its trace through the actors."""
+    route = request.match_info.route.resource
+    template = route.canonical if route is not None else request.path
+    with span(f"{request.method} {template}", "server", http__request__method=request.method,
+              url__path=request.path, http__route=template) as current:  # fmt: skip
+        response = await handler(request)
+        annotate(current, http__response__status_code=response.status)
+        return response
 
 
 async def _one(answer: GenerateResponse) -> AsyncIterator[GenerateResponse]:

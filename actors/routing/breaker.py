@@ -18,7 +18,7 @@ from ..providers import (
     ProviderTimeout,
     RateLimited,
 )
-from ..runtime import Actor
+from ..runtime import Actor, annotate, span
 from ._breaker_state import BreakerState, BreakerStore, BreakerView, Decision
 from ._inflight import InFlight
 
@@ -69,7 +69,13 @@ class Breaker(Actor):
     async def handle(self, message: Message, delivery: Delivery) -> Message | None:
         match message:
             case ProviderCall():
-                return await self._call(message, delivery)
+                model = message.request.model or None
+                with span(f"breaker {self.provider}", gen_ai__provider__name=self.provider,
+                          gen_ai__request__model=model) as current:  # fmt: skip
+                    done = await self._call(message, delivery)
+                    if isinstance(done, CallFailed):
+                        annotate(current, error__type=done.kind)
+                    return done
             case BreakerCommand():
                 return await self._command(message)
             case _:

@@ -38,9 +38,10 @@ from ..messages import (
     kind_of,
 )
 from ..providers import Completion, ProviderConfig, UnknownModel, estimate_prompt_tokens
-from ..runtime import Actor
+from ..runtime import Actor, span
 from ..runtime.config import RouterConfig
 from ._admission import Admission, AdmissionResult
+from ._attempt import ask_breaker
 from ._cached import completed, follow, from_cache
 from ._inflight import InFlight
 from ._planner import Candidate, Planner
@@ -94,7 +95,9 @@ class Router(Actor):
     async def handle(self, message: Message, delivery: Delivery) -> Message | None:
         match message:
             case GenerateRequest():
-                return await self._answer(message, delivery)
+                with span(f"route {message.model or 'default'}", gen_ai__operation__name="chat",
+                          gen_ai__request__model=message.model or None):  # fmt: skip
+                    return await self._answer(message, delivery)
             case _:
                 raise Rejected(
                     f"router does not take {type(message).__name__} (on {delivery.stream})"
@@ -188,9 +191,11 @@ class Router(Actor):
         if recalled is not None and not self.admission.config.count_cache_hits:
             return AdmissionResult(admitted=True, cache=recalled, charged=True)
         lease_ms = max(1, deadline_ms - self.bus.now_ms())
-        admitted = await self.admission.admit(request, candidates, reservation, prompt_tokens,
-                                              lease_ms, lookup=recalled is None,
-                                              answered=recalled is not None)  # fmt: skip
+        with span("admission"):
+            admitted = await self.admission.admit(
+                request, candidates, reservation, prompt_tokens, lease_ms,
+                lookup=recalled is None, answered=recalled is not None,
+            )  # fmt: skip
         self.log.debug("router.admission", admitted=admitted.admitted, kind=admitted.kind)
         if recalled is not None and admitted.admitted:
             return dataclasses.replace(admitted, cache=recalled, charged=True)
@@ -227,8 +232,7 @@ class Router(Actor):
             asked = time.perf_counter()
             attempt_call = msgspec.structs.replace(call, attempt_deadline_ms=now + budget)
             try:
-                reply = await self.bus.ask(self.bus.names.calls(provider), attempt_call,
-                                           wait_ms / 1000)  # fmt: skip
+                reply = await ask_breaker(self.bus, provider, model, attempt_call, wait_ms)
             except AskTimeout:
                 attempts.append(
                     Attempt(provider=provider, model=model, outcome="timeout",

@@ -6,6 +6,7 @@ from ._logging import Redactor, configure_logging, secrets_of
 from ._metrics import Metrics
 from ._redis import redis_for
 from ._supervisor import Supervisor
+from ._tracing import annotate, configure_tracing, shutdown_tracing, span, tracing_on
 from .config import (
     LIMIT_FIELDS,
     QUOTA_FIELDS,
@@ -43,8 +44,13 @@ __all__ = [
     "RouterConfig",
     "SemanticConfig",
     "Supervisor",
+    "annotate",
     "configure_logging",
+    "configure_tracing",
     "load_config",
     "redis_for",
     "secrets_of",
+    "shutdown_tracing",
+    "span",
+    "tracing_on",
 ]

@@ -325,6 +325,14 @@ class AuthConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         return self.require_keys or bool(self.keys)
 
 
+class TracingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """OpenTelemetry traces (off unless enabled or OTEL_EXPORTER_OTLP_ENDPOINT is set)."""
+
+    enabled: bool = False
+    endpoint: str = ""  # the OTLP/HTTP collector (empty: OTEL_EXPORTER_OTLP_ENDPOINT)
+    service_name: str = "ai-orchestration"
+
+
 class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The HTTP gateway."""
 
@@ -355,6 +363,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     cache: CacheConfig = CacheConfig()
     health: HealthConfig = HealthConfig()
     auth: AuthConfig = AuthConfig()
+    tracing: TracingConfig = TracingConfig()
     # Added to the shipped model catalog, or replacing its entries by name.
     catalog: CatalogData = CatalogData()
 
