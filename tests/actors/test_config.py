@@ -64,3 +64,12 @@ def test_a_bad_value_names_the_field(tmp_path: Path, text: str, named: str) -> N
 def test_a_missing_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml", env={})
+
+
+def test_the_shipped_example_config_loads() -> None:
+    from pathlib import Path  # noqa: PLC0415
+
+    example = Path(__file__).resolve().parents[2] / "config.example.toml"
+    config = load_config(example, env={})
+    assert config.cache.enabled and config.health.enabled and not config.tracing.enabled
+    assert "house" in config.catalog.aliases

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
+from .._catalog import Catalog
 from ._anthropic import AnthropicApi
 from ._api import json_response
 from ._google import GoogleApi
@@ -32,7 +33,10 @@ class Simulator:
         seed: int | None = None,
     ) -> None:
         self.state = SimulatorState(knobs, seed)
-        windows = context_windows or {}
+        # The models' context windows as the catalog has them, unless given.
+        windows = context_windows or {
+            name: m.context_window for name, m in Catalog().models.items()
+        }
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self._openai = OpenAIApi(self.state, windows)
         self._anthropic = AnthropicApi(self.state, windows)
