@@ -27,7 +27,7 @@ async def test_echo_actor_answers_and_stops(make_bus: MakeBus) -> None:
 
 
 async def test_a_client_without_our_code_can_ask(make_bus: MakeBus, redis_url: str) -> None:
-    """What the README shows with redis-cli: plain XADD in, plain XREAD out."""
+    """What docs/bus-contract.md shows with redis-cli: plain XADD in, plain XREAD out."""
     bus = await make_bus(CODEC)
     actor = EchoActor(bus)
     await actor.start()

@@ -36,10 +36,10 @@ def test_environment_sets_every_provider() -> None:
     assert all(config.enabled for _name, config in providers.items())
 
 
-def test_every_variable_the_readme_names_is_read() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+def test_every_variable_read_is_documented() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
     for variable in ENV:
-        assert f"`{variable}`" in readme, variable
+        assert f"`{variable}`" in docs, variable
 
 
 def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
