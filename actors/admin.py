@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -145,11 +147,16 @@ class Admin:
         key_id: str = "",
         sha256: str = "",
     ) -> KeysReport:
-        """Client keys: make one for a user (its ``key`` is shown this once), revoke
-        one by id, list them, or look one up by its SHA-256."""
+        """Client keys: make one for a user (made here: only its SHA-256 goes on the bus;
+        the answer's ``key`` shows it this once), revoke one by id, list them, or look
+        one up by its SHA-256."""
+        key = ""
+        if action == "add":
+            key = "aio-" + secrets.token_urlsafe(32)
+            sha256 = hashlib.sha256(key.encode()).hexdigest()
         command = KeysCommand(action=action, user_id=user_id, tier=tier, id=key_id, sha256=sha256)
         answer = await self.bus.ask(keys_stream(self.bus.names), command, self.timeout_s)
         if isinstance(answer, AdminRefused):
             raise AdminRefusedError(answer.message)
         assert isinstance(answer, KeysReport)
-        return answer
+        return msgspec.structs.replace(answer, key=key) if key else answer

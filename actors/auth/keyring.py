@@ -14,9 +14,14 @@ from ..messages import AdminRefused, KeyEntry, KeysCommand, KeysReport, keys_str
 from ..runtime import Actor
 from ..runtime.config import AuthConfig
 
-__all__ = ["Keyring", "key_hash"]
+__all__ = ["Keyring", "key_hash", "new_key"]
 
 _decode = msgspec.json.Decoder(KeyEntry).decode
+
+
+def new_key() -> str:
+    """A new client key (what ``Admin.keys("add")`` makes, and shows once)."""
+    return "aio-" + secrets.token_urlsafe(32)
 
 
 def key_hash(key: str) -> str:
@@ -26,8 +31,8 @@ def key_hash(key: str) -> str:
 
 class Keyring(Actor):
     """Answers ``keys.command`` on ``{ns}:keys``. Keys live in ``{ns}:auth:keys`` (a hash:
-    SHA-256 -> who), so no key can be read back; a new key is shown once, to whoever
-    made it."""
+    SHA-256 -> who), so no key can be read back; a key never crosses the bus: whoever
+    makes one (``Admin.keys("add")``) sends only its SHA-256."""
 
     group: ClassVar[str] = "keys"
 
@@ -46,15 +51,16 @@ class Keyring(Actor):
         if message.action == "add":
             if not message.user_id:
                 return AdminRefused(message="user_id: a new key needs the user it is for")
+            if len(message.sha256) != 64:
+                return AdminRefused(message="sha256: the new key's SHA-256, 64 hex digits")
             if message.tier and message.tier not in self.config.tiers:
                 known = ", ".join(sorted(self.config.tiers)) or "none configured"
                 return AdminRefused(message=f"tier: {message.tier!r} is not a tier ({known})")
-            key = "aio-" + secrets.token_urlsafe(32)
-            digest = key_hash(key)
+            digest = message.sha256.lower()
             entry = KeyEntry(id=digest[:12], user_id=message.user_id, tier=message.tier,
                              created_ms=self.bus.now_ms())  # fmt: skip
             await redis.hset(self.hash, digest, msgspec.json.encode(entry))
-            return KeysReport(keys=[entry], key=key)
+            return KeysReport(keys=[entry])
         entries = await self._entries()
         if message.action == "revoke":
             doomed = [digest for digest, entry in entries if entry.id == message.id]

@@ -1,5 +1,5 @@
-"""Client keys over the bus: the keyring's commands and answers. A key itself crosses
-the bus once, in the answer that made it; lookups go by its SHA-256."""
+"""Client keys over the bus: the keyring's commands and answers. A key itself never
+crosses the bus: it is made by the asker, who sends its SHA-256."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ class KeyEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class KeysCommand(Message, tag="keys.command", frozen=True, kw_only=True):
-    """To the keyring (``{ns}:keys``): make a key for a user (``add``), ``revoke`` one by
-    id, ``list`` them, or ``lookup`` one by its SHA-256 (hex). The reply is a
-    ``keys.report``, or an ``admin.refused``."""
+    """To the keyring (``{ns}:keys``): keep a new key of a user (``add``, with its SHA-256,
+    hex), ``revoke`` one by id, ``list`` them, or ``lookup`` one by its SHA-256. The
+    reply is a ``keys.report``, or an ``admin.refused``."""
 
     action: Literal["add", "revoke", "list", "lookup"]
     user_id: UserId | None = None
@@ -34,8 +34,9 @@ class KeysCommand(Message, tag="keys.command", frozen=True, kw_only=True):
 
 
 class KeysReport(Message, tag="keys.report", frozen=True, kw_only=True):
-    """The keys (``list``), the one found (``lookup``; none: unknown), the one made
-    (``add``: ``key`` holds it, shown this once), or how many were revoked."""
+    """The keys (``list``), the one found (``lookup``; none: unknown), the one kept
+    (``add``), or how many were revoked. ``key`` is never sent: ``Admin.keys`` fills
+    it in for its caller after an ``add``."""
 
     keys: list[KeyEntry] = msgspec.field(default_factory=list)
     key: str = ""

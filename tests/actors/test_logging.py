@@ -9,6 +9,7 @@ of a wrong key.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
+import redis.asyncio
 
 from actors.providers import Secret
 from actors.providers.simulator import Simulator
@@ -64,6 +66,30 @@ async def _run(*args: str, env: dict[str, str]) -> tuple[int, str]:
     out, _ = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode is not None
     return proc.returncode, out.decode()
+
+
+async def _everything_in(url: str, ns: str) -> str:
+    """Every stream entry, hash, string, list and set of a namespace, as one text."""
+    client = redis.asyncio.Redis.from_url(url)
+    out: list[str] = []
+    try:
+        async for key in client.scan_iter(match=f"{ns}:*", count=1000):
+            kind = (await client.type(key)).decode()
+            if kind == "stream":
+                out += [repr(fields) for _id, fields in await client.xrange(key)]
+            elif kind == "hash":
+                out.append(repr(await client.hgetall(key)))
+            elif kind == "string":
+                out.append(repr(await client.get(key)))
+            elif kind == "list":
+                out.append(repr(await client.lrange(key, 0, -1)))
+            elif kind in ("set", "zset"):
+                members = await (client.smembers(key) if kind == "set"
+                                 else client.zrange(key, 0, -1))  # fmt: skip
+                out.append(repr(members))
+    finally:
+        await client.aclose()
+    return "\n".join(out)
 
 
 def _lines(output: str) -> list[dict[str, Any]]:
@@ -125,9 +151,11 @@ async def test_serve_at_debug_follows_a_request_through_every_actor(
     simulator.state.update("openai", {"auth_failure": True})
     ns = f"t{uuid.uuid4().hex[:10]}"
     config = tmp_path / "aio.toml"
+    client_hash = hashlib.sha256(CLIENT_KEY.encode()).hexdigest()
     config.write_text(
         f'log_level = "debug"\nsdk_log_level = "debug"\nredis_url = "{server_url}"\n'
         f'[bus]\nnamespace = "{ns}"\n[gateway]\nport = 0\n'
+        f'[auth.keys.{client_hash}]\nuser_id = "carl"\n'
     )
     env = {k: v for k, v in _env(simulator).items() if k != "REDIS_URL"}
     proc = await asyncio.create_subprocess_exec(
@@ -155,6 +183,20 @@ async def test_serve_at_debug_follows_a_request_through_every_actor(
             answer = await response.json()
         assert response.status == 200, answer
         assert answer["orchestration"]["provider_selected"] == "anthropic"
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{url}/ai-orchestration/keys", json={"user_id": "dan"},
+                                 headers=admin) as response:  # fmt: skip
+                made = await response.json()
+            responses = [json.dumps(answer), json.dumps(made)]
+            for path in ("/ai-orchestration/health", "/ai-orchestration/stats", "/metrics"):
+                async with http.get(url + path, headers=admin) as response:
+                    responses.append(await response.text())
+        stored = await _everything_in(server_url, ns)
+        for secret in (OPENAI_KEY, ANTHROPIC_KEY, CLIENT_KEY, ADMIN_TOKEN, made["key"]):
+            assert secret not in stored, "a secret in Redis"
+        for secret in (OPENAI_KEY, ANTHROPIC_KEY, CLIENT_KEY, ADMIN_TOKEN):
+            assert all(secret not in text for text in responses), "a secret in a response"
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
