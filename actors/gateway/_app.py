@@ -17,8 +17,7 @@ from bus import BusError
 
 from ..admin import Admin
 from ..client import Client, GenerateError
-from ..messages import GenerateRequest, GenerateResponse, MetricsSnapshot, StreamDelta
-from ..metrics import prometheus_text, stats
+from ..messages import GenerateRequest, GenerateResponse, StreamDelta
 from ..providers import ModelDirectory, UnknownModel
 from ..runtime import GatewayConfig, Metrics, RouterConfig, annotate, span, tracing_on
 from ..runtime.config import AuthConfig
@@ -41,6 +40,7 @@ from ._errors import Runner, json_errors
 from ._health_api import HealthApi
 from ._keys_api import KeysApi
 from ._limits_api import LimitsApi
+from ._metrics_api import MetricsApi
 from ._openai import (
     ChatCompletionBody,
     cache_threshold,
@@ -54,8 +54,6 @@ from ._openapi import openapi_document
 
 __all__ = ["Gateway"]
 
-# The text exposition format prometheus_client writes (generate_latest).
-_PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 log = structlog.get_logger("gateway")
 
@@ -90,6 +88,7 @@ class Gateway:
         self._metrics = metrics
         self.callers = Callers(auth or AuthConfig(), admin)
         guard = AdminGuard(self.config.admin_token)
+        metrics_api = MetricsApi(admin, metrics)
         self.app = web.Application(
             client_max_size=self.config.max_body_bytes,
             middlewares=[json_errors(self.config.max_body_bytes), guard.middleware],
@@ -99,9 +98,7 @@ class Gateway:
             web.post("/ai-orchestration/generate-with-fallback", self.generate_with_fallback),
             web.post("/v1/chat/completions", self.chat_completions),
             web.get("/v1/models", self.list_models),
-            web.get("/metrics", self.metrics),
-            web.get("/ai-orchestration/stats", self.stats),
-            web.get("/ai-orchestration/monitoring/stats", self.stats),
+            *metrics_api.public(),
             web.get("/openapi.json", self.openapi),
             web.get("/health", self.health),
             *HealthApi(admin, ready).routes(),
@@ -116,7 +113,7 @@ class Gateway:
                 *LimitsApi(admin).routes(),
                 *CacheApi(admin).routes(),
                 *KeysApi(admin).routes(),
-                web.post("/ai-orchestration/monitoring/reset", self.reset_stats),
+                *metrics_api.management(),
             ]
         )
         self._log = log.bind()
@@ -202,8 +199,13 @@ class Gateway:
             return failed_response(exc.failed)
         except BusError as exc:
             status, kind, message = bus_failure(exc)
+            self._metrics.bus_errors.labels(kind=kind).inc()
             return error_response(status, kind, message, request_id=ask.request_id)
-        body_out = response_body(answer, (time.perf_counter() - started) * 1000)
+        total_ms = (time.perf_counter() - started) * 1000
+        self._metrics.gateway_overhead.observe(
+            max(0.0, total_ms - answer.processing_time_ms) / 1000
+        )
+        body_out = response_body(answer, total_ms)
         headers = {"X-Request-ID": answer.request_id} | limit_headers(answer.limits)
         return json_response(body_out, headers=headers)
 
@@ -279,12 +281,18 @@ class Gateway:
         except (BadInput, ValueError) as exc:  # ValueError: a request the bus message refuses
             return openai_error(400, "invalid_request", str(exc))
         if not body.stream:
+            started = time.perf_counter()
             try:
-                return completion_body(await self.client.generate(ask))
+                answer = await self.client.generate(ask)
             except GenerateError as exc:
                 return self._openai_failure(exc)
             except BusError as exc:
-                return openai_error(*bus_failure(exc), ask.request_id)
+                status, kind, message = bus_failure(exc)
+                self._metrics.bus_errors.labels(kind=kind).inc()
+                return openai_error(status, kind, message, ask.request_id)
+            added_ms = (time.perf_counter() - started) * 1000 - answer.processing_time_ms
+            self._metrics.gateway_overhead.observe(max(0.0, added_ms) / 1000)
+            return completion_body(answer)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await self._stream(request, ask, body.model, include_usage)
 
@@ -354,29 +362,6 @@ class Gateway:
 
     async def openapi(self, _request: web.Request) -> web.Response:
         return json_response(self._openapi)
-
-    async def metrics(self, _request: web.Request) -> web.Response:
-        """The deployment's numbers (from a metrics actor) and this process's own."""
-        try:
-            snapshot = await self.admin.metrics()
-        except BusError:  # no metrics actor answered: this process's own only
-            snapshot = MetricsSnapshot()
-        body = prometheus_text(snapshot, self._metrics.families())
-        return web.Response(body=body, headers={"Content-Type": _PROMETHEUS_TEXT})
-
-    async def stats(self, _request: web.Request) -> web.Response:
-        try:
-            snapshot = await self.admin.metrics()
-        except BusError as exc:
-            return error_response(*bus_failure(exc))
-        return json_response(stats(snapshot))
-
-    async def reset_stats(self, _request: web.Request) -> web.Response:
-        try:
-            snapshot = await self.admin.metrics("reset")
-        except BusError as exc:
-            return error_response(*bus_failure(exc))
-        return json_response(stats(snapshot))
 
     async def health(self, _request: web.Request) -> web.Response:
         return json_response({"status": "ok", "node": self.client.bus.node})

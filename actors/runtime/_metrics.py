@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 
 __all__ = ["Metrics"]
@@ -13,6 +14,18 @@ class Metrics:
     """Monotonic counters by name and labels, for this process."""
 
     def __init__(self) -> None:
+        # This process's own series, kept by prometheus_client.
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.gateway_overhead = Histogram(
+            "aio_gateway_overhead_seconds",
+            "Time the gateway adds to a request: its whole time less the router's",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )
+        self.bus_errors = Counter(
+            "aio_bus_errors", "Requests the gateway could not carry over Redis, by kind",
+            ["kind"], registry=self.registry,
+        )  # fmt: skip
         self._counters: defaultdict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(
             float
         )
@@ -38,6 +51,7 @@ class Metrics:
             for labels, value in series:
                 family.add_metric([labels.get(n, "") for n in names], value)
             out.append(family)
+        out.extend(self.registry.collect())
         return out
 
     def render(self) -> str:

@@ -57,6 +57,8 @@ async def test_metrics_move_with_traffic_and_parse(
     assert _total(families, "aio_tokens", type="output") > 0
     assert "aio_stream_pending" in families and "aio_dead_letters" in families
     assert _total(families, "aio_admissions", result="admitted") >= 3  # this process's own
+    overhead = families["aio_gateway_overhead_seconds"]
+    assert sum(s.value for s in overhead.samples if s.name.endswith("_count")) >= 4
     # A stream's time to its first text.
     async with http.post(f"{url}/v1/chat/completions", json={
         "model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "ttft"}],
