@@ -1,0 +1,60 @@
+"""The config's sections for routing: the router and the circuit breakers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+__all__ = ["BreakerConfig", "NonNegative", "Percent", "Positive", "RouterConfig"]
+
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+Percent = Annotated[float, msgspec.Meta(gt=0, le=100)]
+
+
+class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the router picks providers and retries (times in milliseconds)."""
+
+    strategy: Literal["performance", "cost", "round_robin", "weighted"] = "performance"
+    # Weights of the weighted strategy, by provider; a provider not named weighs 1.
+    weights: dict[str, Annotated[float, msgspec.Meta(ge=0)]] = {}
+    request_timeout_ms: Positive = 60_000
+    # While other candidates remain, one attempt gets at most this share of what is
+    # left of the request's deadline (and never more than its provider's timeout_ms):
+    # a provider that hangs leaves time for the next one. 1: no share.
+    attempt_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
+    # Retries on one provider back off from base to max, with jitter, and never
+    # for less than the provider's Retry-After.
+    retry_base_ms: Positive = 100
+    retry_max_ms: Positive = 2_000
+    # Requests one router process handles at once.
+    concurrency: Positive = 512
+    # Output tokens assumed by the cost strategy when a request sets no max_tokens.
+    expected_output_tokens: Positive = 512
+    # The largest request taken (a 400 beyond): what one request may cost the process.
+    max_messages: Positive = 10_000
+    max_prompt_chars: Positive = 4_000_000
+
+
+class BreakerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Circuit breakers, one per provider, in the manner of resilience4j."""
+
+    window_type: Literal["count", "time"] = "count"
+    # Calls (count) or seconds (time) the failure and slow-call rates are judged over.
+    window_size: Positive = 20
+    # No judgement before this many calls in the window.
+    minimum_calls: Positive = 10
+    failure_rate_threshold: Percent = 50
+    slow_call_ms: Positive = 30_000
+    slow_call_rate_threshold: Percent = 100
+    open_ms: Positive = 30_000
+    half_open_calls: Positive = 3
+    # A half-open breaker whose trials have not all reported after this long counts
+    # the missing ones as failures (a hung trial); 0: wait forever.
+    half_open_max_wait_ms: NonNegative = 60_000
+    # Calls one breaker process makes at once to its provider.
+    concurrency: Positive = 512
+    # How often each process re-reads every breaker's state from Redis (events bring
+    # changes at once; this bounds how stale a missed event leaves a view).
+    refresh_ms: Positive = 500
