@@ -199,7 +199,11 @@ class Node:
             factories.append(self._cache_factory(semantic))
         for adapter in self.adapters.values():
             factories.append(self._breaker_factory(adapter))
-        factories.append(lambda: MetricsActor(self.bus, concurrency=64))
+        factories.append(
+            lambda: MetricsActor(
+                self.bus, providers=self.enabled, breakers=self._breaker_states, concurrency=64
+            )
+        )
         factories.append(lambda: Keyring(self.bus, config.auth))
         prober = self.prober
         if prober is not None:
@@ -228,6 +232,9 @@ class Node:
         loaded = await self.vectors.load(self.answers.vectors_kept(), self.bus.now_ms())
         log.info("cache.vectors_loaded", vectors=loaded)
         return SemanticLevel(settings, embedder, self.vectors, self.answers, self.memory)
+
+    def _breaker_states(self) -> dict[str, str]:
+        return {provider: self.breakers.get(provider).state for provider in self.enabled}
 
     def _cache_factory(self, semantic: SemanticLevel | None) -> Callable[[], Actor]:
         def build() -> Actor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import OrderedDict
 
 from aiohttp import web
 
@@ -35,7 +36,9 @@ class Callers:
         self.config = config
         self.admin = admin
         self._configured = {d.lower(): (k.user_id, k.tier) for d, k in config.keys.items()}
-        self._remembered: dict[str, tuple[float, tuple[str, str] | None]] = {}
+        # The keys looked up lately, least recent first (an unknown one too: a flood of
+        # random keys costs one lookup each, and pushes out only the oldest).
+        self._remembered: OrderedDict[str, tuple[float, tuple[str, str] | None]] = OrderedDict()
 
     async def who(self, request: web.Request, named: str | None) -> tuple[str, str]:
         """``(user_id, tier)`` of the request; ``Refused`` when it may not be made.
@@ -70,15 +73,17 @@ class Callers:
         now = time.monotonic()
         remembered = self._remembered.get(digest)
         if remembered is not None and remembered[0] > now:
+            self._remembered.move_to_end(digest)
             return remembered[1]
         try:
             report = await self.admin.keys("lookup", sha256=digest)
         except BusError as exc:
             raise Refused(503, "unavailable", f"client keys could not be checked: {exc}") from None
         who = (report.keys[0].user_id, report.keys[0].tier) if report.keys else None
-        if len(self._remembered) >= _REMEMBERED:
-            self._remembered.clear()
         self._remembered[digest] = (now + _REMEMBER_S, who)
+        self._remembered.move_to_end(digest)
+        while len(self._remembered) > _REMEMBERED:
+            self._remembered.popitem(last=False)
         return who
 
 

@@ -29,6 +29,8 @@ class Traffic:
             if attempt.outcome == "ok" or attempt.outcome in _UNWELL:
                 calls = self._calls.setdefault(attempt.provider, deque())
                 calls.append((event.ts_ms, attempt.outcome != "ok"))
+                while calls and calls[0][0] < event.ts_ms - self.window_ms:
+                    calls.popleft()
 
     def counts(self, provider: str, now_ms: int) -> tuple[int, int]:
         """Calls and failed calls in the window."""
@@ -46,22 +48,26 @@ def judge(
     traffic: Traffic,
     config: HealthConfig,
     now_ms: int,
+    *,
+    was_down: bool = False,
 ) -> ProviderHealth:
-    """``down`` after ``down_after`` failed probes in a row (at once when the key is
-    rejected); ``degraded`` after one, or when the probe is slow, or when real calls
-    fail at ``degraded_error_rate`` or more; else ``healthy``."""
+    """``down`` after ``down_after`` failed probes in a row (or one, when it was down
+    already); ``degraded`` after one, or when the probe is rate limited (busy, not
+    down) or slow, or when real calls fail at ``degraded_error_rate`` or more; else
+    ``healthy``."""
     last = probes[-1]
     in_a_row = 0
     for probe in reversed(probes):
-        if probe.ok:
+        if probe.ok or probe.detail.startswith("rate_limited"):
             break
         in_a_row += 1
     calls, failed = traffic.counts(provider, now_ms)
     rate = failed / calls if calls else 0.0
     status: HealthStatus
-    if not last.ok:
-        rejected = last.detail.startswith("authentication")
-        status = "down" if rejected or in_a_row >= config.down_after else "degraded"
+    if not last.ok and last.detail.startswith("rate_limited"):
+        status, why = "degraded", f"the probe was rate limited: {last.detail}"
+    elif not last.ok:
+        status = "down" if was_down or in_a_row >= config.down_after else "degraded"
         why = f"{in_a_row} probe(s) in a row failed: {last.detail}"
     elif calls >= config.min_calls and rate >= config.degraded_error_rate:
         window = config.traffic_window_s

@@ -15,7 +15,8 @@ __all__ = ["HealthDesk"]
 
 
 class HealthDesk(Actor):
-    """``status``: the latest report; ``probe``: every provider probed now, then it."""
+    """``status``: the latest report; ``probe``: the providers this process probes
+    (holds the lease of) probed now, then the report."""
 
     group: ClassVar[str] = "health"
 
@@ -26,6 +27,6 @@ class HealthDesk(Actor):
     async def handle(self, message: Message, delivery: Delivery) -> Message | Deferred | None:
         if not isinstance(message, HealthCommand):
             raise Rejected(f"health does not take {type(message).__name__}")
-        if message.action == "probe":
-            await self.prober.probe_once()
+        if message.action == "probe":  # the providers this process holds the lease of
+            await self.prober.probe_once(await self.prober.mine())
         return self.prober.latest

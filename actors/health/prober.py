@@ -78,9 +78,12 @@ class HealthProber:
         self._traffic = Traffic(self.config.traffic_window_s * 1000)
         self._watchers: list[asyncio.Queue[ProviderHealth]] = []
         self._task: asyncio.Task[None] | None = None
-        self._lease = (
-            bus.redis.register_script(lua_source("actors.health", "lease")) if bus else None
-        )
+        self._lease: Any = None
+        self._swap: Any = None
+        if bus is not None:
+            self._lease = bus.redis.register_script(lua_source("actors.health", "lease"))
+            self._swap = bus.redis.register_script(lua_source("actors.health", "swap"))
+        self._held: set[str] = set()  # the providers whose lease this process holds
 
     @classmethod
     def from_config(
@@ -141,7 +144,10 @@ class HealthProber:
         """Probe the providers (all by default) now, at once; the report of them.
         ``single``: this round alone decides (a failed probe is ``down`` at once, as a
         one-off check wants), not the probes before it."""
-        names = [n for n in (providers or self.adapters) if n in self.adapters]
+        if providers is None:
+            names = list(self.adapters)
+        else:  # none: none (a process that holds no lease probes nothing)
+            names = [n for n in providers if n in self.adapters]
         found = await asyncio.gather(*(self._probe(name, single) for name in names))
         return HealthReport(providers=list(found), checked_at_ms=self._now())
 
@@ -150,7 +156,11 @@ class HealthProber:
         probes = self._probes.setdefault(name, deque(maxlen=_KEPT_PROBES))
         probes.append(result)
         config = msgspec.structs.replace(self.config, down_after=1) if single else self.config
-        health = judge(name, probes, self._traffic, config, self._now())
+        # A provider found down (by this process or the one that probed it before) stays
+        # down while its probes fail: a new prober starts from that finding.
+        before = self._health.get(name)
+        health = judge(name, probes, self._traffic, config, self._now(),
+                       was_down=before is not None and before.status == "down")  # fmt: skip
         self._learn(health)
         if self.bus is not None:
             await self._publish(health)
@@ -197,9 +207,10 @@ class HealthProber:
         assert self.bus is not None
         names = self.bus.names
         try:
-            previous_raw = await self.bus.redis.hget(self._status_key(), health.provider)
-            await self.bus.redis.hset(self._status_key(), health.provider,
-                                      msgspec.json.encode(health))  # fmt: skip
+            assert self._swap is not None
+            previous_raw = await self.bus.run_script(
+                self._swap, [self._status_key()], [health.provider, msgspec.json.encode(health)]
+            )
         except Exception as exc:  # Redis away: the event may still go out
             log.info("health.status_not_kept", error=repr(exc))
             previous_raw = None
@@ -238,9 +249,19 @@ class HealthProber:
         self._task = asyncio.create_task(self._run(), name="health-prober")
 
     async def stop(self) -> None:
+        """Stop probing; leases held are given up at once (another process takes over
+        at its next round)."""
         if self._task is not None:
             await cancel_and_wait(self._task)
             self._task = None
+        if self.bus is not None and self._held:
+            ns = self.bus.names.ns
+            for name in self._held:
+                with contextlib.suppress(Exception):
+                    key = f"{ns}:health:lease:{name}"
+                    if await self.bus.redis.get(key) == self.bus.node.encode():
+                        await self.bus.redis.delete(key)
+            self._held = set()
         if self._owns:
             for adapter in self.adapters.values():
                 with contextlib.suppress(Exception):
@@ -257,18 +278,20 @@ class HealthProber:
         config = self.config
         while True:
             try:
-                await self.probe_once(await self._mine())
+                await self.probe_once(await self.mine())
             except Exception as exc:  # never dies of one bad round
                 log.warning("health.round_failed", error=repr(exc))
             pause = config.interval_ms + random.uniform(0, config.jitter_ms)
             await asyncio.sleep(pause / 1000)
 
-    async def _mine(self) -> list[str]:
+    async def mine(self) -> list[str]:
         """The providers this process probes this round (all, without a bus)."""
         if self.bus is None or self._lease is None:
             return list(self.adapters)
         config = self.config
-        lease_ms = config.interval_ms + config.jitter_ms + config.timeout_ms
+        # Two rounds long (a round: the probes, then the pause), renewed every round: it
+        # lapses only when its holder has stopped.
+        lease_ms = 2 * (config.interval_ms + config.jitter_ms + config.timeout_ms)
         mine = []
         for name in self.adapters:
             key = f"{self.bus.names.ns}:health:lease:{name}"
@@ -279,6 +302,7 @@ class HealthProber:
                 continue
             if held:
                 mine.append(name)
+        self._held = set(mine)
         return mine
 
 

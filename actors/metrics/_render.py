@@ -18,7 +18,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ..messages import MetricsSnapshot
-from ._series import parse_key
+from ._series import DURATION_BUCKETS, buckets_of, parse_key
 
 __all__ = ["prometheus_text", "quantile", "stats"]
 
@@ -71,7 +71,8 @@ class _Snapshot(Collector):
             family = HistogramMetricFamily(name, _HELP.get(name, name), labels=names)
             for labelled, fields in histogram.items():
                 values = dict(labelled)
-                family.add_metric([values.get(n, "") for n in names], _cumulative(fields),
+                family.add_metric([values.get(n, "") for n in names],
+                                  _cumulative(fields, buckets_of(name)),
                                   fields.get("sum", 0.0))  # fmt: skip
             yield family
         pending = GaugeMetricFamily("aio_stream_pending", _HELP["aio_stream_pending"],
@@ -95,14 +96,14 @@ def _family(kind: Any, name: str, series: dict[tuple[tuple[str, str], ...], floa
     return made
 
 
-def _cumulative(fields: dict[str, float]) -> list[tuple[str, float]]:
-    bounds = sorted(float(b) for b in fields if b not in ("sum", "count"))
+def _cumulative(fields: dict[str, float], bounds: tuple[float, ...]) -> list[tuple[str, float]]:
+    """Every configured bucket, cumulative, empty ones too (so that every series of a
+    histogram has the same ``le`` from its first scrape on)."""
     total, out = 0.0, []
     for bound in bounds:
-        total += fields[repr(bound)]
-        out.append(("+Inf" if math.isinf(bound) else _le(bound), total))
-    if not out or out[-1][0] != "+Inf":
-        out.append(("+Inf", fields.get("count", total)))
+        total += fields.get(repr(float(bound)), 0.0)
+        out.append((_le(bound), total))
+    out.append(("+Inf", fields.get("count", total)))
     return out
 
 
@@ -118,15 +119,18 @@ def prometheus_text(snapshot: MetricsSnapshot, local: Iterable[Metric] = ()) -> 
     return generate_latest(registry)
 
 
-def quantile(fields: dict[str, float], q: float) -> float | None:
-    """A quantile from histogram fields (linear within its bucket), in the unit kept."""
+def quantile(
+    fields: dict[str, float], q: float, bounds: tuple[float, ...] = DURATION_BUCKETS
+) -> float | None:
+    """A quantile from histogram fields (linear within its bucket, which runs from the
+    bound below it), in the unit kept; past the last bound, that bound."""
     count = fields.get("count", 0.0)
     if not count:
         return None
     rank, seen, lower = q * count, 0.0, 0.0
-    for bound in sorted(float(b) for b in fields if b not in ("sum", "count")):
-        inside = fields[repr(bound)]
-        if seen + inside >= rank and inside:
+    for bound in (*bounds, math.inf):
+        inside = fields.get(repr(float(bound)), 0.0)
+        if inside and seen + inside >= rank:
             if math.isinf(bound):
                 return lower
             return lower + (bound - lower) * (rank - seen) / inside

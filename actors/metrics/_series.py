@@ -25,7 +25,16 @@ from ..messages import (
     RequestCompleted,
 )
 
-__all__ = ["DURATION_BUCKETS", "TOKEN_BUCKETS", "Update", "key_of", "parse_key", "updates"]
+__all__ = [
+    "BREAKER_STATES",
+    "DURATION_BUCKETS",
+    "TOKEN_BUCKETS",
+    "Update",
+    "buckets_of",
+    "key_of",
+    "parse_key",
+    "updates",
+]
 
 # Seconds: a request, a provider call.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -33,7 +42,18 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 # Tokens: OpenTelemetry's advice for gen_ai.client.token.usage.
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,
                  16777216, 67108864)  # fmt: skip
-_BREAKER = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+BREAKER_STATES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+_BREAKER = BREAKER_STATES
+# Attempts that made no call (skipped before one), for the counts of calls.
+_SKIPPED = frozenset({"breaker_open", "key_invalid", "provider_down"})
+
+
+def buckets_of(name: str) -> tuple[float, ...]:
+    """The bucket bounds of a histogram (the last one, +Inf, aside)."""
+    return tuple(map(float, TOKEN_BUCKETS)) if name == "gen_ai_client_token_usage" else (
+        DURATION_BUCKETS)  # fmt: skip
+
+
 _HEALTH = {"down": 0.0, "degraded": 1.0, "healthy": 2.0}
 
 
@@ -98,6 +118,8 @@ def _completed(done: RequestCompleted) -> Iterator[Update]:
         yield Update("add", key_of("c", "aio_rejections_total", {
             "kind": done.error_kind, "limit_type": done.limit_type or "unknown"}), 1.0)  # fmt: skip
     for attempt in done.attempts:
+        if attempt.outcome in _SKIPPED:
+            continue
         labels = {"provider": attempt.provider, "model": attempt.model}
         yield Update("add", key_of("c", "aio_provider_calls_total",
                                    labels | {"outcome": attempt.outcome}), 1.0)  # fmt: skip
@@ -111,8 +133,7 @@ def _completed(done: RequestCompleted) -> Iterator[Update]:
                                 attempt.first_token_ms / 1000, DURATION_BUCKETS)  # fmt: skip
         gen_ai = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": attempt.provider,
                   "gen_ai_request_model": attempt.model}  # fmt: skip
-        if attempt.latency_ms and attempt.outcome not in ("breaker_open", "key_invalid",
-                                                          "provider_down"):  # fmt: skip
+        if attempt.latency_ms:
             duration = gen_ai | {"gen_ai_response_model": attempt.model if attempt.outcome == "ok"
                                  else "", "error_type": "" if attempt.outcome == "ok"
                                  else attempt.outcome}  # fmt: skip

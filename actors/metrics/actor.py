@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from bus import Bus, Deferred, Delivery, Message, Rejected
@@ -16,9 +18,11 @@ from ..messages import (
     quota_stream,
 )
 from ..runtime import Actor
-from ._series import updates
+from ._series import BREAKER_STATES, key_of, updates
 
 __all__ = ["MetricsActor"]
+
+_FRESH_S = 1.0
 
 
 class MetricsActor(Actor):
@@ -28,15 +32,26 @@ class MetricsActor(Actor):
 
     group: ClassVar[str] = "metrics"
 
-    def __init__(self, bus: Bus, *, concurrency: int) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        providers: Sequence[str] = (),
+        breakers: Callable[[], dict[str, str]] | None = None,
+        concurrency: int,
+    ) -> None:
         super().__init__(bus, stream=metrics_stream(bus.names), also=(bus.names.events,),
                          concurrency=concurrency)  # fmt: skip
         self.series = f"{bus.names.ns}:metrics:series"
+        self.providers = list(providers)  # whose call streams are looked at
+        self.breakers = breakers  # the breakers' states as this process sees them
+        self._last: tuple[float, MetricsSnapshot] | None = None
 
     async def handle(self, message: Message, delivery: Delivery) -> Message | Deferred | None:
         if isinstance(message, MetricsCommand):
             if message.action == "reset":
                 await self.bus.redis.delete(self.series)
+                self._last = None
             return await self.snapshot()
         if delivery.stream == self.bus.names.events:
             for update in updates(message):
@@ -47,14 +62,22 @@ class MetricsActor(Actor):
         raise Rejected(f"metrics does not take {type(message).__name__}")
 
     async def snapshot(self) -> MetricsSnapshot:
+        """The numbers as they stand (taken at most once a second: scrapes are cheap)."""
+        now = time.monotonic()
+        if self._last is not None and now - self._last[0] < _FRESH_S:
+            return self._last[1]
+        taken = await self._take()
+        self._last = (now, taken)
+        return taken
+
+    async def _take(self) -> MetricsSnapshot:
         redis = self.bus.redis
         raw: Any = await redis.hgetall(self.series)
         series = {bytes(k).decode(): float(v) for k, v in raw.items()}
         names = self.bus.names
         streams = [names.requests, names.events, limiter_stream(names), quota_stream(names),
                    cache_stream(names), health_stream(names), metrics_stream(names)]  # fmt: skip
-        streams += [bytes(k).decode() async for k in redis.scan_iter(
-            match=f"{names.ns}:calls:*", _type="stream")]  # fmt: skip
+        streams += [names.calls(provider) for provider in self.providers]
         pending: dict[str, int] = {}
         for stream in streams:
             try:
@@ -67,5 +90,9 @@ class MetricsActor(Actor):
                     int(group["pending"])
                 )
         dead = int(await redis.xlen(names.dead))
+        if self.breakers is not None:  # the breakers' states now, not their last events
+            for provider, state in self.breakers().items():
+                key = key_of("g", "aio_breaker_state", {"provider": provider})
+                series[key] = BREAKER_STATES.get(state, 0.0)
         return MetricsSnapshot(series=series, pending=pending, dead_letters=dead,
                                taken_at_ms=self.bus.now_ms())  # fmt: skip

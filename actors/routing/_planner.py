@@ -63,7 +63,7 @@ class Planner:
     ``serves(provider, model)`` says whether an enabled provider can serve a model
     (Azure only through a deployment). Candidates whose breaker refuses calls, or
     whose provider the health prober found down, are left out and reported as skipped
-    attempts.
+    attempts; when every usable candidate is down, they are tried all the same.
     """
 
     def __init__(
@@ -99,7 +99,8 @@ class Planner:
         ]
         strategy: Strategy = request.strategy or self.config.strategy
         candidates, skipped = self._order(strategy, candidates, request, prompt_tokens)
-        usable = []
+        usable: list[Candidate] = []
+        down: list[Candidate] = []
         for candidate in candidates:
             state = self.breakers.get(candidate.provider)
             if self.breakers.refuses(candidate.provider):
@@ -117,11 +118,13 @@ class Planner:
                     )
                 )
             elif self.health is not None and self.health.is_down(candidate.provider):
-                skipped.append(Attempt(provider=candidate.provider, model=candidate.model,
-                                       outcome="provider_down",
-                                       message="the health prober found it down"))  # fmt: skip
+                down.append(candidate)
             else:
                 usable.append(candidate)
+        if not usable:  # the prober may be wrong: a last resort rather than no answer
+            return down, skipped
+        skipped += [Attempt(provider=c.provider, model=c.model, outcome="provider_down",
+                            message="the health prober found it down") for c in down]  # fmt: skip
         return usable, skipped
 
     def _order(

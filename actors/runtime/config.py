@@ -9,6 +9,7 @@ variables (``actors.providers.ENV``).
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 import zoneinfo
 from pathlib import Path
@@ -259,10 +260,12 @@ class TierConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 class AuthConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Client keys: who calls the generate and /v1 endpoints."""
 
-    # The SHA-256 (hex) of each client key, and who it is (`python run.py key-hash KEY`).
+    # The SHA-256 (hex) of each client key, and who it is
+    # (`echo -n KEY | python run.py key-hash`).
     keys: dict[str, KeyConfig] = {}
     # Keys needed on the generate and /v1 endpoints; true whenever `keys` has one.
-    # Keys added over the admin API work either way.
+    # Keys are looked at only then: keys made over the admin API work once keys are
+    # required (this, or a key configured).
     require_keys: bool = False
     # A request with no key and no user id: counted as the one shared user
     # "anonymous" ("shared"), or refused ("refuse": say who you are).
@@ -318,6 +321,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
     def __post_init__(self) -> None:
         for key, who in self.auth.keys.items():
+            if not re.fullmatch(r"[0-9a-fA-F]{64}", key):  # not the key itself, ever
+                raise ValueError(f"auth.keys: {key[:6]}... is not a SHA-256 (64 hex digits); "
+                                 "name each key by its hash: python run.py key-hash")  # fmt: skip
             if who.tier and who.tier not in self.auth.tiers:
                 raise ValueError(f"auth.keys.{key[:12]}...: tier {who.tier!r} is not in auth.tiers")
         semantic = self.cache.semantic

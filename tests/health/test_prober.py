@@ -33,7 +33,7 @@ async def test_one_round_embedded_spends_no_tokens(simulator: Simulator) -> None
     await prober.stop()
 
 
-async def test_degraded_then_down_and_a_rejected_key_down_at_once(simulator: Simulator) -> None:
+async def test_degraded_then_down(simulator: Simulator) -> None:
     prober = _prober(simulator)
     simulator.state.update("openai", {"error_rate": 1.0})
     simulator.state.update("anthropic", {"auth_failure": True})
@@ -42,12 +42,15 @@ async def test_degraded_then_down_and_a_rejected_key_down_at_once(simulator: Sim
     prober.config = slow
     first = await prober.probe_once()
     assert first.of("openai").status == "degraded"  # type: ignore[union-attr]
-    assert first.of("anthropic").status == "down"  # type: ignore[union-attr]
+    # A refused key too: one failed probe is degraded (a 403 may be a key that may
+    # generate but not list models), two are down.
+    assert first.of("anthropic").status == "degraded"  # type: ignore[union-attr]
     assert "authentication" in first.of("anthropic").why  # type: ignore[union-attr]
     assert first.of("google").status == "degraded"  # type: ignore[union-attr]
     assert "probe took" in first.of("google").why  # type: ignore[union-attr]
-    second = await prober.probe_once(["openai"])
+    second = await prober.probe_once(["openai", "anthropic"])
     assert second.of("openai").status == "down"  # type: ignore[union-attr]
+    assert second.of("anthropic").status == "down"  # type: ignore[union-attr]
     assert prober.latest.status == "down"
     await prober.stop()
 
@@ -170,3 +173,48 @@ async def test_health_endpoints(
         assert response.status == 200
     async with http.get(f"{base}/readyz") as response:
         assert response.status == 200 and (await response.json())["status"] == "ready"
+
+
+async def test_no_providers_given_means_none_probed(simulator: Simulator) -> None:
+    prober = _prober(simulator)
+    report = await prober.probe_once([])  # a process that holds no lease
+    assert report.providers == [] and sum(simulator.state.calls.values()) == 0
+    await prober.stop()
+
+
+async def test_a_new_prober_starts_from_the_last_finding(simulator: Simulator) -> None:
+    prober = _prober(simulator)
+    # Another process found openai down; this one takes over and its first probe fails.
+    prober.observe(ProviderHealth(provider="openai", status="down", why="before",
+                                  checked_at_ms=1))  # fmt: skip
+    simulator.state.update("openai", {"error_rate": 1.0})
+    report = await prober.probe_once(["openai"])
+    assert report.of("openai").status == "down"  # type: ignore[union-attr]
+    await prober.stop()
+
+
+async def test_a_rate_limited_probe_is_busy_not_down(simulator: Simulator) -> None:
+    prober = _prober(simulator)
+    simulator.state.update("openai", {"rate_limit_rate": 1.0})
+    for _ in range(3):
+        report = await prober.probe_once(["openai"])
+    assert report.of("openai").status == "degraded"  # type: ignore[union-attr]
+    assert "rate limited" in report.of("openai").why  # type: ignore[union-attr]
+    await prober.stop()
+
+
+async def test_when_every_candidate_is_down_they_are_tried_all_the_same(
+    make_node: MakeNode, simulator: Simulator, http: aiohttp.ClientSession
+) -> None:
+    slow = HealthConfig(interval_ms=60_000, jitter_ms=0, down_after=1)  # one round only
+    node = await make_node(providers=("openai",), health=slow)
+    assert node.gateway is not None and node.prober is not None
+    simulator.state.update("openai", {"error_rate": 1.0})
+    await node.prober.probe_once(["openai"])
+    assert node.prober.is_down("openai")
+    simulator.state.update("openai", {"error_rate": 0.0})  # the prober does not know yet
+    async with http.post(f"{node.gateway.url}/ai-orchestration/generate",
+                         json={"prompt": "last resort"}) as response:  # fmt: skip
+        answer = await response.json()
+    assert response.status == 200, answer
+    assert answer["response"]["provider"] == "openai"
