@@ -235,7 +235,7 @@ class _Demo:
                  status=report.status)  # fmt: skip
 
     async def stats(self) -> None:
-        await asyncio.sleep(0.3)  # the last events reach the metrics actor
+        await asyncio.sleep(0.8)  # the last events reach the metrics (written every 0.5 s)
         async with self.http.get(f"{self.base}/ai-orchestration/stats") as response:
             stats = await response.json()
         self.say("stats", f"requests {stats['requests']}, cache hit rate "

@@ -94,9 +94,16 @@ async def test_stats_describe_the_whole_deployment_and_reset(
 
     await eventually(lambda: _equals(total(first.gateway.url), 4))  # type: ignore[union-attr]
     await eventually(lambda: _equals(total(second.gateway.url), 4))  # type: ignore[union-attr]
+
+    async def calls() -> bool:
+        url = f"{second.gateway.url}/ai-orchestration/monitoring/stats"  # type: ignore[union-attr]
+        async with http.get(url) as response:
+            found = await response.json()
+        return sum(p["calls"] for p in found["providers"].values()) >= 4
+
+    await eventually(calls)
     async with http.get(f"{second.gateway.url}/ai-orchestration/monitoring/stats") as response:
         body = await response.json()
-    assert sum(p["calls"] for p in body["providers"].values()) >= 4
     assert all(p["latency_ms"]["p50"] is not None for p in body["providers"].values())
     async with http.post(f"{first.gateway.url}/ai-orchestration/monitoring/reset") as response:
         assert response.status == 401  # a management endpoint
