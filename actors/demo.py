@@ -208,6 +208,16 @@ class _Demo:
                  f"{'healthy' if healthy else 'still down'}; its breaker reset")  # fmt: skip
 
     async def limits(self) -> None:
+        """One user, dave: a burst refused, then (once the burst window has passed) his
+        daily quota used up."""
+        admin = f"{self.base}/ai-orchestration"
+        # A short burst window, so that the story need not wait ten seconds.
+        async with self.http.put(f"{admin}/rate-limits/dave/config", headers=self.admin,
+                                 json={"burst_window_ms": 1_000}) as r:  # fmt: skip
+            assert r.status == 200
+        async with self.http.put(f"{admin}/quotas/dave/config", headers=self.admin,
+                                 json={"daily_request_limit": 6}) as r:  # fmt: skip
+            assert r.status == 200
         statuses = []
         for n in range(7):
             status, body = await self.post({"prompt": f"quick {n}", "user_id": "dave",
@@ -215,14 +225,13 @@ class _Demo:
             statuses.append(status)
         self.say("limits", f"7 requests in a row from dave -> {statuses}: "
                  f"{body['error']['message']}", statuses=statuses)  # fmt: skip
-        quota = f"{self.base}/ai-orchestration/quotas/erin/config"
-        async with self.http.put(quota, json={"daily_request_limit": 2}, headers=self.admin) as r:
-            assert r.status == 200
+        await asyncio.sleep(1.1)  # the burst window passes
         statuses = []
-        for n in range(3):
-            status, body = await self.post({"prompt": f"erin {n}", "user_id": "erin"})
+        for n in range(2):
+            status, body = await self.post({"prompt": f"later {n}", "user_id": "dave",
+                                            "use_cache": False})  # fmt: skip
             statuses.append(status)
-        self.say("quota", f"erin's daily quota set to 2; 3 requests -> {statuses}: "
+        self.say("quota", f"dave's daily quota is 6: 2 more requests -> {statuses}: "
                  f"{body['error']['message']}", statuses=statuses)  # fmt: skip
 
     async def embedded(self) -> None:

@@ -66,8 +66,8 @@ def test_demo_runs_on_the_embedded_redis() -> None:
     assert "answered by" in out and "openai down" in out and "openai breaker: open" in out
     assert "provider.unhealthy openai" in out and "provider.recovered openai" in out
     assert "from dave -> [200, 200, 200, 200, 200, 429, 429]" in out
-    assert "3 requests -> [200, 200, 429]" in out
-    assert "rate-limit.exceeded dave" in out and "quota.exceeded erin" in out
+    assert "2 more requests -> [200, 429]: daily_requests" in out
+    assert "rate-limit.exceeded dave" in out and "quota.exceeded dave" in out
     assert "probe_once() -> " in out and "stats" in out
     assert "Traceback" not in out + result.stderr
     assert '"event"' not in out  # no log line in the story
