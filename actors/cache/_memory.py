@@ -50,11 +50,10 @@ class Memory:
         self._entries.move_to_end(key)
         return held.answer
 
-    def put(
-        self, key: str, answer: CachedAnswer, expires_ms: int, size: int, scope: str, model: str
-    ) -> None:
+    def put(self, key: str, answer: CachedAnswer, expires_ms: int, scope: str, model: str) -> None:
         """Keep an answer (replacing one under the key); dropped at once if it alone
-        is over a bound."""
+        is over a bound. Its size is its text's, in UTF-8 bytes."""
+        size = len(answer.content.encode())
         if key in self._entries:
             self._drop(key)
         if size > self.max_bytes or self.max_entries == 0:

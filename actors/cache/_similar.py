@@ -83,8 +83,7 @@ class SemanticLevel:
                 if found is None:
                     continue
                 answer, ttl_ms = found
-                self.memory.put(near.entry, answer, now_ms + ttl_ms, len(answer.content),
-                                near.scope, near.model)  # fmt: skip
+                self.memory.put(near.entry, answer, now_ms + ttl_ms, near.scope, near.model)
             similarity = round(near.similarity, 4)
             return CacheAnswer(answer=answer, level="semantic", similarity=similarity,
                                matched=near.entry)  # fmt: skip

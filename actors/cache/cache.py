@@ -144,8 +144,8 @@ class Cache(Actor):
         model = ticket.model
         scope = SHARED if found.shared else entry.partition(":")[2]
         if found.ttl_ms > 0:
-            self.memory.put(entry, found.answer, self.bus.now_ms() + found.ttl_ms,
-                            len(found.answer.content), scope, model)  # fmt: skip
+            expires = self.bus.now_ms() + found.ttl_ms
+            self.memory.put(entry, found.answer, expires, scope, model)
         return CacheAnswer(answer=found.answer, matched=entry)
 
     async def lookup(self, ask: CacheLookup) -> CacheAnswer:
@@ -246,8 +246,8 @@ class Cache(Actor):
                                   ticket.model, ticket.ttl_ms)  # fmt: skip
             waiters = await self.store.store(ticket.key, done.request_id, answer, ticket.ttl_ms,
                                              scope, ticket.model, vector)  # fmt: skip
-            self.memory.put(ticket.key, answer, self.bus.now_ms() + ticket.ttl_ms,
-                            len(done.content), scope, ticket.model)  # fmt: skip
+            self.memory.put(ticket.key, answer, self.bus.now_ms() + ticket.ttl_ms, scope,
+                            ticket.model)  # fmt: skip
             hit = CacheAnswer(answer=answer, level="coalesced", matched=ticket.key)
             await self._answer("stored", waiters, ticket, hit)
         else:
@@ -314,7 +314,7 @@ class Cache(Actor):
             return vectors
         await self.store.warm([(*c[:5], v) for c, v in zip(checked, vectors, strict=True)])
         for key, answer, ttl_ms, scope, model, _request in checked:
-            self.memory.put(key, answer, now + ttl_ms, len(answer.content), scope, model)
+            self.memory.put(key, answer, now + ttl_ms, scope, model)
         return await self.report(warmed=len(checked))
 
     async def _warm_vectors(
