@@ -83,12 +83,33 @@ async def main(settings: dict[str, object]) -> None:
                 usage.append(answer.usage.total_tokens)
 
         await asyncio.gather(*(one(i) for i in range(int(settings["count"]))))  # type: ignore[call-overload]
+        # Every request's request.completed settled before this process stops its actors
+        # (else a busy machine stops them with refusals still reserved in the quotas).
+        await _settled(str(settings["url"]), node.bus.names.events)
         clock_off_s = time.time() - node.bus.now_ms() / 1000  # this clock against Redis's
         result = {"admitted": len(usage), "refused": refused, "usage": usage,
                   "clock_off_s": clock_off_s}  # fmt: skip
         print(json.dumps(result), flush=True)
     finally:
         await node.stop(timeout=5.0)
+
+
+async def _settled(url: str, events: str) -> None:
+    """Wait until the limiter's and the quota keeper's groups have read and acknowledged
+    every event (of both processes: the groups are shared)."""
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        async with asyncio.timeout(120):
+            while True:
+                last = (await client.xinfo_stream(events))["last-generated-id"]
+                groups = {g["name"].decode(): g for g in await client.xinfo_groups(events)}
+                if all(name in groups and groups[name]["pending"] == 0
+                       and groups[name]["last-delivered-id"] == last
+                       for name in ("limiter", "quota")):  # fmt: skip
+                    return
+                await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
 
 
 async def _wait_for_start(url: str, key: str) -> None:
