@@ -41,6 +41,7 @@ from ..providers import (
     Adapter,
     Catalog,
     ProbeResult,
+    ProviderError,
     ProviderRequest,
     ProvidersConfig,
     build_adapters,
@@ -177,19 +178,36 @@ class HealthProber:
                 waited = (asyncio.get_running_loop().time() - started) * 1000
                 return ProbeResult(provider=adapter.name, ok=False, latency_ms=waited,
                                    detail=f"timeout: no answer within {timeout:g}s")  # fmt: skip
+        # One call per deployment (Azure serves each model from its own): the provider
+        # is fine only when every deployment answers, and the finding names the one
+        # that did not.
+        models = adapter.probe_models()
         started = asyncio.get_running_loop().time()
+        answers = await asyncio.gather(*(self._ask(adapter, m, timeout) for m in models))
+        waited = (asyncio.get_running_loop().time() - started) * 1000
+        failed = [(m, why) for m, why in zip(models, answers, strict=True) if why is not None]
+        if not failed:
+            detail = f"answered ({len(models)} model(s), 1 token each)"
+            return ProbeResult(provider=adapter.name, ok=True, latency_ms=waited, detail=detail)
+        if len(models) == 1:
+            detail = failed[0][1]
+        else:
+            detail = "; ".join(f"{model}: {why}" for model, why in failed)
+        return ProbeResult(provider=adapter.name, ok=False, latency_ms=waited, detail=detail)
+
+    @staticmethod
+    async def _ask(adapter: Adapter, model: str, timeout: float) -> str | None:
+        """A one-token completion of ``model``; None when answered, else why not."""
         try:
             async with asyncio.timeout(timeout):
-                done = await adapter.generate(ProviderRequest(prompt="ping", max_tokens=1))
-            ok, detail = True, f"answered ({done.usage.total_tokens} tokens)"
+                await adapter.generate(ProviderRequest(prompt="ping", max_tokens=1, model=model))
+        except ProviderError as exc:
+            return f"{exc.kind}: {exc.message}"
+        except TimeoutError:
+            return f"timeout: no answer within {timeout:g}s"
         except Exception as exc:
-            ok = False
-            detail = "timeout: no answer" if isinstance(exc, TimeoutError) else str(exc)
-            kind = getattr(exc, "kind", None)
-            if kind:
-                detail = f"{kind}: {getattr(exc, 'message', detail)}"
-        waited = (asyncio.get_running_loop().time() - started) * 1000
-        return ProbeResult(provider=adapter.name, ok=ok, latency_ms=waited, detail=detail)
+            return repr(exc)
+        return None
 
     def _learn(self, health: ProviderHealth) -> None:
         before = self._health.get(health.provider)

@@ -140,6 +140,11 @@ class Adapter(abc.ABC):
         finally:
             await _close(pieces)
 
+    def probe_models(self) -> list[str]:
+        """The models a completion probe asks, one call each: the default model (a
+        provider with several deployments names each deployment's model)."""
+        return [self.default_model]
+
     async def probe(self) -> ProbeResult:
         """Never raises: a failed probe is a result with ``ok=False``."""
         started = time.perf_counter()

@@ -35,6 +35,13 @@ class AzureOpenAIAdapter(OpenAIAdapter):
             http_client=openai.DefaultAioHttpClient(),
         )
 
+    def probe_models(self) -> list[str]:
+        """One model per deployment: a completion probe checks every deployment."""
+        models = list(self.config.deployments)
+        if self.config.deployment and self.default_model not in models:
+            models.insert(0, self.default_model)
+        return models or [self.default_model]
+
     def _target(self, model: str) -> str:
         deployment = self.config.deployment_for(model, self.default_model)
         if deployment is None:

@@ -6,11 +6,12 @@ import asyncio
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 
 from actors.health import HealthProber
 from actors.messages import ProviderHealth, ProviderRecovered, ProviderUnhealthy
-from actors.providers.simulator import Simulator
+from actors.providers.simulator import UNKNOWN_MODEL_MARKER, Simulator
 from actors.runtime.config import Config, HealthConfig
 from tests.conftest import eventually
 from tests.request_path.conftest import MakeNode, providers_for
@@ -150,6 +151,30 @@ async def test_a_completion_probe_is_opt_in(simulator: Simulator, completion: bo
     report = await prober.probe_once(["openai"])
     assert report.status == "healthy"
     assert ("openai" in simulator.state.last) == completion
+    await prober.stop()
+
+
+async def test_a_completion_probe_checks_each_azure_deployment(simulator: Simulator) -> None:
+    """Each deployment serves its own model: one missing deployment is found and named,
+    though the resource and the other deployment answer."""
+    base = providers_for(simulator.url, ("azure",))
+    gone = f"gpt4o-mini-{UNKNOWN_MODEL_MARKER}"
+    azure = msgspec.structs.replace(base.azure, deployments={"gpt-4o-mini": gone})
+    providers = msgspec.structs.replace(base, azure=azure)
+    config = HealthConfig(interval_ms=100, completion_probe=True, down_after=1)
+    prober = HealthProber.from_config(Config(providers=providers, health=config))
+    assert prober.adapters["azure"].probe_models() == ["gpt-4o", "gpt-4o-mini"]
+    report = await prober.probe_once()
+    found = report.of("azure")
+    assert found is not None and found.status == "down"
+    assert "gpt-4o-mini" in found.why and "gpt-4o:" not in found.why, found.why
+    assert simulator.state.calls["azure"] == 2  # one call per deployment
+    await prober.stop()
+    healthy = msgspec.structs.replace(azure, deployments={"gpt-4o-mini": "gpt4o-mini"})
+    prober = HealthProber.from_config(
+        Config(providers=msgspec.structs.replace(base, azure=healthy), health=config)
+    )
+    assert (await prober.probe_once()).status == "healthy"
     await prober.stop()
 
 
