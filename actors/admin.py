@@ -83,12 +83,14 @@ class Admin:
         *,
         session_id: str | None = None,
         changes: dict[str, float | None] | None = None,
+        tier: str = "",
     ) -> LimitsReport:
         """A user's rate limits (``limiter``) or quotas (``quota``), after a change if
-        asked; ``AdminRefusedError`` when the owner refuses the changes."""
+        asked, as its ``tier`` sets them; ``AdminRefusedError`` when the owner refuses
+        the changes."""
         stream = (limiter_stream if owner == "limiter" else quota_stream)(self.bus.names)
         command = LimitsCommand(action=action, user_id=user_id, session_id=session_id,
-                                changes=changes or {})  # fmt: skip
+                                changes=changes or {}, tier=tier)  # fmt: skip
         answer = await self.bus.ask(stream, command, self.timeout_s)
         if isinstance(answer, AdminRefused):
             raise AdminRefusedError(answer.message)

@@ -110,7 +110,7 @@ class Gateway:
                 web.get("/ai-orchestration/circuit-breakers", self.breakers),
                 web.post("/ai-orchestration/circuit-breakers/{provider}/reset", self.reset_breaker),
                 web.post("/ai-orchestration/circuit-breakers/{provider}/open", self.open_breaker),
-                *LimitsApi(admin).routes(),
+                *LimitsApi(admin, self.callers).routes(),
                 *CacheApi(admin).routes(),
                 *KeysApi(admin).routes(),
                 *metrics_api.management(),

@@ -86,6 +86,19 @@ class Callers:
             self._remembered.popitem(last=False)
         return who
 
+    async def tier_of(self, user_id: str) -> str:
+        """The tier of a user: its configured key's, else its newest stored key's, else
+        none (the defaults). ``BusError`` when the keyring cannot be asked."""
+        for configured_user, tier in self._configured.values():
+            if configured_user == user_id:
+                return tier
+        if not self.config.tiers:
+            return ""
+        listed = await self.admin.keys("list")
+        tiers = [k.tier for k in sorted(listed.keys, key=lambda k: k.created_ms)
+                 if k.user_id == user_id]  # fmt: skip
+        return tiers[-1] if tiers else ""
+
 
 def _presented(request: web.Request) -> str:
     given = request.headers.get("X-API-Key", "").strip()

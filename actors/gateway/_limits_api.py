@@ -14,6 +14,7 @@ from ..admin import Admin, AdminRefusedError, Owner
 from ..messages import LimitsReport, UserId
 from ..runtime.config import LimitChanges, QuotaChanges
 from ._bodies import BadInput, bus_failure, decode, error_response, json_response
+from ._callers import Callers
 
 __all__ = ["LimitsApi"]
 
@@ -24,10 +25,14 @@ class LimitsApi:
     """``/ai-orchestration/quotas/{user_id}`` and ``/ai-orchestration/rate-limits/{user_id}``,
     with ``/config`` (PUT: a partial body of limits, ``null`` = unlimited) and ``/reset``
     (POST: forget the user's usage; its overrides stay). Each is a ``limits.command`` to
-    the quota keeper or the limiter, which own that state."""
+    the quota keeper or the limiter, which own that state.
 
-    def __init__(self, admin: Admin) -> None:
+    The limits shown are the user's tier's (``?tier=`` names one; by default the tier
+    of the user's client key), under the user's own overrides."""
+
+    def __init__(self, admin: Admin, callers: Callers) -> None:
         self.admin = admin
+        self.callers = callers
 
     def routes(self) -> list[web.RouteDef]:
         quotas = "/ai-orchestration/quotas/{user_id}"
@@ -74,21 +79,34 @@ class LimitsApi:
             if session_id is not None:
                 session_id = _user_id(session_id, "session_id")
             changes = await _changes(request, body) if body is not None else None
+            tier = await self._tier(request, user_id)
             report = await self.admin.limits(owner, action, user_id, session_id=session_id,
-                                             changes=changes)  # fmt: skip
+                                             changes=changes, tier=tier)  # fmt: skip
         except (BadInput, AdminRefusedError) as exc:
             return error_response(400, "invalid_request", str(exc))
         except BusError as exc:
             return error_response(*bus_failure(exc))
         return json_response(_shown(owner, report))
 
+    async def _tier(self, request: web.Request, user_id: str) -> str:
+        named = request.query.get("tier")
+        if named is None:
+            return await self.callers.tier_of(user_id)
+        tiers = self.callers.config.tiers
+        if named and named not in tiers:
+            known = ", ".join(sorted(tiers)) or "none configured"
+            raise BadInput(f"tier: {named!r} is not a tier ({known})")
+        return named
+
 
 def _shown(owner: Owner, report: LimitsReport) -> dict[str, Any]:
     """The report as the HTTP API shows it: a user's rate limits, or its quotas."""
     if owner == "limiter":
-        return {"user_id": report.user_id, "limits": report.limits, "config": report.config}
+        return {"user_id": report.user_id, "tier": report.tier or None,
+                "limits": report.limits, "config": report.config}  # fmt: skip
     return {"user_id": report.user_id, "session_id": report.session_id,
-            "quotas": report.quotas, "config": report.config}  # fmt: skip
+            "tier": report.tier or None, "quotas": report.quotas,
+            "config": report.config}  # fmt: skip
 
 
 async def _changes(request: web.Request, kind: type[Any]) -> dict[str, float | None]:

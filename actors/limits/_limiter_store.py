@@ -60,6 +60,7 @@ class LimiterStore:
         self._defaults = lua_defaults(config, LIMIT_FIELDS)
         # A tier's limits replace the defaults for its users (their own overrides win).
         self._tiers = {name: lua_defaults(t, LIMIT_FIELDS) for name, t in (tiers or {}).items()}
+        self._tier_configs = dict(tiers or {})
 
     def _keys(self, user_id: str) -> LimiterKeys:
         return LimiterKeys.of(self.bus.names, user_id)
@@ -110,9 +111,11 @@ class LimiterStore:
             limits=limits,
         )
 
-    async def check_rate_limit(self, user_id: str, tokens: int = 0, cost: float = 0.0) -> Verdict:
+    async def check_rate_limit(
+        self, user_id: str, tokens: int = 0, cost: float = 0.0, tier: str = ""
+    ) -> Verdict:
         """Would a request of this size be admitted now? Changes nothing."""
-        return await self.admit(user_id, "-", tokens, cost, mode="check")
+        return await self.admit(user_id, "-", tokens, cost, mode="check", tier=tier)
 
     async def record_request(
         self, user_id: str, tokens: int = 0, cost: float = 0.0, request_id: str | None = None
@@ -129,8 +132,11 @@ class LimiterStore:
         args = [request_id, tokens, nano(cost_usd), int(counted)]
         return bool(await self.bus.run_script(self._settle, keys, args))
 
-    async def report(self, user_id: str, session_id: str | None = None) -> LimitsReport:
-        """The user's rate limits as they stand, and the limits that apply to it."""
+    async def report(
+        self, user_id: str, session_id: str | None = None, tier: str = ""
+    ) -> LimitsReport:
+        """The user's rate limits as they stand, and the limits that apply to it (its
+        ``tier``'s, under its own overrides)."""
         rows = [
             RateLimitRow(
                 limit_type=state.name,
@@ -139,18 +145,19 @@ class LimiterStore:
                 remaining=state.remaining,
                 reset_s=state.reset_s,
             )
-            for state in await self.status(user_id)
+            for state in await self.status(user_id, tier)
         ]
-        return LimitsReport(user_id=user_id, limits=rows, config=await self.config_of(user_id))
+        config = await self.config_of(user_id, tier)
+        return LimitsReport(user_id=user_id, tier=tier, limits=rows, config=config)
 
-    async def status(self, user_id: str) -> list[LimitState]:
+    async def status(self, user_id: str, tier: str = "") -> list[LimitState]:
         """Every limit of the user, as it stands."""
-        return (await self.check_rate_limit(user_id)).limits
+        return (await self.check_rate_limit(user_id, tier=tier)).limits
 
-    async def config_of(self, user_id: str) -> dict[str, float | None]:
-        """The user's limits: overrides where set, else the defaults."""
+    async def config_of(self, user_id: str, tier: str = "") -> dict[str, float | None]:
+        """The user's limits: overrides where set, else its tier's (or the defaults)."""
         stored = await self.bus.redis.hgetall(limits_key(self.bus.names, user_id, "config"))
-        return from_redis(stored, LIMIT_FIELDS, self.config)
+        return from_redis(stored, LIMIT_FIELDS, self._tier_configs.get(tier, self.config))
 
     async def set_config(self, user_id: str, changes: dict[str, float | None]) -> None:
         """Override some limits of one user (None: unlimited); others stay as they are."""

@@ -109,6 +109,7 @@ class QuotaStore:
         self._defaults = lua_defaults(config, QUOTA_FIELDS)
         # A tier's limits replace the defaults for its users (their own overrides win).
         self._tiers = {name: lua_defaults(t, QUOTA_FIELDS) for name, t in (tiers or {}).items()}
+        self._tier_configs = dict(tiers or {})
         self._periods = Periods("", "", 0, 0)
 
     def _key(self, user_id: str, part: str) -> str:
@@ -220,13 +221,17 @@ class QuotaStore:
         args = [request_id, tokens, nano(cost_usd), int(counted), self.config.reservation_ttl_ms]
         return bool(await self.bus.run_script(self._settle, keys, args))
 
-    async def get_usage(self, user_id: str, session_id: str | None = None) -> dict[str, Any]:
-        """Every quota of the user: its limit, what is used and left, when it resets."""
-        await self.admit(user_id, session_id, "-", 0, 0.0, mode="check")  # releases expired
+    async def get_usage(
+        self, user_id: str, session_id: str | None = None, tier: str = ""
+    ) -> dict[str, Any]:
+        """Every quota of the user (its ``tier``'s, under its own overrides): its limit,
+        what is used and left, when it resets."""
+        # A check releases expired reservations first.
+        await self.admit(user_id, session_id, "-", 0, 0.0, mode="check", tier=tier)
         now = self.bus.now_ms()
         periods = self.periods(now)
         keys = self._keys(user_id, session_id, periods)
-        limits = await self.config_of(user_id)
+        limits = await self.config_of(user_id, tier)
         pipe = self.bus.redis.pipeline(transaction=False)
         for key in (keys.month, keys.day, keys.session):
             pipe.hmget(key, "requests", "tokens", "cost")
@@ -251,19 +256,23 @@ class QuotaStore:
                 })  # fmt: skip
         return {"user_id": user_id, "session_id": session_id, "quotas": rows, "config": limits}
 
-    async def report(self, user_id: str, session_id: str | None = None) -> LimitsReport:
+    async def report(
+        self, user_id: str, session_id: str | None = None, tier: str = ""
+    ) -> LimitsReport:
         """The user's quotas (and a session's) as they stand, and the limits that apply."""
-        usage = await self.get_usage(user_id, session_id)
+        usage = await self.get_usage(user_id, session_id, tier)
         return LimitsReport(
             user_id=user_id,
             session_id=session_id,
+            tier=tier,
             quotas=[msgspec.convert(row, QuotaRow) for row in usage["quotas"]],
             config=usage["config"],
         )
 
-    async def config_of(self, user_id: str) -> dict[str, float | None]:
+    async def config_of(self, user_id: str, tier: str = "") -> dict[str, float | None]:
+        """The user's quotas: overrides where set, else its tier's (or the defaults)."""
         stored = await self.bus.redis.hgetall(self._key(user_id, "config"))
-        return from_redis(stored, QUOTA_FIELDS, self.config)
+        return from_redis(stored, QUOTA_FIELDS, self._tier_configs.get(tier, self.config))
 
     async def set_config(self, user_id: str, changes: dict[str, float | None]) -> None:
         """Override some quotas of one user (None: unlimited); kept in Redis."""

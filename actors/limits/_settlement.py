@@ -52,7 +52,9 @@ class ReservationStore(Protocol):
         self, user_id: str, request_id: str, tokens: int, cost_usd: float, *, counted: bool
     ) -> bool: ...
 
-    async def report(self, user_id: str, session_id: str | None = None) -> LimitsReport: ...
+    async def report(
+        self, user_id: str, session_id: str | None = None, tier: str = ""
+    ) -> LimitsReport: ...
 
     async def set_config(self, user_id: str, changes: dict[str, float | None]) -> None: ...
 
@@ -114,7 +116,7 @@ class ReservingActor(Actor, Generic[S]):
             await self.store.set_config(command.user_id, changes)
         elif command.action == "reset":
             await self.store.reset(command.user_id)
-        return await self.store.report(command.user_id, command.session_id)
+        return await self.store.report(command.user_id, command.session_id, command.tier)
 
     async def handle(self, message: Message, delivery: Delivery) -> Message | None:
         match message:

@@ -43,6 +43,7 @@ class LimitsCommand(Message, tag="limits.command", frozen=True, kw_only=True):
     user_id: UserId
     session_id: UserId | None = None
     changes: dict[str, float | None] = {}
+    tier: str = ""  # the tier whose limits the user's report shows (its keys' tier)
 
 
 class RateLimitRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -72,6 +73,7 @@ class LimitsReport(Message, tag="limits.report", frozen=True, kw_only=True):
 
     user_id: str
     session_id: str | None = None
+    tier: str = ""
     limits: list[RateLimitRow] = []
     quotas: list[QuotaRow] = []
     config: dict[str, float | None] = {}

@@ -93,6 +93,37 @@ async def test_keys_made_and_revoked_at_run_time(
         assert r.status == 400 and "tier" in (await r.json())["error"]["message"]
 
 
+async def test_admin_reports_show_the_limits_of_the_users_tier(
+    make_node: MakeNode, http: aiohttp.ClientSession
+) -> None:
+    """ann's key is configured in tier pro; erin's is made at run time in tier pro; a
+    user with no key gets the defaults; ``?tier=`` shows another tier's view."""
+    node = await make_node(providers=("openai",), auth=AUTH)
+    assert node.gateway is not None
+    url = node.gateway.url
+
+    async def rpm(user: str, query: str = "") -> tuple[Any, float | None]:
+        async with http.get(f"{url}/ai-orchestration/rate-limits/{user}{query}",
+                            headers=ADMIN) as r:  # fmt: skip
+            body = await r.json()
+            assert r.status == 200, body
+        return body["tier"], body["config"]["requests_per_minute"]
+
+    assert await rpm("ann") == ("pro", 3)
+    default = (await rpm("nobody"))[1]
+    assert default != 3
+    async with http.post(f"{url}/ai-orchestration/keys", json={"user_id": "erin", "tier": "pro"},
+                         headers=ADMIN) as r:  # fmt: skip
+        assert r.status == 200
+    assert await rpm("erin") == ("pro", 3)
+    assert await rpm("ann", "?tier=") == (None, default)
+    async with http.get(f"{url}/ai-orchestration/quotas/ann", headers=ADMIN) as r:
+        assert (await r.json())["tier"] == "pro"
+    async with http.get(f"{url}/ai-orchestration/quotas/ann?tier=gold", headers=ADMIN) as r:
+        body = await r.json()
+        assert r.status == 400 and "gold" in body["error"]["message"], body
+
+
 async def _refused(http: aiohttp.ClientSession, url: str, key: str) -> bool:
     status, _ = await _post(http, url, {"prompt": "hi"}, key=key)
     return status == 401
