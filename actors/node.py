@@ -201,7 +201,11 @@ class Node:
             factories.append(self._breaker_factory(adapter))
         factories.append(
             lambda: MetricsActor(
-                self.bus, providers=self.enabled, breakers=self._breaker_states, concurrency=64
+                self.bus,
+                providers=self.enabled,
+                breakers=self._breaker_states,
+                timezone=config.quota.timezone,
+                concurrency=64,
             )
         )
         factories.append(lambda: Keyring(self.bus, config.auth))

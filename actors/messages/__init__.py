@@ -62,7 +62,7 @@ from ._health import (
 )
 from ._keys import KeyEntry, KeysCommand, KeysReport
 from ._kinds import KINDS, CallFailure, Chain, Kind, RequestFailure, kind_of
-from ._metrics import MetricsCommand, MetricsSnapshot
+from ._metrics import MetricsCommand, MetricsSnapshot, PeriodUsage, UserUsage
 from ._request import (
     FALLBACK_TEXT,
     Attempt,
@@ -136,6 +136,7 @@ __all__ = [
     "MetricsCommand",
     "MetricsSnapshot",
     "NoProviderAvailable",
+    "PeriodUsage",
     "Ping",
     "Pong",
     "ProviderCall",
@@ -156,6 +157,7 @@ __all__ = [
     "StreamDelta",
     "StreamInterrupted",
     "UserId",
+    "UserUsage",
     "WarmEntry",
     "cache_stream",
     "fallback_answer",

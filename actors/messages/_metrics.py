@@ -16,6 +16,28 @@ class MetricsCommand(Message, tag="metrics.command", frozen=True, kw_only=True):
     action: Literal["snapshot", "reset"] = "snapshot"
 
 
+class UserUsage(msgspec.Struct, frozen=True, kw_only=True):
+    """What one user used in a period."""
+
+    user_id: str
+    requests: int
+    tokens: int
+    cost_usd: float
+
+
+class PeriodUsage(msgspec.Struct, frozen=True, kw_only=True):
+    """What every user used in the current day or month (the quotas' time zone), as
+    the quotas count it, and the users who used the most tokens."""
+
+    period: Literal["daily", "monthly"]
+    label: str  # 2026-11-28, 2026-11
+    requests: int
+    tokens: int
+    cost_usd: float
+    users: int
+    top_users: list[UserUsage] = []
+
+
 class MetricsSnapshot(Message, tag="metrics.snapshot", frozen=True, kw_only=True):
     """Every series the metrics actors keep for the deployment: ``series`` maps
     ``kind|name|labels (JSON)|bucket`` to its value (see ``actors.metrics``), and the
@@ -25,3 +47,4 @@ class MetricsSnapshot(Message, tag="metrics.snapshot", frozen=True, kw_only=True
     pending: dict[str, int] = msgspec.field(default_factory=dict)  # "stream|group" -> count
     dead_letters: int = 0
     taken_at_ms: int = 0
+    usage: list[PeriodUsage] = []  # this day's and this month's

@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import msgspec
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -141,7 +142,8 @@ def quantile(
 
 def stats(snapshot: MetricsSnapshot) -> dict[str, Any]:
     """The deployment in one JSON object: requests, cache, providers (calls, errors,
-    latency quantiles), rejections, breakers, health, tokens and cost."""
+    latency quantiles), rejections, breakers, health, tokens and cost, and what users
+    used this day and month (the top users by tokens)."""
     requests: dict[str, float] = defaultdict(float)
     hits: dict[str, float] = defaultdict(float)
     rejections: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -195,6 +197,7 @@ def stats(snapshot: MetricsSnapshot) -> dict[str, Any]:
         "health": health,
         "tokens": {k: int(v) for k, v in tokens.items()},
         "cost_usd": round(cost, 9),
+        "usage": {u.period: msgspec.to_builtins(u) for u in snapshot.usage},
         "pending": snapshot.pending,
         "dead_letters": snapshot.dead_letters,
     }  # fmt: skip

@@ -12,6 +12,7 @@ from bus import Bus, Deferred, Delivery, Message, Rejected
 from ..messages import (
     MetricsCommand,
     MetricsSnapshot,
+    RequestCompleted,
     cache_stream,
     health_stream,
     limiter_stream,
@@ -20,6 +21,7 @@ from ..messages import (
 )
 from ..runtime import Actor
 from ._series import BREAKER_STATES, key_of, updates
+from ._usage import UsageBook
 
 __all__ = ["MetricsActor"]
 
@@ -31,7 +33,8 @@ class MetricsActor(Actor):
     """Reads ``{ns}:events`` as group ``metrics`` (each event counted once, by one of
     the processes) into one Redis hash, ``{ns}:metrics:series``, so that every process
     shows the whole deployment; answers ``metrics.command`` on ``{ns}:metrics``.
-    Changes reach Redis every half second, summed (a crash loses at most that much)."""
+    Changes reach Redis every half second, summed (a crash loses at most that much);
+    so does each user's usage of the day and month (``_usage``)."""
 
     group: ClassVar[str] = "metrics"
 
@@ -41,6 +44,7 @@ class MetricsActor(Actor):
         *,
         providers: Sequence[str] = (),
         breakers: Callable[[], dict[str, str]] | None = None,
+        timezone: str = "UTC",
         concurrency: int,
     ) -> None:
         super().__init__(bus, stream=metrics_stream(bus.names), also=(bus.names.events,),
@@ -53,6 +57,7 @@ class MetricsActor(Actor):
         # series would otherwise be ~20 Redis commands each): adds summed, sets last.
         self._adds: dict[str, float] = {}
         self._sets: dict[str, float] = {}
+        self.usage = UsageBook(bus.names.ns, timezone)  # per user, by day and month
 
     async def on_start(self) -> None:
         self.spawn(self._flushing(), "metrics-flush")
@@ -75,6 +80,7 @@ class MetricsActor(Actor):
         adds, sets = self._adds, self._sets
         self._adds, self._sets = {}, {}
         pipe = self.bus.redis.pipeline(transaction=False)
+        used = self.usage.drain(pipe)
         for key, value in adds.items():
             pipe.hincrbyfloat(self.series, key, value)
         if sets:
@@ -85,6 +91,7 @@ class MetricsActor(Actor):
             for key, value in adds.items():  # not lost: added to what comes next
                 self._adds[key] = self._adds.get(key, 0.0) + value
             self._sets = sets | self._sets
+            self.usage.restore(used)
             raise
 
     async def handle(self, message: Message, delivery: Delivery) -> Message | Deferred | None:
@@ -92,11 +99,14 @@ class MetricsActor(Actor):
             if message.action == "reset":
                 self._adds, self._sets = {}, {}
                 await self.bus.redis.delete(self.series)
+                await self.usage.clear(self.bus.redis)
                 self._last = None
             else:
                 await self.flush()  # this process's latest too
             return await self.snapshot()
         if delivery.stream == self.bus.names.events:
+            if isinstance(message, RequestCompleted):
+                self.usage.observe(message)
             for update in updates(message):
                 if update.op == "add":
                     self._adds[update.key] = self._adds.get(update.key, 0.0) + update.value
@@ -138,5 +148,7 @@ class MetricsActor(Actor):
             for provider, state in self.breakers().items():
                 key = key_of("g", "aio_breaker_state", {"provider": provider})
                 series[key] = BREAKER_STATES.get(state, 0.0)
+        now = self.bus.now_ms()
+        usage = await self.usage.read(redis, now)
         return MetricsSnapshot(series=series, pending=pending, dead_letters=dead,
-                               taken_at_ms=self.bus.now_ms())  # fmt: skip
+                               taken_at_ms=now, usage=usage)  # fmt: skip

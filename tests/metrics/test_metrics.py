@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors.runtime.config import CacheConfig
@@ -85,7 +86,8 @@ async def test_stats_describe_the_whole_deployment_and_reset(
     second = await make_node(providers=("openai", "anthropic"))
     assert first.gateway is not None and second.gateway is not None
     for n in range(4):
-        await _generate(http, (first, second)[n % 2].gateway.url, prompt=f"s{n}")  # type: ignore[union-attr]
+        await _generate(http, (first, second)[n % 2].gateway.url, prompt=f"s{n}",  # type: ignore[union-attr]
+                        user_id=("ann", "bob", "ann", "ann")[n])  # fmt: skip
 
     async def total(url: str) -> int:
         async with http.get(f"{url}/ai-orchestration/stats") as response:
@@ -105,6 +107,23 @@ async def test_stats_describe_the_whole_deployment_and_reset(
     async with http.get(f"{second.gateway.url}/ai-orchestration/monitoring/stats") as response:
         body = await response.json()
     assert all(p["latency_ms"]["p50"] is not None for p in body["providers"].values())
+
+    # What users used today and this month, across both processes, top users first
+    # (each process answers from its own snapshot, up to a second old: wait for both).
+    async def used_today() -> bool:
+        nonlocal body
+        async with http.get(f"{second.gateway.url}/ai-orchestration/stats") as response:  # type: ignore[union-attr]
+            body = await response.json()
+        return bool(body["usage"]["daily"]["requests"] == 4)
+
+    await eventually(used_today)
+    for period in ("daily", "monthly"):
+        used = body["usage"][period]
+        assert (used["requests"], used["users"]) == (4, 2), used
+        top = used["top_users"]
+        assert [(u["user_id"], u["requests"]) for u in top] == [("ann", 3), ("bob", 1)], top
+        assert used["tokens"] == sum(u["tokens"] for u in top) > 0
+        assert used["cost_usd"] == pytest.approx(sum(u["cost_usd"] for u in top))
     async with http.post(f"{first.gateway.url}/ai-orchestration/monitoring/reset") as response:
         assert response.status == 401  # a management endpoint
     async with http.post(f"{first.gateway.url}/ai-orchestration/monitoring/reset",
@@ -112,6 +131,12 @@ async def test_stats_describe_the_whole_deployment_and_reset(
         assert response.status == 200
     # Each process takes its numbers at most once a second: soon, every one is reset.
     await eventually(lambda: _equals(total(second.gateway.url), 0))  # type: ignore[union-attr]
+
+    async def nothing_used() -> bool:
+        async with http.get(f"{second.gateway.url}/ai-orchestration/stats") as response:  # type: ignore[union-attr]
+            return bool((await response.json())["usage"]["daily"]["requests"] == 0)
+
+    await eventually(nothing_used)
 
 
 async def _equals(value: Any, expected: int) -> bool:

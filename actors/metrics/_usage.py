@@ -1,0 +1,145 @@
+"""What users used this day and this month, for the stats: requests, tokens and cost,
+in total and per user (the top users), in the quotas' time zone.
+
+Kept apart from the series: a user id is no Prometheus label (one series per user
+would grow without bound), so per-user numbers live in sorted sets that expire with
+their period. Counted as the quota keeper counts (``settlement``): a refused request
+not at all, a cache hit as a request with no tokens and no cost.
+
+Redis keys, per period (``day:2026-11-28``, ``month:2026-11``)::
+
+    {ns}:metrics:usage:{period}            hash   requests, tokens, cost (the totals)
+    {ns}:metrics:usage:{period}:{field}    zset   user -> its requests, tokens or cost
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections import defaultdict
+from typing import Any
+
+from ..messages import PeriodUsage, RequestCompleted, UserUsage, kind_of
+
+__all__ = ["UsageBook"]
+
+FIELDS = ("requests", "tokens", "cost")
+_KEEP_S = {"day": 2 * 86_400, "month": 35 * 86_400}  # past its end, for a late look
+_TOP = 10
+
+
+class UsageBook:
+    """Gathers usage between flushes; writes it to Redis and reads it back."""
+
+    def __init__(self, ns: str, timezone: str = "UTC") -> None:
+        self.ns = ns
+        self.zone = zoneinfo.ZoneInfo(timezone)
+        self._day: tuple[int, int, str, str] = (0, 0, "", "")  # start, end, day, month
+        # period -> user -> [requests, tokens, cost]
+        self._gathered: dict[str, dict[str, list[float]]] = defaultdict(dict)
+
+    def periods(self, ts_ms: int) -> tuple[str, str]:
+        """``("day:YYYY-MM-DD", "month:YYYY-MM")`` at ``ts_ms`` (worked out once a day)."""
+        start, end, day, month = self._day
+        if not start <= ts_ms < end:
+            local = dt.datetime.fromtimestamp(ts_ms / 1000, self.zone)
+            midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+            following = (midnight + dt.timedelta(days=1)).replace(tzinfo=None)
+            following_ms = int(following.replace(tzinfo=self.zone).timestamp() * 1000)
+            day, month = f"day:{local:%Y-%m-%d}", f"month:{local:%Y-%m}"
+            self._day = (int(midnight.timestamp() * 1000), following_ms, day, month)
+        return day, month
+
+    def observe(self, event: RequestCompleted) -> None:
+        if kind_of(event.error_kind).refused:  # never made
+            return
+        tokens, cost = (0, 0.0) if event.cache_hit else (event.usage.total_tokens, event.cost_usd)
+        for period in self.periods(event.ts_ms):
+            row = self._gathered[period].setdefault(event.user_id, [0.0, 0.0, 0.0])
+            row[0] += 1
+            row[1] += tokens
+            row[2] += cost
+
+    def drain(self, pipe: Any) -> dict[str, dict[str, list[float]]]:
+        """Queue what was gathered on ``pipe``; the gathered, to put back on failure."""
+        gathered, self._gathered = self._gathered, defaultdict(dict)
+        for period, users in gathered.items():
+            totals = self._key(period)
+            sums = [0.0, 0.0, 0.0]
+            for user, row in users.items():
+                for index, field in enumerate(FIELDS):
+                    if row[index]:
+                        pipe.zincrby(f"{totals}:{field}", row[index], user)
+                        sums[index] += row[index]
+            for index, field in enumerate(FIELDS):
+                pipe.hincrbyfloat(totals, field, sums[index])
+            keep = _KEEP_S[period.partition(":")[0]]
+            for key in (totals, *(f"{totals}:{field}" for field in FIELDS)):
+                pipe.expire(key, keep)
+        return gathered
+
+    def restore(self, gathered: dict[str, dict[str, list[float]]]) -> None:
+        """Put back what a failed flush did not write (added to what came since)."""
+        for period, users in gathered.items():
+            for user, row in users.items():
+                mine = self._gathered[period].setdefault(user, [0.0, 0.0, 0.0])
+                for index in range(3):
+                    mine[index] += row[index]
+
+    def forget(self) -> None:
+        self._gathered = defaultdict(dict)
+
+    async def read(self, redis: Any, now_ms: int) -> list[PeriodUsage]:
+        """This day's and this month's usage, with the top users by tokens."""
+        found = []
+        for period in self.periods(now_ms):
+            totals = self._key(period)
+            pipe = redis.pipeline(transaction=False)
+            pipe.hmget(totals, *FIELDS)
+            pipe.zcard(f"{totals}:requests")
+            pipe.zrevrange(f"{totals}:tokens", 0, _TOP - 1, withscores=True)
+            pipe.zrevrange(f"{totals}:requests", 0, _TOP - 1)
+            sums, users, by_tokens, by_requests = await pipe.execute()
+            top = [bytes(user).decode() for user, _score in by_tokens]
+            top += [u for u in (bytes(user).decode() for user in by_requests) if u not in top]
+            top = top[:_TOP]
+            rows: list[UserUsage] = []
+            if top:
+                pipe = redis.pipeline(transaction=False)
+                for field in FIELDS:
+                    pipe.zmscore(f"{totals}:{field}", top)
+                requests, tokens, costs = await pipe.execute()
+                rows = [
+                    UserUsage(
+                        user_id=user,
+                        requests=int(r or 0),
+                        tokens=int(t or 0),
+                        cost_usd=round(c or 0.0, 9),
+                    )
+                    for user, r, t, c in zip(top, requests, tokens, costs, strict=True)
+                ]
+                rows.sort(key=lambda row: (-row.tokens, -row.requests, row.user_id))
+            kind, _, label = period.partition(":")
+            found.append(
+                PeriodUsage(
+                    period="daily" if kind == "day" else "monthly",
+                    label=label,
+                    requests=int(float(sums[0] or 0)),
+                    tokens=int(float(sums[1] or 0)),
+                    cost_usd=round(float(sums[2] or 0), 9),
+                    users=int(users),
+                    top_users=rows,
+                )
+            )
+        return found
+
+    async def clear(self, redis: Any) -> None:
+        """Forget every period's usage (a reset)."""
+        self.forget()
+        pipe = redis.pipeline(transaction=False)
+        async for key in redis.scan_iter(match=f"{self.ns}:metrics:usage:*"):
+            pipe.delete(key)  # one key a command: each may live on its own shard
+        await pipe.execute()
+
+    def _key(self, period: str) -> str:
+        return f"{self.ns}:metrics:usage:{period}"
