@@ -83,7 +83,7 @@ class Node:
         self.bus = Bus(redis_url, CODEC, config.bus)
         self.catalog = Catalog(overrides=config.catalog)
         self.models = ModelDirectory(self.catalog, config.providers)
-        self.metrics = Metrics()
+        self.metrics = Metrics(self.bus.redis_errors)
         self.latency = LatencyView()
         self.inflight = InFlight()
         self.memory = Memory(config.cache.l1_max_entries, config.cache.l1_max_bytes)  # L1

@@ -71,8 +71,10 @@ async def publish_asks(
     try:
         results: list[Any] = await bus.writer.execute(*commands)
     except NotSent as exc:  # not a byte went out
+        bus.redis_errors["ask"] += 1
         return [BusUnavailable(f"could not publish an ask: {exc}") for _ in asks]
     except REDIS_DOWN as exc:
+        bus.redis_errors["ask"] += 1
         log.warning("bus.ask_outcome_unknown", error=repr(exc), asks=len(asks))
         found = await find_asks(bus, asks, give_up)
         if found is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import re
@@ -98,6 +99,9 @@ class Bus:
         self._tails: list[Tail] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._keepalive: Keepalive | None = None
+        # Redis failures this process met, by where (publish, read, ask, handler, ...):
+        # counted here, in the process, since Redis is what would have kept them.
+        self.redis_errors: collections.Counter[str] = collections.Counter()
         self._loading: dict[str, asyncio.Future[Any]] = {}
         self._url = redis_url
         self._started = False
@@ -226,6 +230,7 @@ class Bus:
         try:
             (entry_id,) = await self.writer.execute(self._xadd(stream, fields))
         except REDIS_DOWN as exc:
+            self.redis_errors["publish"] += 1
             raise BusUnavailable(f"could not publish to {stream}: {exc!r}") from exc
         if isinstance(entry_id, Exception):
             raise entry_id
@@ -294,6 +299,7 @@ class Bus:
         try:
             results = await self.writer.execute(*commands)
         except REDIS_DOWN as exc:
+            self.redis_errors["reply"] += 1
             raise BusUnavailable(f"could not reply on {reply_to}: {exc!r}") from exc
         for result in results:
             if isinstance(result, Exception):
@@ -317,6 +323,7 @@ class Bus:
             if isinstance(result, redis.exceptions.ResponseError):
                 raise result
         except REDIS_DOWN as exc:
+            self.redis_errors["script"] += 1
             raise BusUnavailable(f"could not run a script: {exc!r}") from exc
         return result
 

@@ -21,7 +21,7 @@ from ._codec import (
     trace_context,
     xadd_command,
 )
-from ._errors import REDIS_DOWN, DecodeError, Rejected
+from ._errors import REDIS_DOWN, BusUnavailable, DecodeError, Rejected
 from ._line import Line, parse_entries
 from ._scripts import call
 
@@ -198,8 +198,10 @@ class Subscription:
                 try:
                     await self._create_group(recreated=True)
                 except REDIS_DOWN:
+                    self._bus.redis_errors["read"] += 1
                     await backoff.sleep()
             except REDIS_DOWN as exc:
+                self._bus.redis_errors["read"] += 1
                 if not unreachable:
                     self._log.warning("bus.unreachable", error=repr(exc))
                 unreachable = True
@@ -301,6 +303,8 @@ class Subscription:
             await self._dead_letter(entry_id, fields, deliveries, f"rejected: {exc}")
             return
         except Exception as exc:
+            if isinstance(exc, (*REDIS_DOWN, BusUnavailable)):
+                self._bus.redis_errors["handler"] += 1  # an actor's own Redis call failed
             log.exception("bus.handler_failed", deliveries=deliveries)
             await self._remember_error(entry_id, exc)
             return
@@ -330,6 +334,7 @@ class Subscription:
                 self._reply_command(envelope, reply), *self._ack_commands(entry_id, deliveries)
             )
         except REDIS_DOWN as exc:
+            self._bus.redis_errors["reply"] += 1
             # Not acknowledged: it will be delivered again (at-least-once).
             log.warning("bus.reply_failed", error=repr(exc))
 

@@ -83,6 +83,7 @@ async def follow(
                     "XREAD", "COUNT", count, "BLOCK", block, "STREAMS", stream, last_id
                 )
             except REDIS_DOWN as exc:
+                bus.redis_errors["read"] += 1
                 log.warning("bus.follow_unreachable", stream=stream, error=repr(exc))
                 await backoff.sleep()
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -13,7 +14,7 @@ __all__ = ["Metrics"]
 class Metrics:
     """Monotonic counters by name and labels, for this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, redis_errors: Mapping[str, int] | None = None) -> None:
         # This process's own series, kept by prometheus_client.
         self.registry = CollectorRegistry(auto_describe=False)
         self.gateway_overhead = Histogram(
@@ -30,6 +31,9 @@ class Metrics:
             float
         )
         self._help: dict[str, str] = {}
+        # The bus's count of the Redis failures this process met, by where (read at
+        # each scrape; kept in the process, since Redis is what failed).
+        self.redis_errors = redis_errors
 
     def describe(self, name: str, text: str) -> None:
         self._help[name] = text
@@ -51,18 +55,13 @@ class Metrics:
             for labels, value in series:
                 family.add_metric([labels.get(n, "") for n in names], value)
             out.append(family)
+        if self.redis_errors is not None:
+            errors = CounterMetricFamily(
+                "aio_redis_errors", "Redis failures this process met, by where",
+                labels=["where"],
+            )  # fmt: skip
+            for where, count in sorted(self.redis_errors.items()):
+                errors.add_metric([where], count)
+            out.append(errors)
         out.extend(self.registry.collect())
         return out
-
-    def render(self) -> str:
-        lines: list[str] = []
-        for name in sorted({n for n, _l in self._counters}):
-            if name in self._help:
-                lines.append(f"# HELP {name} {self._help[name]}")
-            lines.append(f"# TYPE {name} counter")
-            for (counter, labels), value in sorted(self._counters.items()):
-                if counter != name:
-                    continue
-                shown = ",".join(f'{k}="{v}"' for k, v in labels)
-                lines.append(f"{name}{{{shown}}} {value:g}" if shown else f"{name} {value:g}")
-        return "\n".join(lines) + "\n"

@@ -37,6 +37,9 @@ async def test_consumers_resume_and_groups_come_back(server: EmbeddedRedis) -> N
             with pytest.raises(BusUnavailable):
                 await asyncio.wait_for(bus.ask(stream, Job(n=2), timeout=3), 5)
             await eventually(lambda: _said(logs, stream, "bus.unreachable"))
+            # Counted where they were met (``aio_redis_errors_total{where}``).
+            assert bus.redis_errors["publish"] >= 1 and bus.redis_errors["ask"] >= 1
+            assert bus.redis_errors["read"] >= 1
             # Let the consumers retry a few times, backing off, so that "said once per
             # outage" below means something. A slower machine retries less in this
             # second, which makes that check weaker, never wrong.
