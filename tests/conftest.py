@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import logging
 import os
 import signal
 import uuid
@@ -20,9 +21,12 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+import structlog
 from hypothesis import HealthCheck, settings
 
+from actors.runtime import configure_logging
 from bus import Bus, BusConfig, Codec, EmbeddedRedis, find_redis_server
+from tests._audit import AUDIT, LogSink, scan_namespace, secret
 
 EXTERNAL = os.environ.get("REDIS_URL")
 
@@ -101,10 +105,42 @@ def server_url(request: pytest.FixtureRequest) -> str:
     return server.url
 
 
+# The secrets the tests give the system, which the product's redaction is told of (as
+# ``run.py`` tells it of the configured ones); the audit looks for them everywhere.
+KNOWN_SECRETS = [secret(name) for name in ("sk-o", "az", "sk-a", "g", "admin", "k-ann")]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _product_logging() -> Iterator[None]:
+    """The product's own logging, at debug level for ours and every library's, with
+    its redaction; each line scanned for secrets on its way to pytest's capture."""
+    configure_logging("debug", sdk_level="debug", secrets=KNOWN_SECRETS, json=False)
+    sink = LogSink()
+    # Loggers are not cached: structlog's capture_logs() must still reach every one.
+    structlog.configure(
+        logger_factory=structlog.PrintLoggerFactory(file=sink),  # type: ignore[arg-type]
+        cache_logger_on_first_use=False,
+    )
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sink)  # type: ignore[arg-type]
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_leaks() -> Iterator[None]:
+    """Fails the test whose run put a secret in a log line, Redis or a response."""
+    AUDIT.take()
+    yield
+    found = AUDIT.take()
+    if found:
+        pytest.fail("a secret leaked:\n" + "\n".join(found[:10]), pytrace=False)
+
+
 def _delete_namespace(url: str, ns: str) -> None:
     client = redis.Redis.from_url(url)
     try:
-        keys = list(client.scan_iter(match=f"{ns}:*", count=1000))
+        keys = scan_namespace(client, ns)
         if keys:
             client.delete(*keys)
     finally:

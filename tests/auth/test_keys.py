@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from actors.runtime.config import AuthConfig, KeyConfig, LimitChanges, TierConfig
+from tests._audit import secret
 from tests.conftest import eventually
 from tests.request_path.conftest import ADMIN, MakeNode
 
@@ -26,8 +27,9 @@ async def _post(http: aiohttp.ClientSession, url: str, body: Any,
         return r.status, await r.json()
 
 
+ANN = secret("k-ann")  # ann's client key
 AUTH = AuthConfig(
-    keys={_sha("k-ann"): KeyConfig(user_id="ann", tier="pro")},
+    keys={_sha(ANN): KeyConfig(user_id="ann", tier="pro")},
     tiers={"pro": TierConfig(limits=LimitChanges(requests_per_minute=3))},
 )
 
@@ -42,12 +44,12 @@ async def test_a_key_says_who_calls_and_cannot_act_as_another(
     assert status == 401 and "client key" in body["error"]["message"]
     status, _ = await _post(http, url, {"prompt": "hi"}, key="k-wrong")
     assert status == 401
-    status, body = await _post(http, url, {"prompt": "hi", "user_id": "bob"}, key="k-ann")
+    status, body = await _post(http, url, {"prompt": "hi", "user_id": "bob"}, key=ANN)
     assert status == 403 and body["error"]["type"] == "forbidden"
-    status, _ = await _post(http, url, {"prompt": "hi"}, key="k-ann")
+    status, _ = await _post(http, url, {"prompt": "hi"}, key=ANN)
     assert status == 200
     # The OpenAI SDK's key is the client key; its user is the key's.
-    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="k-ann", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=ANN, max_retries=0)
     answer = await client.chat.completions.create(
         model="gpt-4o", messages=[{"role": "user", "content": "hi"}], user="someone-else"
     )
@@ -58,9 +60,9 @@ async def test_a_key_says_who_calls_and_cannot_act_as_another(
             model="gpt-4o", messages=[{"role": "user", "content": "hi"}])  # fmt: skip
     # Both counted against ann, under the tier's limit of 3 a minute (the defaults of
     # these tests have none).
-    status, _ = await _post(http, url, {"prompt": "third"}, key="k-ann")
+    status, _ = await _post(http, url, {"prompt": "third"}, key=ANN)
     assert status == 200
-    status, body = await _post(http, url, {"prompt": "fourth"}, key="k-ann")
+    status, body = await _post(http, url, {"prompt": "fourth"}, key=ANN)
     assert status == 429 and "requests_per_minute" in body["error"]["message"]
     await client.close()
 

@@ -29,12 +29,13 @@ from actors.runtime.config import (
     RouterConfig,
 )
 from bus import BusConfig
+from tests._audit import AUDIT, scan_namespace_async, secret
 from tests.conftest import FAST
 
 MakeNode = Callable[..., Awaitable[Node]]
 
 # The admin token of every test node, and the header that carries it.
-ADMIN_TOKEN = "test-admin-token"
+ADMIN_TOKEN = secret("admin")
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 # Tests of routing and breakers send many requests quickly: no limits, no quotas
@@ -59,20 +60,20 @@ def providers_for(url: str, names: tuple[str, ...], **overrides: Any) -> Provide
     configs: dict[str, Any] = {}
     if "openai" in names:
         configs["openai"] = ProviderConfig(
-            api_key=Secret("sk-o"), base_url=f"{url}/v1", default_model="gpt-4o", **common
+            api_key=Secret(secret("sk-o")), base_url=f"{url}/v1", default_model="gpt-4o", **common
         )
     if "azure" in names:
         configs["azure"] = AzureConfig(
-            api_key=Secret("az"), base_url=url, deployment="gpt4o", default_model="gpt-4o",
+            api_key=Secret(secret("az")), base_url=url, deployment="gpt4o", default_model="gpt-4o",
             **common,
         )  # fmt: skip
     if "anthropic" in names:
         configs["anthropic"] = ProviderConfig(
-            api_key=Secret("sk-a"), base_url=url, default_model="claude-3-haiku", **common
+            api_key=Secret(secret("sk-a")), base_url=url, default_model="claude-3-haiku", **common
         )
     if "google" in names:
         configs["google"] = ProviderConfig(
-            api_key=Secret("g"), base_url=url, default_model="gemini-1.5-flash", **common
+            api_key=Secret(secret("g")), base_url=url, default_model="gemini-1.5-flash", **common
         )
     return ProvidersConfig(**configs)
 
@@ -140,7 +141,7 @@ async def make_node(server_url: str, simulator: Simulator) -> AsyncIterator[Make
 
 async def _clean(url: str, ns: str) -> None:
     client = redis.asyncio.Redis.from_url(url)
-    keys = [k async for k in client.scan_iter(match=f"{ns}:*", count=1000)]
+    keys = await scan_namespace_async(client, ns)  # no secret may be left in Redis
     if keys:
         await client.delete(*keys)
     await client.aclose()
@@ -148,5 +149,12 @@ async def _clean(url: str, ns: str) -> None:
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
+    """A client whose every response body is scanned for secrets."""
+
+    async def scanned(_session: Any, _context: Any, params: Any) -> None:
+        AUDIT.scan(f"a response to {params.method} {params.url}", params.chunk)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_response_chunk_received.append(scanned)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
         yield session
