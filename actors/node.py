@@ -184,7 +184,8 @@ class Node:
         providers = {name: p for name, p in config.providers.items() if name in self.enabled}
         caching = config.cache.enabled
         admission = Admission(self.bus, config.admission, self.catalog, self.metrics,
-                              cache=caching)  # fmt: skip
+                              cache=caching,
+                              default_max_tokens=config.router.default_max_tokens)  # fmt: skip
         counts = config.admission.count_cache_hits
         factories: list[Callable[[], Actor]] = [
             lambda: Limiter(self.bus, self.limits, concurrency=config.limits.concurrency,

@@ -85,15 +85,16 @@ class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True
     def __post_init__(self) -> None:
         check_conversation(self.prompt, self.messages, self.stop)
 
-    def provider_request(self, model: str) -> ProviderRequest:
-        """The call to make of one candidate model."""
+    def provider_request(self, model: str, max_tokens: int | None = None) -> ProviderRequest:
+        """The call to make of one candidate model (``max_tokens``: the call's, when the
+        request sets none)."""
         return ProviderRequest(
             prompt=self.prompt,
             messages=self.messages,
             model=model,
             temperature=self.temperature,
             top_p=self.top_p,
-            max_tokens=self.max_tokens,
+            max_tokens=self.max_tokens if self.max_tokens is not None else max_tokens,
             stop=self.stop,
             user=self.user_id,
         )

@@ -41,6 +41,8 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     input_per_mtok: Price
     output_per_mtok: Price
     streaming: bool = True
+    # max_tokens for a request that sets none (0: router.default_max_tokens).
+    default_max_tokens: Annotated[int, msgspec.Meta(ge=0)] = 0
     source: str = ""
     note: str = ""
 
@@ -128,6 +130,18 @@ class Catalog:
         if name is None:
             return 0.0
         return self.models[name].cost(usage.input_tokens, usage.output_tokens)
+
+    def output_tokens(self, model: str, requested: int | None, default: int) -> int:
+        """The ``max_tokens`` of a call of ``model``: the requested, else the model's own
+        default, else ``default``; the model's maximum output at most (a request for
+        more is left out by the planner, not cut)."""
+        name = self.canonical(model)
+        if name is None:
+            return requested or default
+        info = self.models[name]
+        if requested is not None:
+            return requested
+        return min(info.default_max_tokens or default, info.max_output_tokens)
 
     def worst_case_cost(self, model: str, input_tokens: int, max_tokens: int | None) -> float:
         """The most a call could cost: all of its input, and output up to its cap."""

@@ -50,8 +50,9 @@ class Admission:
     """Reserves a request's estimated tokens and worst-case cost with the limiter and the
     quota keeper, both asked in one round trip.
 
-    The estimate: the prompt's tokens (an upper estimate) plus ``max_tokens`` (or
-    ``default_max_tokens``); the cost: the dearest candidate's price for that. Refused
+    The estimate: the prompt's tokens (an upper estimate) plus the call's ``max_tokens``
+    (the request's, else ``default_max_tokens``, as the router sets it on the call),
+    the most of any candidate; the cost: the dearest candidate's price for that. Refused
     by either: refused (the other's reservation is released when the router reports
     the request refused). No answer within ``timeout_ms``: the policy decides.
 
@@ -67,8 +68,10 @@ class Admission:
         metrics: Metrics,
         *,
         cache: bool = False,
+        default_max_tokens: int = 4_096,
     ):
         self.bus = bus
+        self.default_max_tokens = default_max_tokens
         self.cache = cache
         self.config = config
         self.catalog = catalog
@@ -85,14 +88,19 @@ class Admission:
         prompt = prompt_tokens
         if prompt is None:
             prompt = estimate_prompt_tokens(request.texts())
-        output = request.max_tokens or self.config.default_max_tokens
-        cost = 0.0
+        output, cost = 0, 0.0
         for candidate in candidates:
+            tokens = self.catalog.output_tokens(
+                candidate.model, request.max_tokens, self.default_max_tokens
+            )
+            output = max(output, tokens)
             try:
                 info = self.catalog.get(candidate.model)
             except UnknownModel:
                 continue
-            cost = max(cost, info.cost(prompt, min(output, info.max_output_tokens)))
+            cost = max(cost, info.cost(prompt, min(tokens, info.max_output_tokens)))
+        if not candidates:
+            output = request.max_tokens or self.default_max_tokens
         return AdmissionAsk(
             request_id=request.request_id,
             user_id=request.user_id,

@@ -211,7 +211,13 @@ class Router(Actor):
         streaming = course.stream_to is not None
         call = ProviderCall(
             request_id=request.request_id,
-            request=request.provider_request(model),
+            # The same max_tokens as admission reserved for (router.default_max_tokens).
+            request=request.provider_request(
+                model,
+                self.planner.catalog.output_tokens(
+                    model, request.max_tokens, self.config.default_max_tokens
+                ),
+            ),
             stream_to=course.stream_to,
             stream_corr=delivery.correlation_id if streaming else None,
             cancel_key=delivery.correlation_id or "",

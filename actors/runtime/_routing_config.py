@@ -32,6 +32,10 @@ class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     concurrency: Positive = 512
     # Output tokens assumed by the cost strategy when a request sets no max_tokens.
     expected_output_tokens: Positive = 512
+    # A request that sets no max_tokens: the call's max_tokens, and what admission
+    # reserves, the same number (capped by each model's maximum output; a catalog
+    # model may set its own, default_max_tokens).
+    default_max_tokens: Positive = 4_096
     # The largest request taken (a 400 beyond): what one request may cost the process.
     max_messages: Positive = 10_000
     max_prompt_chars: Positive = 4_000_000

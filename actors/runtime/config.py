@@ -162,8 +162,6 @@ class AdmissionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     # (fail_closed) or let it through uncharged (fail_open).
     policy: Literal["fail_closed", "fail_open"] = "fail_closed"
     timeout_ms: Positive = 500
-    # Output tokens reserved for a request that sets no max_tokens.
-    default_max_tokens: Positive = 1_024
     # A cache hit counts as a request (with no tokens and no cost) when true.
     count_cache_hits: bool = True
 
