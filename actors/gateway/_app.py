@@ -188,7 +188,9 @@ class Gateway:
             ask = self._request(request, body, user_id, tier)
         except Refused as exc:
             return error_response(exc.status, exc.kind, exc.message)
-        except (BadInput, ValueError) as exc:  # ValueError: a request the bus message refuses
+        except BadInput as exc:
+            return error_response(exc.status, exc.kind, str(exc))
+        except ValueError as exc:  # a request the bus message refuses
             return error_response(400, "invalid_request", str(exc))
         try:
             if fallback:
@@ -248,7 +250,7 @@ class Gateway:
         try:
             self.models.resolve(model)
         except UnknownModel as exc:
-            raise BadInput(f"model: {exc}") from None
+            raise BadInput(f"model: {exc}", status=404, kind="model_not_found") from None
 
     # -- OpenAI-compatible -----------------------------------------------------------
 
@@ -278,7 +280,9 @@ class Gateway:
         except Refused as exc:
             kind = "invalid_api_key" if exc.status == 401 else exc.kind
             return openai_error(exc.status, kind, exc.message)
-        except (BadInput, ValueError) as exc:  # ValueError: a request the bus message refuses
+        except BadInput as exc:
+            return openai_error(exc.status, exc.kind, str(exc))
+        except ValueError as exc:  # a request the bus message refuses
             return openai_error(400, "invalid_request", str(exc))
         if not body.stream:
             started = time.perf_counter()
@@ -311,7 +315,7 @@ class Gateway:
             return openai_error(502, "bad_gateway", "the stream ended before any answer")
         if isinstance(first, GenerateResponse):  # an answer with no text at all
             replies = _one(first)
-            first = StreamDelta(text="")
+            first = StreamDelta(text="", model=first.model)
         assert isinstance(first, StreamDelta)
         try:
             return await stream_chat(

@@ -36,7 +36,12 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class BadInput(Exception):
-    """A request the gateway refuses with 400; the message names the field."""
+    """A request the gateway refuses (400 unless said); the message names the field."""
+
+    def __init__(self, message: str, *, status: int = 400, kind: str = "invalid_request") -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
 
 
 # A conversation's turn that is not the system's, in JSON Schema.

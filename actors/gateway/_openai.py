@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Literal
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 _encoder = msgspec.json.Encoder()
+_AT = re.compile(r"- at `\$\.([^`]+)`")
 _ROLES: dict[str, Role] = {
     "system": "system",
     "developer": "system",
@@ -179,12 +181,24 @@ def openai_error(status: int, kind: str, message: str, request_id: str = "",
         if kind in KINDS
         else _ERROR_TYPES.get(status)
         or ("invalid_request_error" if status < 500 else "server_error"),
-        "param": message.partition(":")[0] if status == 400 and ":" in message else None,
-        "code": kind,
+        "param": _param(message) if status in (400, 404) else None,
+        "code": (KINDS[kind].openai_code or kind) if kind in KINDS else kind,
     }
     headers = {"X-Request-ID": request_id} if request_id else {}
     headers |= retry_after_header(retry_after) | limit_headers(limits or [])
     return json_response({"error": error}, status, headers)
+
+
+def _param(message: str) -> str | None:
+    """The parameter an error message names (``model: ...``, or a decoding error's
+    ``... - at `$.messages[0].role```)."""
+    at = _AT.search(message)
+    if at is not None:
+        return at.group(1)
+    head, colon, _rest = message.partition(":")
+    if not colon or " " in head or not head:
+        return None
+    return head.removeprefix("$.")
 
 
 async def stream_chat(
@@ -214,7 +228,7 @@ async def stream_chat(
         "id": f"chatcmpl-{request_id}",
         "object": "chat.completion.chunk",
         "created": int(time.time()),
-        "model": model,
+        "model": first.model or model,  # the model answering, from the first chunk on
     }
 
     async def send(payload: dict[str, Any]) -> None:

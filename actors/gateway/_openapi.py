@@ -24,8 +24,9 @@ def _json(ref: str, description: str) -> dict[str, Any]:
 
 
 _ERRORS = {
-    "400": _json("ErrorBody", "Invalid JSON, a field of the wrong type or out of range, or an "
-                 "unknown model; the message names the field"),
+    "400": _json("ErrorBody", "Invalid JSON, a field of the wrong type or out of range (the "
+                 "message names the field), or too long for every candidate"),
+    "404": _json("ErrorBody", "An unknown model (model_not_found)"),
     "429": _json("ErrorBody", "A rate limit or quota refused the request: Retry-After (seconds) "
                  "and X-RateLimit-Limit-*/-Remaining-*/-Reset-* per limit"),
     "503": _json("ErrorBody", "No provider could answer (Retry-After when known), or limits "

@@ -35,7 +35,8 @@ CallFailure = Literal[
 ]  # fmt: skip
 # Why a request got no answer (the router's GenerateFailed.kind).
 RequestFailure = Literal[
-    "no_provider", "deadline_exceeded", "cancelled", "bad_request", "context_too_long",
+    "no_provider", "deadline_exceeded", "cancelled", "bad_request", "model_not_found",
+    "context_too_long",
     "content_filtered", "stream_interrupted", "rate_limited", "quota_exceeded",
     "admission_unavailable",
 ]  # fmt: skip
@@ -54,6 +55,7 @@ class Kind:
     refused: bool = False  # refused at admission: never made, charged nothing
     fallback: bool = True  # generate-with-fallback may answer instead (a limit: never)
     error: type[GenerateError] = GenerateError  # what a Python caller gets
+    openai_code: str = ""  # OpenAI's error ``code`` for it, where it has its own name
 
 
 _BAD = "invalid_request_error"
@@ -62,9 +64,12 @@ _SERVER = "server_error"
 KINDS: Mapping[str, Kind] = {
     # the request itself is at fault: another provider would refuse it too
     "bad_request": Kind(400, _BAD, "final", error=InvalidRequest),
+    "model_not_found": Kind(404, _BAD, "final", error=InvalidRequest),
     "content_filtered": Kind(400, _BAD, "final", error=InvalidRequest),
-    # too long for this model: another may take it
-    "context_too_long": Kind(400, _BAD, "next", error=InvalidRequest),
+    # too long for this model: another may take it (one with a larger window)
+    "context_too_long": Kind(
+        400, _BAD, "next", error=InvalidRequest, openai_code="context_length_exceeded"
+    ),
     # a limit: a provider's 429 moves on; ours refuses the request, never hidden
     "rate_limited": Kind(
         429, "rate_limit_error", "next", refused=True, fallback=False, error=RateLimitError

@@ -164,6 +164,7 @@ class GenerateFailed(Message, tag="generate.failed", frozen=True, kw_only=True):
     """The router could not answer. ``kind`` says why; ``status`` is its HTTP status.
 
     Kinds: ``no_provider`` (503: every candidate failed or was unavailable),
+    ``model_not_found`` (404: no model, alias or tier of that name),
     ``deadline_exceeded`` (504), ``cancelled`` (499: its caller went away),
     ``bad_request``, ``context_too_long``,
     ``content_filtered`` (400), ``stream_interrupted`` (the stream broke after it
@@ -186,6 +187,7 @@ class StreamDelta(Message, tag="stream.delta", frozen=True, kw_only=True):
     """A piece of a streamed answer's text."""
 
     text: str
+    model: str = ""  # on the first piece: the model answering (a tier or alias resolved)
     cache_level: str = ""  # on the first piece of a cached answer replayed: its level
     similarity: float | None = None  # ... and a semantic hit's similarity
     cache_entry: str = ""  # ... and the entry it came from

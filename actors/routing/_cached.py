@@ -73,7 +73,8 @@ async def from_cache(
         for start in range(0, max(1, len(answer.content)), _REPLAY_CHARS):
             text = answer.content[start : start + _REPLAY_CHARS]
             first = start == 0
-            pieces.append(StreamDelta(text=text, cache_level=level if first else "",
+            pieces.append(StreamDelta(text=text, model=answer.model if first else "",
+                                      cache_level=level if first else "",
                                       similarity=cached.similarity if first else None,
                                       cache_entry=cached.matched if first else ""))  # fmt: skip
         await bus.reply(delivery.reply_to, delivery.correlation_id, *pieces)  # one round trip

@@ -114,7 +114,7 @@ class Breaker(Actor):
         self.log.debug("breaker.call_started", model=model, stream=call.stream_to is not None,
                        trial=trial)  # fmt: skip
         started = time.perf_counter()
-        sender = _DeltaSender(self.bus, call.stream_to, call.stream_corr)
+        sender = _DeltaSender(self.bus, call.stream_to, call.stream_corr, model)
         cutoff = _Cutoff(self.bus, call, delivery)
         try:
             async with asyncio.timeout_at(cutoff.first) as scope:
@@ -344,8 +344,9 @@ class _LostStream(ProviderError):
 class _DeltaSender:
     """Passes a stream's text to its reader, coalescing pieces while a send is out."""
 
-    def __init__(self, bus: Bus, to: str | None, corr: str | None) -> None:
+    def __init__(self, bus: Bus, to: str | None, corr: str | None, model: str = "") -> None:
         self._bus = bus
+        self._model = model  # named on the first piece
         self._to = to
         self._corr = corr
         self._buffer: list[str] = []
@@ -365,7 +366,9 @@ class _DeltaSender:
         while self._buffer:
             text = "".join(self._buffer)
             self._buffer.clear()
-            await self._bus.reply(self._to, self._corr, StreamDelta(text=text))
+            delta = StreamDelta(text=text, model=self._model)
+            self._model = ""
+            await self._bus.reply(self._to, self._corr, delta)
 
     async def flush(self) -> None:
         """Send everything pushed so far; raises ``BusUnavailable``."""

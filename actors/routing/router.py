@@ -37,7 +37,13 @@ from ..messages import (
     fallback_answer,
     kind_of,
 )
-from ..providers import Completion, ProviderConfig, UnknownModel, estimate_prompt_tokens
+from ..providers import (
+    Catalog,
+    Completion,
+    ProviderConfig,
+    UnknownModel,
+    estimate_prompt_tokens,
+)
 from ..runtime import Actor, span
 from ..runtime.config import RouterConfig
 from ._admission import Admission, AdmissionResult
@@ -121,7 +127,7 @@ class Router(Actor):
             candidates, attempts = self.planner.plan(request, prompt_tokens)
         except UnknownModel as exc:
             return self._finish(
-                request, self._failed(request, "bad_request", f"model: {exc}", []), started
+                request, self._failed(request, "model_not_found", f"model: {exc}", []), started
             )
         self.log.debug("router.plan", model=request.model, candidates=candidates,
                        prompt_tokens=prompt_tokens, timeout_ms=timeout_ms)  # fmt: skip
@@ -158,23 +164,39 @@ class Router(Actor):
             attempts=attempts,
             stream_to=delivery.reply_to if request.stream else None,
         )
-        result: Message | None = None
         with self.inflight.track(delivery.correlation_id or "", course.gone.set):
-            for index, candidate in enumerate(candidates):
-                result = await self._try(course, candidate, more=index + 1 < len(candidates))
-                if result is not None:
-                    break
-                if course.gone.is_set():
-                    result = self._cancelled(course)
-                    break
-                if self.bus.now_ms() >= deadline_ms:
-                    result = self._deadline(request, attempts)
-                    break
-        if result is None:
-            why = _why(attempts) if attempts else "no enabled provider serves this model"
-            result = self._failed(request, "no_provider", why, attempts, _soonest(attempts))
+            result = await self._down_the_chain(course, candidates)
         return self._finish(request, result, started, limits, reservation, ticket,
                             course.completion)  # fmt: skip
+
+    async def _down_the_chain(self, course: _Course, candidates: list[Candidate]) -> Message:
+        """Try the candidates in order until one answers or the request must end."""
+        request, attempts = course.request, course.attempts
+        # The largest context window of a model that found the request too long, and
+        # what its provider said: a candidate with no larger window is not tried.
+        too_long: tuple[int, str] | None = None
+        for index, candidate in enumerate(candidates):
+            window = _window(self.planner.catalog, candidate.model)
+            if too_long is not None and window is not None and window <= too_long[0]:
+                attempts.append(_not_larger(candidate, window))
+                continue
+            tried = len(attempts)
+            result = await self._try(course, candidate, more=index + 1 < len(candidates))
+            if result is not None:
+                return result
+            last = attempts[-1] if len(attempts) > tried else None
+            if last is not None and last.outcome == "context_too_long" and window is not None:
+                too_long = (max(window, too_long[0] if too_long else 0), last.message)
+            if course.gone.is_set():
+                return self._cancelled(course)
+            if self.bus.now_ms() >= course.deadline_ms:
+                return self._deadline(request, attempts)
+        if attempts and all(a.outcome == "context_too_long" for a in attempts):
+            # Too long for every candidate: the request's fault, never worth a retry.
+            said = too_long[1] if too_long is not None else attempts[0].message
+            return self._failed(request, "context_too_long", said, attempts)
+        why = _why(attempts) if attempts else "no enabled provider serves this model"
+        return self._failed(request, "no_provider", why, attempts, _soonest(attempts))
 
     async def _admit(
         self,
@@ -403,3 +425,19 @@ def _soonest(attempts: list[Attempt]) -> float | None:
     if not waits or any(w is None for w in waits):
         return None
     return min(w for w in waits if w is not None)
+
+
+def _window(catalog: Catalog, model: str) -> int | None:
+    """A model's context window, None for one the catalog does not know."""
+    try:
+        return catalog.get(model).context_window
+    except UnknownModel:
+        return None
+
+
+def _not_larger(candidate: Candidate, window: int) -> Attempt:
+    return Attempt(
+        provider=candidate.provider, model=candidate.model, outcome="context_too_long",
+        message=f"not tried: its context window ({window} tokens) is no larger than that "
+                f"of a model that found the request too long",
+    )  # fmt: skip

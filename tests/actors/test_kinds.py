@@ -21,6 +21,7 @@ def test_what_a_caller_gets_follows_the_table() -> None:
         "no_provider": (503, client.NoProviderAvailable),
         "deadline_exceeded": (504, client.DeadlineExceeded),
         "bad_request": (400, client.InvalidRequest),
+        "model_not_found": (404, client.InvalidRequest),
         "context_too_long": (400, client.InvalidRequest),
         "content_filtered": (400, client.InvalidRequest),
         "stream_interrupted": (503, client.StreamInterrupted),

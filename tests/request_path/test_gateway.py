@@ -62,7 +62,6 @@ async def test_generate_answers_in_the_documented_shape(
         ({"prompt": "x", "temperature": 3}, "$.temperature"),
         ({"prompt": "x", "max_tokens": 0}, "$.max_tokens"),
         ({"prompt": "x", "strategy": "fastest"}, "$.strategy"),
-        ({"prompt": "x", "model": "gpt-99"}, "model: unknown model 'gpt-99'"),
         ({"prompt": "x", "colour": "red"}, "unknown field `colour`"),
         ({}, "either `prompt` or `messages`"),
         ({"messages": [{"role": "wizard", "content": "x"}]}, "$.messages[0].role"),
@@ -144,3 +143,13 @@ async def test_breaker_endpoints(make_node: MakeNode, http: aiohttp.ClientSessio
     assert status == 200 and state["state"] == "closed"
     status, _body, _ = await _post(http, f"{base}/nobody/reset", {}, headers=ADMIN)
     assert status == 404
+
+
+async def test_an_unknown_model_is_a_404(make_node: MakeNode, http: aiohttp.ClientSession) -> None:
+    node = await make_node()
+    assert node.gateway is not None
+    url = f"{node.gateway.url}/ai-orchestration/generate"
+    async with http.post(url, json={"prompt": "x", "model": "gpt-99"}) as response:
+        assert response.status == 404
+        error = (await response.json())["error"]
+    assert error["type"] == "model_not_found" and "'gpt-99'" in error["message"]

@@ -109,11 +109,16 @@ async def test_errors_come_back_in_openai_shape(
     sdk: tuple[Node, openai.AsyncOpenAI], simulator: Simulator
 ) -> None:
     _node, client = sdk
-    with pytest.raises(openai.BadRequestError) as bad:
+    with pytest.raises(openai.NotFoundError) as missing:  # as OpenAI answers it
         await client.chat.completions.create(
             model="nope-9", messages=[{"role": "user", "content": "Hi"}]
         )
-    assert "model" in bad.value.message
+    assert missing.value.code == "model_not_found" and missing.value.param == "model"
+    with pytest.raises(openai.BadRequestError) as bad:
+        await client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "Hi"}], temperature=5
+        )
+    assert bad.value.param == "temperature", bad.value.body
     for provider in ("openai", "anthropic", "google"):
         simulator.state.update(provider, {"error_rate": 1})
     with pytest.raises(openai.InternalServerError) as down:
@@ -127,3 +132,33 @@ async def test_models_list(sdk: tuple[Node, openai.AsyncOpenAI]) -> None:
     _node, client = sdk
     models = {m.id async for m in client.models.list()}
     assert {"gpt-4o", "claude-3-haiku-20240307", "gemini-1.5-flash", "fast", "smart"} <= models
+
+
+async def test_too_long_for_every_candidate_is_a_400_not_retried(
+    sdk: tuple[Node, openai.AsyncOpenAI], simulator: Simulator
+) -> None:
+    """The provider's own "too long" comes back as OpenAI's context_length_exceeded, and
+    no other candidate with a window no larger is called (the SDK would not retry)."""
+    _node, client = sdk
+    simulator.state.update("openai", {"context_window": 50})
+    long = "word " * 60  # within gpt-4o's window as the gateway estimates, over the knob
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": long}], max_tokens=10
+        )
+    assert caught.value.code == "context_length_exceeded", caught.value.body
+    assert "context" in caught.value.message
+    assert simulator.state.calls["openai"] == 1  # not retried, not sent elsewhere
+
+
+async def test_every_streamed_chunk_names_the_model_answering(
+    sdk: tuple[Node, openai.AsyncOpenAI],
+) -> None:
+    _node, client = sdk
+    stream = await client.chat.completions.create(
+        model="google/gemini-1.5-flash",
+        messages=[{"role": "user", "content": "Tell me something."}],
+        stream=True,
+    )
+    models = {chunk.model async for chunk in stream}
+    assert models == {"gemini-1.5-flash"}, models

@@ -41,7 +41,7 @@ async def test_cost_picks_the_cheapest_candidate_that_fits(
     long_prompt = "word " * 10_000  # over 10k tokens: more than gpt-4's 8k window
     status, body = await _generate(http, node.gateway.url, prompt=long_prompt, model="gpt-4",
                                    strategy="cost")  # fmt: skip
-    assert status == 503
+    assert status == 400 and body["error"]["type"] == "context_too_long"  # never retried
     assert body["error"]["attempts"][0]["outcome"] == "context_too_long"
 
 
@@ -181,3 +181,22 @@ async def test_every_request_ends_in_a_request_completed_event(
     assert first.usage == ok.usage and first.cost_usd == ok.cost_usd
     assert first.provider == "openai" and first.attempts[0].outcome == "ok"
     assert (second.outcome, second.error_kind, second.user_id) == ("failed", "no_provider", "bob")
+
+
+async def test_too_long_is_not_sent_to_a_model_with_no_larger_window(
+    make_node: MakeNode, http: aiohttp.ClientSession, simulator: Simulator
+) -> None:
+    """OpenAI finds the request too long for gpt-4o: Azure's gpt-4o has the same window,
+    so it is not called, and the request ends in a 400 at once."""
+    node = await make_node(providers=("openai", "azure"),
+                           router=RouterConfig(strategy="round_robin"))  # fmt: skip
+    assert node.gateway is not None
+    simulator.state.update("openai", {"context_window": 50})
+    simulator.state.update("azure", {"context_window": 50})
+    status, body = await _generate(http, node.gateway.url, prompt="word " * 60, model="gpt-4o",
+                                   max_tokens=10)  # fmt: skip
+    assert status == 400 and body["error"]["type"] == "context_too_long", body
+    attempts = body["error"]["attempts"]
+    assert [a["outcome"] for a in attempts] == ["context_too_long", "context_too_long"]
+    assert attempts[1]["message"].startswith("not tried")
+    assert simulator.state.calls["openai"] + simulator.state.calls["azure"] == 1
