@@ -18,7 +18,7 @@ from bus import BusError
 from ..admin import Admin
 from ..client import Client, GenerateError
 from ..messages import GenerateRequest, GenerateResponse, StreamDelta
-from ..providers import ModelDirectory, UnknownModel
+from ..providers import ModelDirectory, UnknownModel, extras_of
 from ..runtime import GatewayConfig, Metrics, RouterConfig, annotate, span, tracing_on
 from ..runtime.config import AuthConfig
 from ._admin import AdminGuard
@@ -227,6 +227,7 @@ class Gateway:
             top_p=body.top_p,
             max_tokens=body.max_tokens,
             stop=body.stops(),
+            **extras_of(body),
             strategy=body.strategy,
             use_cache=body.use_cache,
             cache_threshold=body.cache_threshold,
@@ -260,7 +261,8 @@ class Gateway:
             self._check_model(body.model)
             # With a key, `user` (OpenAI's end-user id) is the key's user's business.
             user_id, tier = await self.callers.who(
-                request, None if self.callers.config.required else body.user
+                request,
+                None if self.callers.config.required else body.user or body.safety_identifier,
             )
             ask = self._bounded(GenerateRequest(
                 request_id=self._request_id(request),
@@ -272,6 +274,7 @@ class Gateway:
                 top_p=body.top_p,
                 max_tokens=body.max_completion_tokens or body.max_tokens,
                 stop=body.stops(),
+                **extras_of(body),
                 stream=body.stream,
                 use_cache=use_cache(request),
                 cache_threshold=cache_threshold(request),

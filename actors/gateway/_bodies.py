@@ -12,7 +12,19 @@ from aiohttp import web
 from bus import BusError, BusUnavailable, RemoteError
 
 from ..messages import Attempt, GenerateFailed, GenerateResponse, LimitState, Strategy, UserId
-from ..providers import ChatMessage, MaxTokens, Stops, Temperature, TopP, check_conversation
+from ..providers import (
+    ChatMessage,
+    Effort,
+    LogitBias,
+    MaxTokens,
+    Penalty,
+    ResponseFormat,
+    Seed,
+    Stops,
+    Temperature,
+    TopP,
+    check_conversation,
+)
 
 T = TypeVar("T")
 
@@ -63,6 +75,13 @@ class GenerateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     top_p: TopP | None = None
     max_tokens: MaxTokens | None = None
     stop: Stop = None
+    # OpenAI's further parameters, as /v1 takes them (see docs/compatibility.md).
+    seed: Seed | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    logit_bias: LogitBias | None = None
+    reasoning_effort: Effort | None = None
+    response_format: ResponseFormat | None = None
     use_cache: bool | None = None  # None: the configured default (cache.default)
     # The least similarity of a semantic hit (None: cache.semantic.threshold).
     cache_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None

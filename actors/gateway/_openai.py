@@ -5,14 +5,25 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from aiohttp import web
 
 from ..client import GenerateError
 from ..messages import KINDS, GenerateResponse, LimitState, StreamDelta, UserId
-from ..providers import ChatMessage, MaxTokens, Role, Temperature, TopP
+from ..providers import (
+    ChatMessage,
+    Effort,
+    LogitBias,
+    MaxTokens,
+    Penalty,
+    ResponseFormat,
+    Role,
+    Seed,
+    Temperature,
+    TopP,
+)
 from ._bodies import (
     TURN_SCHEMA,
     BadInput,
@@ -54,8 +65,32 @@ class StreamOptions(msgspec.Struct, kw_only=True):
     include_usage: bool = False
 
 
-class ChatCompletionBody(msgspec.Struct, kw_only=True):
-    """OpenAI's chat completion request; fields we do not use are ignored."""
+# OpenAI parameters this gateway does not carry yet, and the values of each that ask
+# for nothing (sent by clients as defaults): any other value is refused.
+NOT_YET: dict[str, list[Any]] = {
+    "n": [1],
+    "tools": [[]],
+    "tool_choice": ["none"],
+    "functions": [[]],
+    "function_call": ["none"],
+    "logprobs": [False],
+    "top_logprobs": [0],
+    "metadata": [{}],
+    "store": [False],
+    "service_tier": ["auto", "default"],
+    "modalities": [["text"]],
+    "audio": [],
+    "prediction": [],
+    "web_search_options": [],
+    "verbosity": [],
+    "prompt_cache_key": [],
+}
+
+
+class ChatCompletionBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """OpenAI's chat completion request. A field OpenAI does not know is refused, as
+    OpenAI refuses it; one it knows that this gateway does not carry yet is refused
+    naming it (``NOT_YET``), unless its value asks for nothing. Nothing is dropped."""
 
     model: str
     messages: list[OpenAIMessage]
@@ -67,15 +102,49 @@ class ChatCompletionBody(msgspec.Struct, kw_only=True):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: UserId | None = None
-    n: Literal[1] | None = None  # one choice only
+    safety_identifier: UserId | None = None  # OpenAI's newer name for `user`
+    n: Annotated[int, msgspec.Meta(ge=1, le=128)] | None = None
+    seed: Seed | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    logit_bias: LogitBias | None = None
+    reasoning_effort: Effort | None = None
+    response_format: ResponseFormat | None = None
+    # Known to OpenAI, not carried yet: refused when they ask for something.
+    tools: Any = None
+    tool_choice: Any = None
+    functions: Any = None
+    function_call: Any = None
+    parallel_tool_calls: bool | None = None  # says nothing without tools: taken
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    metadata: Any = None
+    store: bool | None = None
+    service_tier: str | None = None
+    modalities: Any = None
+    audio: Any = None
+    prediction: Any = None
+    web_search_options: Any = None
+    verbosity: str | None = None
+    prompt_cache_key: str | None = None
 
     # What the field types cannot say, as JSON Schema for /openapi.json; __post_init__
     # enforces it (with the bus request's own rule): a user or assistant turn.
-    SCHEMA_RULES: ClassVar[dict[str, Any]] = {"properties": {"messages": {"contains": TURN_SCHEMA}}}
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {
+        "properties": {
+            "messages": {"contains": TURN_SCHEMA},
+            **{name: {"enum": [None, *harmless]} for name, harmless in NOT_YET.items()},
+        }
+    }
 
     def __post_init__(self) -> None:
         if not any(message.role in ("user", "assistant") for message in self.messages):
             raise ValueError("`messages` needs at least one user or assistant message")
+        for name, harmless in NOT_YET.items():
+            value = getattr(self, name)
+            if value is not None and value not in harmless:
+                raise ValueError(f"{name}: not supported by this gateway yet "
+                                 "(see docs/compatibility.md)")  # fmt: skip
 
     def stops(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else (self.stop or [])

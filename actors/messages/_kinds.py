@@ -31,14 +31,14 @@ __all__ = ["KINDS", "CallFailure", "Chain", "Kind", "RequestFailure", "kind_of"]
 CallFailure = Literal[
     "rate_limited", "timeout", "server_error", "unavailable", "authentication",
     "bad_request", "context_too_long", "content_filtered", "cancelled",
-    "breaker_open", "key_invalid", "provider_down",
+    "breaker_open", "key_invalid", "provider_down", "unsupported", "invalid_output",
 ]  # fmt: skip
 # Why a request got no answer (the router's GenerateFailed.kind).
 RequestFailure = Literal[
     "no_provider", "deadline_exceeded", "cancelled", "bad_request", "model_not_found",
     "context_too_long",
     "content_filtered", "stream_interrupted", "rate_limited", "quota_exceeded",
-    "admission_unavailable",
+    "admission_unavailable", "invalid_output",
 ]  # fmt: skip
 # What a failed call means for the chain of candidates: the request itself is at fault
 # (final), another candidate may do (next), or the same one again (retry).
@@ -82,6 +82,10 @@ KINDS: Mapping[str, Kind] = {
     "breaker_open": Kind(503, _SERVER, "next"),
     "key_invalid": Kind(503, _SERVER, "next"),
     "provider_down": Kind(503, _SERVER, "next"),  # the health prober found it down
+    # an answer that is not the JSON the request asked for: never served; another may do
+    "invalid_output": Kind(502, _SERVER, "next"),
+    # the candidate cannot take a parameter the request uses (left out by the planner)
+    "unsupported": Kind(400, _BAD, "next", error=InvalidRequest),
     "authentication": Kind(503, _SERVER, "next"),
     # worth another try (a timeout moves on while other candidates remain: the router)
     "timeout": Kind(503, _SERVER, "retry"),

@@ -11,13 +11,20 @@ from bus import Message
 
 from ..providers import (
     ChatMessage,
+    Effort,
+    LogitBias,
     MaxTokens,
+    Penalty,
     ProviderRequest,
+    ResponseFormat,
+    Seed,
     Stops,
     Temperature,
     TopP,
     Usage,
     check_conversation,
+    extras_of,
+    features_of,
 )
 
 Strategy = Literal["performance", "cost", "round_robin", "weighted"]
@@ -74,6 +81,14 @@ class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True
     top_p: TopP | None = None
     max_tokens: MaxTokens | None = None
     stop: Stops = []
+    # OpenAI's further parameters: the request goes only to candidates that take every
+    # one it uses (see actors.providers._features), else it is refused naming it.
+    seed: Seed | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    logit_bias: LogitBias | None = None
+    reasoning_effort: Effort | None = None
+    response_format: ResponseFormat | None = None
     strategy: Strategy | None = None
     use_cache: bool | None = None  # None: the configured default (cache.default)
     # The least similarity of a semantic hit for this request (None: cache.semantic's).
@@ -97,7 +112,12 @@ class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True
             max_tokens=self.max_tokens if self.max_tokens is not None else max_tokens,
             stop=self.stop,
             user=self.user_id,
+            **extras_of(self),
         )
+
+    def features(self) -> set[str]:
+        """The features (beyond text and sampling) the request uses."""
+        return features_of(self)
 
     def texts(self) -> list[str]:
         """Every message text, for token estimates."""

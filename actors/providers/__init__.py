@@ -30,6 +30,19 @@ from ._errors import (
     ServerError,
     Unavailable,
 )
+from ._features import (
+    EXTRA_FIELDS,
+    FEATURES,
+    TRANSLATED,
+    Effort,
+    JsonSchemaFormat,
+    LogitBias,
+    Penalty,
+    ResponseFormat,
+    Seed,
+    extras_of,
+    features_of,
+)
 from ._registry import ADAPTER_CLASSES, adapter_class, build_adapters
 from ._tokens import estimate_prompt_tokens, estimate_tokens
 from ._types import (
@@ -52,6 +65,9 @@ __all__ = [
     "ADAPTER_CLASSES",
     "DEFAULT_MODELS",
     "ENV",
+    "EXTRA_FIELDS",
+    "FEATURES",
+    "TRANSLATED",
     "Adapter",
     "AnthropicAdapter",
     "AuthenticationFailed",
@@ -65,12 +81,16 @@ __all__ = [
     "Completion",
     "ContentFiltered",
     "ContextTooLong",
+    "Effort",
     "FinishReason",
     "GoogleAdapter",
+    "JsonSchemaFormat",
+    "LogitBias",
     "MaxTokens",
     "ModelDirectory",
     "ModelInfo",
     "OpenAIAdapter",
+    "Penalty",
     "ProbeResult",
     "ProviderConfig",
     "ProviderError",
@@ -78,8 +98,10 @@ __all__ = [
     "ProviderTimeout",
     "ProvidersConfig",
     "RateLimited",
+    "ResponseFormat",
     "Role",
     "Secret",
+    "Seed",
     "ServerError",
     "Stops",
     "Temperature",
@@ -94,6 +116,8 @@ __all__ = [
     "decode_hook",
     "estimate_prompt_tokens",
     "estimate_tokens",
+    "extras_of",
+    "features_of",
 ]
 
 if TYPE_CHECKING:

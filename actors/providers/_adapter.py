@@ -24,6 +24,7 @@ from ._errors import (
     ServerError,
     Unavailable,
 )
+from ._features import FEATURES, TRANSLATED, features_of
 from ._types import Chunk, Completion, FinishReason, ProbeResult, ProviderRequest, Usage
 
 __all__ = ["Adapter", "RawChunk", "error_for_status", "parse_retry_after"]
@@ -79,8 +80,18 @@ class Adapter(abc.ABC):
     def model_for(self, request: ProviderRequest) -> str:
         return request.model or self.default_model
 
+    def _carried(self, request: ProviderRequest) -> None:
+        """``BadRequest`` when the request uses a parameter this adapter does not carry
+        to its API: it is refused, never dropped."""
+        unknown = features_of(request) - TRANSLATED.get(self.name, frozenset())
+        if unknown:
+            names = ", ".join(FEATURES[f] + ("" if FEATURES[f] == f else f" {f}")
+                              for f in sorted(unknown))  # fmt: skip
+            raise BadRequest(self.name, f"{names}: not carried to {self.name} by its adapter")
+
     async def generate(self, request: ProviderRequest) -> Completion:
         """The whole answer; raises a ``ProviderError``."""
+        self._carried(request)
         model = self.model_for(request)
         started = time.perf_counter()
         try:
@@ -107,6 +118,7 @@ class Adapter(abc.ABC):
         passed off as complete. Each wait for the next piece is bounded by the
         provider's timeout.
         """
+        self._carried(request)
         model = self.model_for(request)
         pieces = self._stream(request, model).__aiter__()
         try:

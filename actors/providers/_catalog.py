@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from ._features import FEATURES
 from ._types import Usage
 
 __all__ = ["Catalog", "CatalogData", "ModelInfo", "UnknownModel"]
@@ -43,6 +44,9 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     streaming: bool = True
     # max_tokens for a request that sets none (0: router.default_max_tokens).
     default_max_tokens: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # Features (see _features) beyond its vendor's ([features]), and ones it lacks.
+    adds: list[str] = []
+    lacks: list[str] = []
     source: str = ""
     note: str = ""
 
@@ -57,6 +61,8 @@ class CatalogData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     models: dict[str, ModelInfo] = {}
     aliases: dict[str, str] = {}
     tiers: dict[str, list[str]] = {}
+    # The features of each vendor's models, unless a model adds or lacks some.
+    features: dict[str, list[str]] = {}
 
 
 def shipped() -> CatalogData:
@@ -78,6 +84,14 @@ class Catalog:
         self.models = {**base.models, **extra.models}
         self.aliases = {**base.aliases, **extra.aliases}
         self.tiers = {**base.tiers, **extra.tiers}
+        vendors = {**base.features, **extra.features}
+        for vendor, names in vendors.items():
+            _check_features(f"catalog features of {vendor!r}", names)
+        self._features: dict[str, frozenset[str]] = {}
+        for name, info in self.models.items():
+            _check_features(f"catalog model {name!r}", [*info.adds, *info.lacks])
+            own = set(vendors.get(info.provider, ())) | set(info.adds)
+            self._features[name] = frozenset(own - set(info.lacks))
         for alias, target in self.aliases.items():
             if target not in self.models:
                 raise ValueError(f"catalog alias {alias!r} names unknown model {target!r}")
@@ -124,6 +138,12 @@ class Catalog:
             raise UnknownModel(name)
         return [(p, model) for p in SERVED_BY[self.models[model].provider]]
 
+    def features(self, model: str) -> frozenset[str]:
+        """What ``model`` can be asked beyond text and sampling (none for a model the
+        catalog does not know: it is not guessed)."""
+        name = self.canonical(model)
+        return self._features.get(name, frozenset()) if name else frozenset()
+
     def cost(self, model: str, usage: Usage) -> float:
         """USD for ``usage`` on ``model``; 0 for a model the catalog does not know."""
         name = self.canonical(model)
@@ -148,3 +168,10 @@ class Catalog:
         info = self.get(model)
         output = min(max_tokens or info.max_output_tokens, info.max_output_tokens)
         return info.cost(input_tokens, output)
+
+
+def _check_features(where: str, names: list[str]) -> None:
+    unknown = sorted(set(names) - set(FEATURES))
+    if unknown:
+        known = ", ".join(FEATURES)
+        raise ValueError(f"{where}: unknown feature(s) {', '.join(unknown)} (known: {known})")

@@ -87,6 +87,17 @@ class GoogleAdapter(Adapter):
             generation["maxOutputTokens"] = request.max_tokens
         if request.stop:
             generation["stopSequences"] = list(request.stop)
+        if request.seed is not None:
+            generation["seed"] = request.seed
+        if request.presence_penalty is not None:
+            generation["presencePenalty"] = request.presence_penalty
+        if request.frequency_penalty is not None:
+            generation["frequencyPenalty"] = request.frequency_penalty
+        form = request.response_format
+        if form is not None and form.type != "text":
+            generation["responseMimeType"] = "application/json"
+            if form.json_schema is not None:  # JSON Schema as such (not the OpenAPI subset)
+                generation["responseJsonSchema"] = form.json_schema.schema
         if generation:
             body["generationConfig"] = generation
         return body

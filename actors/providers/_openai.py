@@ -65,6 +65,7 @@ class _Answer(msgspec.Struct):
 
 
 _decode = msgspec.json.Decoder(_Answer).decode
+_PASSED = ("seed", "presence_penalty", "frequency_penalty", "logit_bias", "reasoning_effort")
 
 
 class OpenAIAdapter(Adapter):
@@ -107,6 +108,12 @@ class OpenAIAdapter(Adapter):
             body["stop"] = request.stop
         if request.user:
             body["user"] = request.user
+        for name in _PASSED:  # OpenAI's own parameters, as they came
+            value = getattr(request, name)
+            if value is not None:
+                body[name] = value
+        if request.response_format is not None:
+            body["response_format"] = request.response_format.as_openai()
         return body
 
     async def _generate(

@@ -8,6 +8,8 @@ import msgspec
 
 from bus import Message
 
+from ._features import Effort, LogitBias, Penalty, ResponseFormat, Seed
+
 __all__ = [
     "ChatMessage",
     "Chunk",
@@ -73,6 +75,14 @@ class ProviderRequest(Message, tag="provider.request", frozen=True, kw_only=True
     max_tokens: MaxTokens | None = None
     stop: Stops = []
     user: str | None = None
+    # OpenAI's further parameters (see _features): only a provider that carries them
+    # is asked.
+    seed: Seed | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    logit_bias: LogitBias | None = None
+    reasoning_effort: Effort | None = None
+    response_format: ResponseFormat | None = None
 
     def __post_init__(self) -> None:
         check_conversation(self.prompt, self.messages, self.stop)

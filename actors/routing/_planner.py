@@ -11,7 +11,7 @@ from typing import Protocol
 from bus import Message
 
 from ..messages import Attempt, GenerateRequest, RequestCompleted, Strategy
-from ..providers import Catalog, UnknownModel, estimate_prompt_tokens
+from ..providers import FEATURES, TRANSLATED, Catalog, UnknownModel, estimate_prompt_tokens
 from ..runtime.config import RouterConfig
 from ._breaker_state import BreakerView
 
@@ -57,6 +57,10 @@ class LatencyView:
         return self._mean.get((provider, model))
 
 
+_NOT_CARRIED = "its adapter does not carry it"
+_LACKS = "the model lacks it"
+
+
 class Planner:
     """Expands a request's model into ordered candidates across enabled providers.
 
@@ -97,8 +101,13 @@ class Planner:
         candidates = [
             Candidate(p, m) for p, m in pairs if p in self.default_models and self._serves(p, m)
         ]
+        lacking: list[Attempt] = []
+        needed = request.features()
+        if needed and candidates:
+            candidates, lacking = self._able(candidates, needed)
         strategy: Strategy = request.strategy or self.config.strategy
         candidates, skipped = self._order(strategy, candidates, request, prompt_tokens)
+        skipped = lacking + skipped
         usable: list[Candidate] = []
         down: list[Candidate] = []
         for candidate in candidates:
@@ -126,6 +135,32 @@ class Planner:
         skipped += [Attempt(provider=c.provider, model=c.model, outcome="provider_down",
                             message="the health prober found it down") for c in down]  # fmt: skip
         return usable, skipped
+
+    def _able(
+        self, candidates: list[Candidate], needed: set[str]
+    ) -> tuple[list[Candidate], list[Attempt]]:
+        """The candidates that take every feature the request uses, and the others as
+        skipped attempts; ``Unsupported`` when none does."""
+        able: list[Candidate] = []
+        lacking: list[Attempt] = []
+        common: set[str] | None = None  # what every candidate lacks
+        for candidate in candidates:
+            model_has = self.catalog.features(candidate.model)
+            carried = TRANSLATED.get(candidate.provider, frozenset())
+            missing = needed - (model_has & carried)
+            if not missing:
+                able.append(candidate)
+                continue
+            common = missing if common is None else common & missing
+            why = [f"{name} ({_NOT_CARRIED if name in model_has else _LACKS})"
+                   for name in sorted(missing)]  # fmt: skip
+            lacking.append(Attempt(provider=candidate.provider, model=candidate.model,
+                                   outcome="unsupported",
+                                   message="does not take " + ", ".join(why)))  # fmt: skip
+        if not able:
+            feature = min(common or needed)
+            raise Unsupported(FEATURES[feature], feature, lacking)
+        return able, lacking
 
     def _order(
         self,
@@ -195,3 +230,17 @@ class Planner:
             fitting.append((info.cost(prompt, min(output, info.max_output_tokens)), candidate))
         fitting.sort(key=lambda pair: pair[0])
         return [c for _cost, c in fitting], skipped
+
+
+class Unsupported(ValueError):
+    """No candidate takes a feature the request uses: the request is refused naming
+    its field (``param``)."""
+
+    def __init__(self, param: str, feature: str, lacking: list[Attempt]) -> None:
+        who = ", ".join(f"{a.provider}/{a.model}" for a in lacking[:6])
+        more = f" and {len(lacking) - 6} more" if len(lacking) > 6 else ""
+        what = param if feature == param else f"{param} {feature}"
+        super().__init__(f"{param}: no candidate model takes {what} ({who}{more}); "
+                         f"see the compatibility table in docs/compatibility.md")  # fmt: skip
+        self.param = param
+        self.lacking = lacking

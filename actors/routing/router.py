@@ -50,7 +50,8 @@ from ._admission import Admission, AdmissionResult
 from ._attempt import ask_breaker
 from ._cached import completed, follow, from_cache
 from ._inflight import InFlight
-from ._planner import Candidate, Planner
+from ._output import invalid_output, invalid_schema
+from ._planner import Candidate, Planner, Unsupported
 
 __all__ = ["Router"]
 
@@ -118,6 +119,7 @@ class Router(Actor):
         if delivery.deadline_ms is not None:
             deadline_ms = min(deadline_ms, delivery.deadline_ms)
         too_large = request.too_large(self.config.max_messages, self.config.max_prompt_chars)
+        too_large = too_large or invalid_schema(request.response_format)
         if too_large is not None:
             return self._finish(request, self._failed(request, "bad_request", too_large, []),
                                 started)  # fmt: skip
@@ -128,6 +130,10 @@ class Router(Actor):
         except UnknownModel as exc:
             return self._finish(
                 request, self._failed(request, "model_not_found", f"model: {exc}", []), started
+            )
+        except Unsupported as exc:  # no candidate takes a parameter it uses
+            return self._finish(
+                request, self._failed(request, "bad_request", str(exc), exc.lacking), started
             )
         self.log.debug("router.plan", model=request.model, candidates=candidates,
                        prompt_tokens=prompt_tokens, timeout_ms=timeout_ms)  # fmt: skip
@@ -276,6 +282,9 @@ class Router(Actor):
                 )
                 return None
             if isinstance(reply, Completion):
+                wrong = invalid_output(request.response_format, reply.content)
+                if wrong is not None:  # never served as valid, never cached
+                    return self._invalid(course, reply, wrong, more=more)
                 course.completion = reply
                 attempts.append(
                     Attempt(provider=provider, model=model, outcome="ok",
@@ -326,6 +335,22 @@ class Router(Actor):
     def _cancelled(self, course: _Course) -> GenerateFailed:
         return self._failed(course.request, "cancelled", "the caller went away before the answer",
                             course.attempts)  # fmt: skip
+
+    def _invalid(
+        self, course: _Course, done: Completion, why: str, *, more: bool
+    ) -> Message | None:
+        """An answer that is not the JSON asked for: the next candidate (when one remains,
+        the answer was not streamed, and ``router.invalid_output`` is ``next``), else the
+        request fails ``invalid_output``."""
+        course.attempts.append(
+            Attempt(provider=done.provider, model=done.model, outcome="invalid_output",
+                    latency_ms=done.latency_ms, message=why)
+        )  # fmt: skip
+        streamed = course.stream_to is not None
+        if more and not streamed and self.config.invalid_output == "next":
+            return None
+        said = f"response_format: {done.provider}/{done.model} answered, but {why}"
+        return self._failed(course.request, "invalid_output", said, course.attempts)
 
     def _answered(
         self, request: GenerateRequest, done: Completion, attempts: list[Attempt], *, streamed: bool

@@ -36,6 +36,9 @@ class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # reserves, the same number (capped by each model's maximum output; a catalog
     # model may set its own, default_max_tokens).
     default_max_tokens: Positive = 4_096
+    # An answer that is not the JSON its response_format asked for: ask the next
+    # candidate (next), or fail the request at once (fail). Never served either way.
+    invalid_output: Literal["next", "fail"] = "next"
     # The largest request taken (a 400 beyond): what one request may cost the process.
     max_messages: Positive = 10_000
     max_prompt_chars: Positive = 4_000_000

@@ -11,6 +11,7 @@ from actors.providers import (
     AuthenticationFailed,
     BadRequest,
     Catalog,
+    CatalogData,
     ChatMessage,
     ContentFiltered,
     ContextTooLong,
@@ -257,3 +258,22 @@ async def test_probe(name: str, make_adapter: MakeAdapter, simulator: Simulator)
 async def _drain(stream: object) -> None:
     async for _ in stream:  # type: ignore[attr-defined]
         pass
+
+
+async def test_a_parameter_an_adapter_does_not_carry_is_refused_not_dropped(
+    make_adapter: MakeAdapter, simulator: Simulator
+) -> None:
+    adapter = await make_adapter("anthropic")
+    with pytest.raises(BadRequest) as caught:
+        await adapter.generate(ProviderRequest(prompt="hi", seed=3))
+    assert "seed" in str(caught.value)
+    with pytest.raises(BadRequest):
+        async for _chunk in adapter.stream(ProviderRequest(prompt="hi", presence_penalty=1.0)):
+            pass
+    assert simulator.state.calls["anthropic"] == 0
+
+
+def test_the_catalog_refuses_a_feature_it_does_not_know() -> None:
+    bad = CatalogData(features={"openai": ["seed", "telepathy"]})
+    with pytest.raises(ValueError, match="telepathy"):
+        Catalog(overrides=bad)

@@ -61,7 +61,12 @@ CHAT = [
     {"model": "gpt-4o", "messages": [_USER], "stop": ["a", "b", "c", "d", "e"]},
     {"model": "gpt-4o", "messages": [_USER], "max_tokens": 0},
     {"model": "gpt-4o", "messages": [_USER], "user": "ann\x00"},
-    {"model": "gpt-4o", "messages": [_USER], "seed": 7},  # unknown fields are ignored
+    {"model": "gpt-4o", "messages": [_USER], "seed": 7},
+    {"model": "gpt-4o", "messages": [_USER], "top_k": 3},  # unknown to OpenAI: refused
+    {"model": "gpt-4o", "messages": [_USER], "tools": []},
+    {"model": "gpt-4o", "messages": [_USER], "tools": [{"type": "function"}]},
+    {"model": "gpt-4o", "messages": [_USER], "response_format": {"type": "json_object"}},
+    {"model": "gpt-4o", "messages": [_USER], "response_format": {"type": "xml"}},
     {"messages": [_USER]},
 ]  # fmt: skip
 

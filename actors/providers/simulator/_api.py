@@ -113,7 +113,7 @@ class Api:
             return self.context_error(call, tokens, window)
         if any(BLOCKED_MARKER in text for text in call.texts):
             return self.blocked(call)
-        result = answer(call.model, call.texts, call.max_tokens)
+        result = answer(call.model, call.texts, call.max_tokens, call.extra.get("shape"))
         if not call.stream:
             return self.complete(call, result)
         return await self._stream(request, call, result)

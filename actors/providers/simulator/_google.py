@@ -71,7 +71,10 @@ class GoogleApi(Api):
         except (msgspec.DecodeError, KeyError, TypeError, AttributeError) as exc:
             return self.error(400, "", f"Invalid JSON payload received: {exc!r}")
         model = request.match_info["model"]
-        call = Call(self.provider, model, texts, max_tokens, stream, {})
+        extra: dict[str, Any] = {"params": dict(config)}  # tests read them back
+        if config.get("responseMimeType") == "application/json":
+            extra["shape"] = config.get("responseJsonSchema") or config.get("responseSchema") or {}
+        call = Call(self.provider, model, texts, max_tokens, stream, extra)
         return await self.serve(request, call)
 
     def error(

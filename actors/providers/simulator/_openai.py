@@ -21,6 +21,8 @@ from ._text import Answer, input_tokens
 __all__ = ["AzureApi", "OpenAIApi"]
 
 _decoder = msgspec.json.Decoder()
+_PARAMS = ("seed", "presence_penalty", "frequency_penalty", "logit_bias", "reasoning_effort",
+           "response_format", "user")  # fmt: skip
 
 _OPENAI_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-3.5-turbo", "gpt-4")
 
@@ -56,13 +58,21 @@ class OpenAIApi(Api):
             return self.error(400, "invalid_request_error", "you must provide a model parameter")
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
         options = body.get("stream_options") or {}
+        extra: dict[str, Any] = {"include_usage": bool(options.get("include_usage"))}
+        # OpenAI's further parameters, kept as they came (tests read them back).
+        extra["params"] = {k: body[k] for k in _PARAMS if k in body}
+        form = body.get("response_format") or {}
+        if form.get("type") == "json_object":
+            extra["shape"] = {}
+        elif form.get("type") == "json_schema":
+            extra["shape"] = (form.get("json_schema") or {}).get("schema") or {}
         return Call(
             provider=self.provider,
             model=model,
             texts=texts,
             max_tokens=max_tokens,
             stream=bool(body.get("stream")),
-            extra={"include_usage": bool(options.get("include_usage"))},
+            extra=extra,
         )
 
     def error(

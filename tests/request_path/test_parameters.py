@@ -1,0 +1,211 @@
+"""OpenAI's further parameters through /v1 with the official SDK: carried to the
+providers that take them, the others left out, a 400 naming the parameter when no
+candidate takes it; structured output checked before it is served."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+import pydantic
+import pytest
+
+from actors.node import Node
+from actors.providers.simulator import Simulator
+from actors.runtime.config import RouterConfig
+from tests.request_path.conftest import MakeNode
+
+HI = [{"role": "user", "content": "Hi"}]
+
+
+@pytest.fixture
+async def sdk(make_node: MakeNode) -> AsyncIterator[tuple[Node, openai.AsyncOpenAI]]:
+    node = await make_node(
+        providers=("openai", "anthropic", "google"),
+        router=RouterConfig(strategy="round_robin", retry_base_ms=10),
+        provider_overrides={"max_retries": 0},
+    )
+    assert node.gateway is not None
+    client = openai.AsyncOpenAI(api_key="unused", base_url=f"{node.gateway.url}/v1", max_retries=0)
+    yield node, client
+    await client.close()
+
+
+def _sent(simulator: Simulator, provider: str) -> dict[str, Any]:
+    return dict(simulator.state.last[provider].extra["params"])
+
+
+async def test_openai_parameters_reach_openai_as_sent(
+    sdk: tuple[Node, openai.AsyncOpenAI], simulator: Simulator
+) -> None:
+    _node, client = sdk
+    await client.chat.completions.create(
+        model="gpt-4o", messages=HI, seed=7, presence_penalty=0.5, frequency_penalty=-0.5,
+        logit_bias={"1734": -100},
+    )  # fmt: skip
+    sent = _sent(simulator, "openai")
+    assert sent["seed"] == 7 and sent["presence_penalty"] == 0.5
+    assert sent["frequency_penalty"] == -0.5 and sent["logit_bias"] == {"1734": -100}
+    await client.chat.completions.create(model="o3", messages=HI, reasoning_effort="low")
+    assert _sent(simulator, "openai")["reasoning_effort"] == "low"
+
+
+async def test_gemini_gets_them_in_its_own_words(
+    sdk: tuple[Node, openai.AsyncOpenAI], simulator: Simulator
+) -> None:
+    _node, client = sdk
+    await client.chat.completions.create(
+        model="gemini-1.5-flash", messages=HI, seed=7, presence_penalty=0.5
+    )
+    sent = _sent(simulator, "google")
+    assert sent["seed"] == 7 and sent["presencePenalty"] == 0.5
+
+
+async def test_a_parameter_no_candidate_takes_is_a_400_naming_it(
+    sdk: tuple[Node, openai.AsyncOpenAI], simulator: Simulator
+) -> None:
+    _node, client = sdk
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model="claude-3-haiku", messages=HI, seed=7)
+    assert caught.value.param == "seed", caught.value.body
+    assert "anthropic/claude-3-haiku-20240307" in caught.value.message
+    assert "anthropic" not in simulator.state.last  # never called
+    with pytest.raises(openai.BadRequestError) as caught:  # gpt-4o is no reasoning model
+        await client.chat.completions.create(model="gpt-4o", messages=HI, reasoning_effort="low")
+    assert caught.value.param == "reasoning_effort"
+
+
+async def test_a_tier_goes_to_the_candidates_that_take_it(
+    make_node: MakeNode, simulator: Simulator
+) -> None:
+    node = await make_node(providers=("openai", "anthropic", "google"),
+                           router=RouterConfig(strategy="round_robin"))  # fmt: skip
+    assert node.gateway is not None
+    client = openai.AsyncOpenAI(api_key="unused", base_url=f"{node.gateway.url}/v1", max_retries=0)
+    for _ in range(4):  # round robin would reach Anthropic; seed keeps it out
+        await client.chat.completions.create(model="legacy_fast", messages=HI, seed=1)
+    assert simulator.state.calls["anthropic"] == 0
+    assert simulator.state.calls["openai"] + simulator.state.calls["google"] == 4
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+        ({"n": 2}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"metadata": {"k": "v"}}, "metadata"),
+    ],
+)
+async def test_what_is_not_carried_yet_is_refused_not_dropped(
+    sdk: tuple[Node, openai.AsyncOpenAI], extra: dict[str, Any], param: str
+) -> None:
+    _node, client = sdk
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model="gpt-4o", messages=HI, **extra)
+    assert caught.value.param == param and "not supported" in caught.value.message
+
+
+async def test_defaults_that_ask_for_nothing_pass(sdk: tuple[Node, openai.AsyncOpenAI]) -> None:
+    _node, client = sdk
+    done = await client.chat.completions.create(
+        model="gpt-4o", messages=HI, n=1, store=False, logprobs=False, service_tier="auto",
+        extra_body={"parallel_tool_calls": True},
+    )  # fmt: skip
+    assert done.choices[0].message.content
+
+
+async def test_an_unknown_field_is_refused_as_openai_refuses_it(
+    sdk: tuple[Node, openai.AsyncOpenAI],
+) -> None:
+    _node, client = sdk
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model="gpt-4o", messages=HI, extra_body={"top_k": 3})
+    assert "top_k" in caught.value.message
+
+
+class Weather(pydantic.BaseModel):
+    city: str
+    celsius: float
+    sunny: bool
+    hours: list[int]
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "gemini-1.5-flash"])
+async def test_structured_output_parses(sdk: tuple[Node, openai.AsyncOpenAI], model: str) -> None:
+    _node, client = sdk
+    done = await client.chat.completions.parse(model=model, messages=HI, response_format=Weather)
+    parsed = done.choices[0].message.parsed
+    assert isinstance(parsed, Weather) and parsed.hours
+
+
+async def test_json_mode(sdk: tuple[Node, openai.AsyncOpenAI]) -> None:
+    _node, client = sdk
+    done = await client.chat.completions.create(
+        model="gemini-1.5-flash", messages=HI, response_format={"type": "json_object"}
+    )
+    assert done.choices[0].message.content.startswith("{")  # type: ignore[union-attr]
+
+
+_THREE_DIGITS = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "code",
+        "schema": {
+            "type": "object",
+            "properties": {"code": {"type": "string", "pattern": "^[0-9]{3}$"}},
+            "required": ["code"],
+        },
+    },
+}
+
+
+async def test_an_answer_that_breaks_the_schema_is_never_served(
+    make_node: MakeNode, simulator: Simulator
+) -> None:
+    """The simulator ignores `pattern`: its answer breaks the schema, on OpenAI and on
+    Azure; each is checked, neither is served, the request fails invalid_output."""
+    node = await make_node(providers=("openai", "azure"))
+    assert node.gateway is not None
+    client = openai.AsyncOpenAI(api_key="unused", base_url=f"{node.gateway.url}/v1", max_retries=0)
+    with pytest.raises(openai.APIStatusError) as caught:
+        await client.chat.completions.create(
+            model="gpt-4o",
+            messages=HI,
+            response_format=_THREE_DIGITS,  # type: ignore[arg-type]
+        )
+    assert caught.value.status_code == 502 and caught.value.code == "invalid_output"
+    assert "does not match" in caught.value.message
+    assert simulator.state.calls["openai"] + simulator.state.calls["azure"] == 2  # both tried
+    await client.close()
+
+
+async def test_a_schema_that_is_no_schema_is_a_400(sdk: tuple[Node, openai.AsyncOpenAI]) -> None:
+    _node, client = sdk
+    broken = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nope"}}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(
+            model="gpt-4o",
+            messages=HI,
+            response_format=broken,  # type: ignore[arg-type]
+        )
+    assert caught.value.param == "response_format", caught.value.body
+
+
+async def test_a_stream_that_breaks_the_schema_ends_in_an_error(
+    sdk: tuple[Node, openai.AsyncOpenAI],
+) -> None:
+    """Its text has gone out when it ends: it ends with an error event, not a clean end."""
+    _node, client = sdk
+    stream = await client.chat.completions.create(
+        model="gpt-4o",
+        messages=HI,
+        response_format=_THREE_DIGITS,
+        stream=True,  # type: ignore[arg-type]
+    )
+    with pytest.raises(openai.APIError) as caught:
+        async for _chunk in stream:
+            pass
+    assert "invalid_output" in str(caught.value.code) or "schema" in caught.value.message
