@@ -45,6 +45,7 @@ from ._openai import (
     ChatCompletionBody,
     cache_threshold,
     chat_messages,
+    chat_tools,
     completion_body,
     openai_error,
     stream_chat,
@@ -274,7 +275,7 @@ class Gateway:
                 top_p=body.top_p,
                 max_tokens=body.max_completion_tokens or body.max_tokens,
                 stop=body.stops(),
-                **extras_of(body),
+                **(extras_of(body) | chat_tools(body)),
                 stream=body.stream,
                 use_cache=use_cache(request),
                 cache_threshold=cache_threshold(request),
@@ -299,7 +300,7 @@ class Gateway:
                 return openai_error(status, kind, message, ask.request_id)
             added_ms = (time.perf_counter() - started) * 1000 - answer.processing_time_ms
             self._metrics.gateway_overhead.observe(max(0.0, added_ms) / 1000)
-            return completion_body(answer)
+            return completion_body(answer, legacy=bool(body.functions) and not body.tools)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await self._stream(request, ask, body.model, include_usage)
 

@@ -22,6 +22,9 @@ from ..providers import (
     Seed,
     Stops,
     Temperature,
+    Tool,
+    ToolCall,
+    ToolChoice,
     TopP,
     check_conversation,
 )
@@ -82,6 +85,9 @@ class GenerateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     logit_bias: LogitBias | None = None
     reasoning_effort: Effort | None = None
     response_format: ResponseFormat | None = None
+    tools: list[Tool] = []
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     use_cache: bool | None = None  # None: the configured default (cache.default)
     # The least similarity of a semantic hit (None: cache.semantic.threshold).
     cache_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
@@ -104,7 +110,7 @@ class GenerateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     }
 
     def __post_init__(self) -> None:
-        check_conversation(self.prompt, self.messages, [])
+        check_conversation(self.prompt, self.messages, [], bool(self.tools))
 
     def stops(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else (self.stop or [])
@@ -116,13 +122,14 @@ class UsageBody(msgspec.Struct, kw_only=True):
     total_tokens: int
 
 
-class AnswerBody(msgspec.Struct, kw_only=True):
+class AnswerBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     content: str
     provider: str
     model: str
     finish_reason: str
     usage: UsageBody
     cost_usd: float
+    tool_calls: list[ToolCall] = []  # only when the model calls tools (finish tool_calls)
 
 
 class OrchestrationBody(msgspec.Struct, kw_only=True):
@@ -273,6 +280,7 @@ def response_body(answer: GenerateResponse, processing_time_ms: float) -> Respon
                 total_tokens=usage.total_tokens,
             ),
             cost_usd=answer.cost_usd,
+            tool_calls=answer.tool_calls,
         ),
         orchestration=OrchestrationBody(
             request_id=answer.request_id,

@@ -17,11 +17,16 @@ from ..providers import (
     Effort,
     LogitBias,
     MaxTokens,
+    NamedTool,
     Penalty,
     ResponseFormat,
     Role,
     Seed,
     Temperature,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
     TopP,
 )
 from ._bodies import (
@@ -36,6 +41,7 @@ from ._bodies import (
 __all__ = [
     "ChatCompletionBody",
     "chat_messages",
+    "chat_tools",
     "completion_body",
     "openai_error",
     "stream_chat",
@@ -48,6 +54,8 @@ _ROLES: dict[str, Role] = {
     "developer": "system",
     "user": "user",
     "assistant": "assistant",
+    "tool": "tool",
+    "function": "tool",  # the legacy functions' result turn
 }
 
 
@@ -56,9 +64,45 @@ class ContentPart(msgspec.Struct, kw_only=True):
     text: str | None = None
 
 
+class OpenAIFunction(msgspec.Struct, kw_only=True):
+    name: str
+    arguments: str = "{}"
+
+
+class OpenAIToolCall(msgspec.Struct, kw_only=True):
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    type: Literal["function"] = "function"
+    function: OpenAIFunction
+
+
 class OpenAIMessage(msgspec.Struct, kw_only=True):
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
+    name: str | None = None  # a legacy function result's function
+    tool_calls: list[OpenAIToolCall] | None = None
+    tool_call_id: str | None = None
+    function_call: OpenAIFunction | None = None  # the legacy assistant's call
+
+
+class FunctionDefinition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    description: str | None = None
+    parameters: dict[str, Any] = {}
+    strict: bool | None = None
+
+
+class ToolDefinition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(msgspec.Struct, kw_only=True):
+    name: str
+
+
+class NamedToolChoice(msgspec.Struct, kw_only=True):
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class StreamOptions(msgspec.Struct, kw_only=True):
@@ -69,10 +113,6 @@ class StreamOptions(msgspec.Struct, kw_only=True):
 # for nothing (sent by clients as defaults): any other value is refused.
 NOT_YET: dict[str, list[Any]] = {
     "n": [1],
-    "tools": [[]],
-    "tool_choice": ["none"],
-    "functions": [[]],
-    "function_call": ["none"],
     "logprobs": [False],
     "top_logprobs": [0],
     "metadata": [{}],
@@ -110,12 +150,13 @@ class ChatCompletionBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
     logit_bias: LogitBias | None = None
     reasoning_effort: Effort | None = None
     response_format: ResponseFormat | None = None
+    tools: list[ToolDefinition] | None = None
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    # The legacy functions, taken as tools.
+    functions: list[FunctionDefinition] | None = None
+    function_call: Literal["auto", "none"] | NamedFunction | None = None
     # Known to OpenAI, not carried yet: refused when they ask for something.
-    tools: Any = None
-    tool_choice: Any = None
-    functions: Any = None
-    function_call: Any = None
-    parallel_tool_calls: bool | None = None  # says nothing without tools: taken
     logprobs: bool | None = None
     top_logprobs: int | None = None
     metadata: Any = None
@@ -151,14 +192,45 @@ class ChatCompletionBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
 
 
 def chat_messages(body: ChatCompletionBody) -> list[ChatMessage]:
-    """OpenAI messages as ours (``developer`` is ``system``, text parts joined)."""
+    """OpenAI messages as ours (``developer`` is ``system``, text parts joined; the
+    legacy function call and result as a tool call and a tool turn)."""
     out = []
     for message in body.messages:
         content = message.content
         if isinstance(content, list):
             content = "".join(part.text or "" for part in content)
-        out.append(ChatMessage(role=_ROLES[message.role], content=content or ""))
+        calls = [ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
+                 for c in message.tool_calls or []]  # fmt: skip
+        call_id = message.tool_call_id or ""
+        if message.function_call is not None:  # legacy: one call, named by its function
+            calls.append(ToolCall(id=f"fn_{message.function_call.name}",
+                                  name=message.function_call.name,
+                                  arguments=message.function_call.arguments))  # fmt: skip
+        if message.role == "function":
+            call_id = f"fn_{message.name or ''}"
+        out.append(ChatMessage(role=_ROLES[message.role], content=content or "",
+                               tool_calls=calls, tool_call_id=call_id))  # fmt: skip
     return out
+
+
+def chat_tools(body: ChatCompletionBody) -> dict[str, Any]:
+    """``tools``, ``tool_choice`` and ``parallel_tool_calls`` of the request (the legacy
+    ``functions`` and ``function_call`` as tools)."""
+    definitions = [t.function for t in body.tools or []] + list(body.functions or [])
+    tools = [Tool(name=d.name, description=d.description, parameters=d.parameters,
+                  strict=d.strict) for d in definitions]  # fmt: skip
+    choice: ToolChoice | None = None
+    given = body.tool_choice if body.tool_choice is not None else body.function_call
+    if isinstance(given, str):
+        choice = given
+    elif isinstance(given, NamedToolChoice):
+        choice = NamedTool(name=given.function.name)
+    elif isinstance(given, NamedFunction):
+        choice = NamedTool(name=given.name)
+    if isinstance(choice, NamedTool) and choice.name not in {t.name for t in tools}:
+        raise ValueError(f"tool_choice: names {choice.name!r}, which is not one of the tools")
+    return {"tools": tools, "tool_choice": choice if tools else None,
+            "parallel_tool_calls": body.parallel_tool_calls if tools else None}  # fmt: skip
 
 
 def _usage(answer: GenerateResponse) -> dict[str, int]:
@@ -217,7 +289,18 @@ def _headers(answer: GenerateResponse) -> dict[str, str]:
     )
 
 
-def completion_body(answer: GenerateResponse) -> web.Response:
+def completion_body(answer: GenerateResponse, *, legacy: bool = False) -> web.Response:
+    """The chat completion; ``legacy``: the request used ``functions``, so the first
+    call is also the message's ``function_call``."""
+    message: dict[str, Any] = {"role": "assistant", "content": answer.content, "refusal": None}
+    finish = answer.finish_reason
+    if answer.tool_calls:
+        message["content"] = answer.content or None
+        message["tool_calls"] = [_call(c) for c in answer.tool_calls]
+        if legacy:
+            first = answer.tool_calls[0]
+            message["function_call"] = {"name": first.name, "arguments": first.arguments}
+            finish = "function_call"
     body = {
         "id": f"chatcmpl-{answer.request_id}",
         "object": "chat.completion",
@@ -226,15 +309,32 @@ def completion_body(answer: GenerateResponse) -> web.Response:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": answer.content, "refusal": None},
+                "message": message,
                 "logprobs": None,
-                "finish_reason": answer.finish_reason,
+                "finish_reason": finish,
             }
         ],
         "usage": _usage(answer),
         "system_fingerprint": None,
     }
     return json_response(body, headers=_headers(answer))
+
+
+def _call_delta(piece: ToolCallDelta) -> dict[str, Any]:
+    """A piece of a tool call as OpenAI streams it: id, type and name on the first."""
+    out: dict[str, Any] = {"index": piece.index}
+    if piece.id:
+        out |= {"id": piece.id, "type": "function"}
+    function: dict[str, Any] = {"arguments": piece.arguments}
+    if piece.name:
+        function["name"] = piece.name
+    out["function"] = function
+    return out
+
+
+def _call(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments}}  # fmt: skip
 
 
 _ERROR_TYPES = {400: "invalid_request_error", 429: "rate_limit_error", 504: "timeout"}
@@ -308,11 +408,19 @@ async def stream_chat(
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
         }
 
-    await send(choice({"role": "assistant", "content": first.text}))
+    def delta_of(piece: StreamDelta, role: bool = False) -> dict[str, Any]:
+        delta: dict[str, Any] = {"role": "assistant"} if role else {}
+        if piece.text or not piece.tool_calls:
+            delta["content"] = piece.text
+        if piece.tool_calls:
+            delta["tool_calls"] = [_call_delta(c) for c in piece.tool_calls]
+        return delta
+
+    await send(choice(delta_of(first, role=True)))
     try:
         async for reply in replies:
             if isinstance(reply, StreamDelta):
-                await send(choice({"content": reply.text}))
+                await send(choice(delta_of(reply)))
             elif isinstance(reply, GenerateResponse):
                 head["model"] = reply.model
                 await send(choice({}, reply.finish_reason))

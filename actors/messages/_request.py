@@ -20,6 +20,10 @@ from ..providers import (
     Seed,
     Stops,
     Temperature,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
     TopP,
     Usage,
     check_conversation,
@@ -89,6 +93,9 @@ class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True
     logit_bias: LogitBias | None = None
     reasoning_effort: Effort | None = None
     response_format: ResponseFormat | None = None
+    tools: list[Tool] = []
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     strategy: Strategy | None = None
     use_cache: bool | None = None  # None: the configured default (cache.default)
     # The least similarity of a semantic hit for this request (None: cache.semantic's).
@@ -98,7 +105,7 @@ class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True
     timeout_ms: int | None = None
 
     def __post_init__(self) -> None:
-        check_conversation(self.prompt, self.messages, self.stop)
+        check_conversation(self.prompt, self.messages, self.stop, bool(self.tools))
 
     def provider_request(self, model: str, max_tokens: int | None = None) -> ProviderRequest:
         """The call to make of one candidate model (``max_tokens``: the call's, when the
@@ -120,8 +127,18 @@ class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True
         return features_of(self)
 
     def texts(self) -> list[str]:
-        """Every message text, for token estimates."""
-        return [self.prompt] if self.prompt is not None else [m.content for m in self.messages]
+        """Every message text (tool calls' arguments and the tools' definitions too),
+        for token estimates."""
+        if self.prompt is not None:
+            texts = [self.prompt]
+        else:
+            texts = [m.content for m in self.messages]
+            for message in self.messages:
+                if message.tool_calls:
+                    texts.extend(c.name + c.arguments for c in message.tool_calls)
+        if self.tools:
+            texts.append(msgspec.json.encode(self.tools).decode())
+        return texts
 
     def too_large(self, max_messages: int, max_prompt_chars: int) -> str | None:
         """Why the request is larger than a deployment takes (``router.max_messages``,
@@ -170,6 +187,7 @@ class GenerateResponse(Message, tag="generate.response", frozen=True, kw_only=Tr
     cost_usd: float
     processing_time_ms: float
     attempts: list[Attempt] = []
+    tool_calls: list[ToolCall] = []  # the model's calls of tools (finish_reason tool_calls)
     cache_hit: bool = False
     cache_level: str = ""  # l1, l2, semantic or coalesced, for a hit
     similarity: float | None = None  # a semantic hit's
@@ -208,6 +226,7 @@ class StreamDelta(Message, tag="stream.delta", frozen=True, kw_only=True):
 
     text: str
     model: str = ""  # on the first piece: the model answering (a tier or alias resolved)
+    tool_calls: list[ToolCallDelta] = []  # pieces of tool calls (OpenAI's chunk format)
     cache_level: str = ""  # on the first piece of a cached answer replayed: its level
     similarity: float | None = None  # ... and a semantic hit's similarity
     cache_entry: str = ""  # ... and the entry it came from

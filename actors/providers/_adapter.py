@@ -8,7 +8,7 @@ import contextlib
 import email.utils
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 
@@ -25,14 +25,32 @@ from ._errors import (
     Unavailable,
 )
 from ._features import FEATURES, TRANSLATED, features_of
-from ._types import Chunk, Completion, FinishReason, ProbeResult, ProviderRequest, Usage
+from ._types import (
+    Chunk,
+    Completion,
+    FinishReason,
+    ProbeResult,
+    ProviderRequest,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 
-__all__ = ["Adapter", "RawChunk", "error_for_status", "parse_retry_after"]
+__all__ = ["Adapter", "Raw", "RawChunk", "error_for_status", "parse_retry_after"]
 
 log = structlog.get_logger("providers")
 
 # What an adapter's SDK-facing stream yields: a text delta, or the end of the answer.
-RawChunk = str | tuple[FinishReason, Usage]
+RawChunk = str | ToolCallDelta | tuple[FinishReason, Usage]
+
+
+class Raw(NamedTuple):
+    """One whole answer as an adapter read it."""
+
+    text: str
+    finish: FinishReason
+    usage: Usage
+    tool_calls: list[ToolCall] = []
 
 
 class Adapter(abc.ABC):
@@ -55,9 +73,7 @@ class Adapter(abc.ABC):
     # -- to implement ----------------------------------------------------------------
 
     @abc.abstractmethod
-    async def _generate(
-        self, request: ProviderRequest, model: str
-    ) -> tuple[str, FinishReason, Usage]:
+    async def _generate(self, request: ProviderRequest, model: str) -> Raw:
         """Content, finish reason and usage of one whole answer."""
 
     @abc.abstractmethod
@@ -95,13 +111,14 @@ class Adapter(abc.ABC):
         model = self.model_for(request)
         started = time.perf_counter()
         try:
-            content, finish, usage = await self._generate(request, model)
+            content, finish, usage, calls = await self._generate(request, model)
         except Exception as exc:
             raise self._error(exc) from exc
         if finish == "content_filter" and not content:
             raise ContentFiltered(self.name, "the provider withheld the answer")
         return Completion(
             content=content,
+            tool_calls=calls,
             finish_reason=finish,
             usage=usage,
             cost_usd=self.catalog.cost(model, usage),
@@ -143,6 +160,9 @@ class Adapter(abc.ABC):
                 if isinstance(raw, str):
                     if raw:
                         yield Chunk(delta=raw)
+                    continue
+                if isinstance(raw, ToolCallDelta):
+                    yield Chunk(tool_call=raw)
                     continue
                 finish, usage = raw
                 yield Chunk(

@@ -13,7 +13,7 @@ import anthropic
 import httpx2
 import msgspec
 
-from ._adapter import Adapter, RawChunk, error_for_status, parse_retry_after
+from ._adapter import Adapter, Raw, RawChunk, error_for_status, parse_retry_after
 from ._catalog import Catalog
 from ._config import ProviderConfig
 from ._errors import ContextTooLong, ProviderError, ProviderTimeout, ServerError, Unavailable
@@ -117,16 +117,14 @@ class AnthropicAdapter(Adapter):
             body["metadata"] = {"user_id": request.user}
         return body
 
-    async def _generate(
-        self, request: ProviderRequest, model: str
-    ) -> tuple[str, FinishReason, Usage]:
+    async def _generate(self, request: ProviderRequest, model: str) -> Raw:
         response = await self.client.post(
             "/v1/messages", body=self._body(request, model), cast_to=httpx2.Response
         )
         message = _decode_message(response.content)
         text = "".join(block.text or "" for block in message.content if block.type == "text")
         usage = _usage(message.usage.input_tokens or 0, message.usage.output_tokens or 0)
-        return text, _FINISH.get(message.stop_reason, "other"), usage
+        return Raw(text, _FINISH.get(message.stop_reason, "other"), usage)
 
     async def _stream(self, request: ProviderRequest, model: str) -> AsyncIterator[RawChunk]:
         body = self._body(request, model) | {"stream": True}

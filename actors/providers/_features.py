@@ -37,6 +37,8 @@ FEATURES: dict[str, str] = {
     "reasoning_effort": "reasoning_effort",
     "json_object": "response_format",
     "json_schema": "response_format",
+    "tools": "tools",  # tools defined (and tool turns in the conversation)
+    "parallel_tool_calls": "parallel_tool_calls",  # false: one call at most
 }
 
 # What each adapter carries to its API (the rest of FEATURES it cannot: a request
@@ -45,7 +47,7 @@ _OPENAI = frozenset(FEATURES)
 TRANSLATED: dict[str, frozenset[str]] = {
     "openai": _OPENAI,
     "azure": _OPENAI,
-    "google": frozenset({"seed", "penalties", "json_object", "json_schema"}),
+    "google": frozenset({"seed", "penalties", "json_object", "json_schema"}),  # tools: next
     "anthropic": frozenset(),
 }
 
@@ -103,6 +105,9 @@ EXTRA_FIELDS = (
     "logit_bias",
     "reasoning_effort",
     "response_format",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
 )
 
 
@@ -125,4 +130,8 @@ def features_of(source: Any) -> set[str]:
     form = source.response_format
     if form is not None and form.type != "text":
         used.add(form.type)
+    if source.tools:
+        used.add("tools")
+        if source.parallel_tool_calls is False:
+            used.add("parallel_tool_calls")
     return used

@@ -19,7 +19,7 @@ import msgspec
 from google import genai
 from google.genai import errors, types
 
-from ._adapter import Adapter, RawChunk, error_for_status, parse_retry_after
+from ._adapter import Adapter, Raw, RawChunk, error_for_status, parse_retry_after
 from ._catalog import Catalog
 from ._config import ProviderConfig
 from ._errors import ContentFiltered, ContextTooLong, ProviderError, ProviderTimeout, Unavailable
@@ -102,16 +102,14 @@ class GoogleAdapter(Adapter):
             body["generationConfig"] = generation
         return body
 
-    async def _generate(
-        self, request: ProviderRequest, model: str
-    ) -> tuple[str, FinishReason, Usage]:
+    async def _generate(self, request: ProviderRequest, model: str) -> Raw:
         api = self.client._api_client
         response = await api.async_request(
             "post", f"{_model_path(model)}:generateContent", self._body(request)
         )
         answer = _decoder.decode(response.body or "{}")
         text, finish = self._read(answer)
-        return text, finish or "other", _usage(answer.usage_metadata)
+        return Raw(text, finish or "other", _usage(answer.usage_metadata))
 
     async def _stream(self, request: ProviderRequest, model: str) -> AsyncIterator[RawChunk]:
         api = self.client._api_client

@@ -16,12 +16,20 @@ import httpx2
 import msgspec
 import openai
 
-from ._adapter import Adapter, RawChunk, error_for_status, parse_retry_after
+from ._adapter import Adapter, Raw, RawChunk, error_for_status, parse_retry_after
 from ._catalog import Catalog
 from ._config import ProviderConfig
 from ._errors import ContentFiltered, ContextTooLong, ProviderError, ProviderTimeout, Unavailable
 from ._raw import read_error, sse_events
-from ._types import FinishReason, ProviderRequest, Usage
+from ._types import (
+    ChatMessage,
+    FinishReason,
+    ProviderRequest,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 
 __all__ = ["OpenAIAdapter"]
 
@@ -29,6 +37,8 @@ _FINISH: dict[str | None, FinishReason] = {
     "stop": "stop",
     "length": "length",
     "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
 }
 # Connection failures that the SDK's aiohttp transport reports as timeouts.
 _REFUSED = (ConnectionRefusedError, aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError)
@@ -40,8 +50,20 @@ class _Usage(msgspec.Struct):
     total_tokens: int = 0
 
 
+class _Function(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolCall(msgspec.Struct):
+    index: int = 0
+    id: str | None = None
+    function: _Function | None = None
+
+
 class _Text(msgspec.Struct):
     content: str | None = None
+    tool_calls: list[_ToolCall] | None = None
 
 
 class _Choice(msgspec.Struct):
@@ -96,8 +118,18 @@ class OpenAIAdapter(Adapter):
     def _body(self, request: ProviderRequest, model: str) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self._target(model),
-            "messages": [{"role": m.role, "content": m.content} for m in request.chat()],
+            "messages": [_turn(m) for m in request.chat()],
         }
+        if request.tools:
+            body["tools"] = [_tool(t) for t in request.tools]
+            if request.tool_choice is not None:
+                choice = request.tool_choice
+                body["tool_choice"] = (
+                    choice if isinstance(choice, str)
+                    else {"type": "function", "function": {"name": choice.name}}
+                )  # fmt: skip
+            if request.parallel_tool_calls is not None:
+                body["parallel_tool_calls"] = request.parallel_tool_calls
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.top_p is not None:
@@ -116,9 +148,7 @@ class OpenAIAdapter(Adapter):
             body["response_format"] = request.response_format.as_openai()
         return body
 
-    async def _generate(
-        self, request: ProviderRequest, model: str
-    ) -> tuple[str, FinishReason, Usage]:
+    async def _generate(self, request: ProviderRequest, model: str) -> Raw:
         response = await self.client.post(
             "/chat/completions", body=self._body(request, model), cast_to=httpx2.Response
         )
@@ -128,8 +158,16 @@ class OpenAIAdapter(Adapter):
         if not answer.choices or answer.choices[0].message is None:
             raise Unavailable(self.name, "the answer has no choices")
         choice = answer.choices[0]
-        text = choice.message.content if choice.message else None
-        return text or "", _FINISH.get(choice.finish_reason, "other"), _usage(answer.usage)
+        message = choice.message
+        text = message.content if message else None
+        calls = [
+            ToolCall(id=c.id or f"call_{n}", name=c.function.name or "",
+                     arguments=c.function.arguments or "{}")
+            for n, c in enumerate((message.tool_calls if message else None) or [])
+            if c.function is not None
+        ]  # fmt: skip
+        finish = _FINISH.get(choice.finish_reason, "other")
+        return Raw(text or "", finish, _usage(answer.usage), calls)
 
     async def _stream(self, request: ProviderRequest, model: str) -> AsyncIterator[RawChunk]:
         body = self._body(request, model) | {
@@ -152,6 +190,12 @@ class OpenAIAdapter(Adapter):
                     choice = chunk.choices[0]
                     if choice.delta is not None and choice.delta.content:
                         yield choice.delta.content
+                    if choice.delta is not None and choice.delta.tool_calls:
+                        for call in choice.delta.tool_calls:
+                            function = call.function or _Function()
+                            yield ToolCallDelta(index=call.index, id=call.id or "",
+                                                name=function.name or "",
+                                                arguments=function.arguments or "")  # fmt: skip
                     if choice.finish_reason is not None:
                         finish = _FINISH.get(choice.finish_reason, "other")
                 if chunk.usage is not None and finish is not None:
@@ -227,3 +271,26 @@ def _describe(exc: BaseException) -> str:
     while root.__cause__ is not None:
         root = root.__cause__
     return f"{type(root).__name__}: {root}" if root is not exc else str(exc)
+
+
+def _turn(message: ChatMessage) -> dict[str, Any]:
+    """One turn in OpenAI's words (an assistant's tool calls, a tool's result)."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["content"] = message.content or None
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    if message.role == "tool":
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def _tool(tool: Tool) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters}
+    if tool.description is not None:
+        function["description"] = tool.description
+    if tool.strict is not None:
+        function["strict"] = tool.strict
+    return {"type": "function", "function": function}

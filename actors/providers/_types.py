@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -25,7 +25,7 @@ __all__ = [
     "check_conversation",
 ]
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 
 # The sampling parameters and their bounds, declared once: the HTTP bodies, the bus
 # request and the provider request all use these.
@@ -35,29 +35,89 @@ MaxTokens = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 Stops = Annotated[list[str], msgspec.Meta(max_length=4)]
 # Normalized across providers: "stop" (natural end or a stop sequence), "length"
 # (max_tokens reached), "content_filter" (the provider withheld content), "other".
-FinishReason = Literal["stop", "length", "content_filter", "other"]
+# "tool_calls": the model asks for tools to be called (its calls are in the answer).
+FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "other"]
+
+
+class ToolCall(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A model's call of a tool: its id (the tool's result names it), the function's
+    name and its arguments, a JSON text as the model wrote it."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+
+class ToolCallDelta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A piece of a streamed tool call: the first piece of call ``index`` has its id
+    and name, the next ones more of its arguments."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+class Tool(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A function the model may call: its name, what it does, its parameters as a
+    JSON Schema (OpenAI's ``function``)."""
+
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    description: str | None = None
+    parameters: dict[str, Any] = {}
+    strict: bool | None = None
+
+
+class NamedTool(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``tool_choice`` naming the one function the model must call."""
+
+    name: str
+
+
+# "auto" (the model decides), "none" (no call), "required" (at least one), or a name.
+ToolChoice = Literal["auto", "none", "required"] | NamedTool
 
 
 class ChatMessage(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """One turn of a conversation.
+    """One turn of a conversation: an assistant's turn may carry tool calls
+    (``tool_calls``), and a ``tool`` turn is the result of one (``tool_call_id``).
 
-    Not tracked by the garbage collector (it holds only strings, so it is never part of
-    a cycle): a 100,000-message request would otherwise make every full collection
-    walk 100,000 more objects, several times while the request is converted.
+    Not tracked by the garbage collector (it holds only strings and tool calls of
+    strings, so it is never part of a cycle): a 100,000-message request would
+    otherwise make every full collection walk 100,000 more objects, several times
+    while the request is converted.
     """
 
     role: Role
     content: str
+    tool_calls: list[ToolCall] = []
+    tool_call_id: str = ""
 
 
-def check_conversation(prompt: str | None, messages: list[ChatMessage], stop: list[str]) -> None:
-    """A prompt or messages (with a turn that is not the system's), up to 4 stops."""
+def check_conversation(
+    prompt: str | None, messages: list[ChatMessage], stop: list[str], tools: bool = False
+) -> None:
+    """A prompt or messages (with a turn that is not the system's), up to 4 stops; tool
+    calls only in assistant turns, each tool turn naming its call, and neither without
+    ``tools`` (the definitions of the tools they call)."""
     if (prompt is None) == (not messages):
         raise ValueError("give either `prompt` or `messages`, not both or neither")
     if messages and not any(m.role != "system" for m in messages):
         raise ValueError("`messages` needs at least one user or assistant message")
     if len(stop) > 4:
         raise ValueError("`stop` takes at most 4 sequences")
+    for index, message in enumerate(messages):
+        if message.role == "tool":
+            if not message.tool_call_id:
+                raise ValueError(f"messages[{index}].tool_call_id: a tool turn names the "
+                                 "call it answers")  # fmt: skip
+        elif not message.tool_calls:
+            continue
+        elif message.role != "assistant":
+            raise ValueError(f"messages[{index}].tool_calls: only an assistant turn calls tools")
+        if not tools:
+            raise ValueError(f"messages[{index}]: a conversation with tool calls needs "
+                             "`tools`, the definitions of the tools it calls")  # fmt: skip
 
 
 class ProviderRequest(Message, tag="provider.request", frozen=True, kw_only=True):
@@ -83,9 +143,12 @@ class ProviderRequest(Message, tag="provider.request", frozen=True, kw_only=True
     logit_bias: LogitBias | None = None
     reasoning_effort: Effort | None = None
     response_format: ResponseFormat | None = None
+    tools: list[Tool] = []
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
 
     def __post_init__(self) -> None:
-        check_conversation(self.prompt, self.messages, self.stop)
+        check_conversation(self.prompt, self.messages, self.stop, bool(self.tools))
 
     def chat(self) -> list[ChatMessage]:
         """The conversation, a prompt becoming one user message."""
@@ -120,6 +183,7 @@ class Completion(Message, tag="provider.completion", frozen=True, kw_only=True):
     model: str
     latency_ms: float
     first_token_ms: float | None = None  # a stream's: until its first text
+    tool_calls: list[ToolCall] = []  # with finish_reason "tool_calls"
 
 
 class Chunk(msgspec.Struct, frozen=True, kw_only=True):
@@ -127,6 +191,7 @@ class Chunk(msgspec.Struct, frozen=True, kw_only=True):
     reason, the usage and the cost (and no text)."""
 
     delta: str = ""
+    tool_call: ToolCallDelta | None = None  # a piece of a tool call instead of text
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     cost_usd: float | None = None

@@ -17,6 +17,8 @@ from ..providers import (
     ProviderError,
     ProviderTimeout,
     RateLimited,
+    ToolCall,
+    ToolCallDelta,
 )
 from ..runtime import Actor, annotate, span
 from ._breaker_state import BreakerState, BreakerStore, BreakerView, Decision
@@ -152,11 +154,20 @@ class Breaker(Actor):
         started = time.perf_counter()
         first_token_ms: float | None = None
         text: list[str] = []
+        calls: dict[int, list[str]] = {}  # index -> id, name, arguments so far
         async for chunk in self.adapter.stream(call.request):
             if not chunk.final:
-                text.append(chunk.delta)
-                sender.push(chunk.delta)
-                if chunk.delta:
+                piece = chunk.tool_call
+                if piece is not None:
+                    known = calls.setdefault(piece.index, ["", "", ""])
+                    known[0] = known[0] or piece.id
+                    known[1] = known[1] or piece.name
+                    known[2] += piece.arguments
+                    sender.push_tool(piece)
+                else:
+                    text.append(chunk.delta)
+                    sender.push(chunk.delta)
+                if chunk.delta or piece is not None:
                     cutoff.first_text()
                     if first_token_ms is None:
                         first_token_ms = (time.perf_counter() - started) * 1000
@@ -175,6 +186,10 @@ class Breaker(Actor):
                 model=self.adapter.model_for(call.request),
                 latency_ms=(time.perf_counter() - started) * 1000,
                 first_token_ms=first_token_ms,
+                tool_calls=[
+                    ToolCall(id=c[0] or f"call_{i}", name=c[1], arguments=c[2] or "{}")
+                    for i, c in sorted(calls.items())
+                ],
             )
         raise AssertionError("adapter streams end with a final chunk or raise")
 
@@ -350,6 +365,7 @@ class _DeltaSender:
         self._to = to
         self._corr = corr
         self._buffer: list[str] = []
+        self._tools: list[ToolCallDelta] = []
         self._task: asyncio.Task[None] | None = None
         self.started = False
 
@@ -357,16 +373,24 @@ class _DeltaSender:
         if not text:
             return
         self._buffer.append(text)
+        self._wake()
+
+    def push_tool(self, piece: ToolCallDelta) -> None:
+        self._tools.append(piece)
+        self._wake()
+
+    def _wake(self) -> None:
         self.started = True
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain())
 
     async def _drain(self) -> None:
         assert self._to is not None
-        while self._buffer:
+        while self._buffer or self._tools:
             text = "".join(self._buffer)
+            tools, self._tools = self._tools, []
             self._buffer.clear()
-            delta = StreamDelta(text=text, model=self._model)
+            delta = StreamDelta(text=text, model=self._model, tool_calls=tools)
             self._model = ""
             await self._bus.reply(self._to, self._corr, delta)
 
@@ -374,12 +398,13 @@ class _DeltaSender:
         """Send everything pushed so far; raises ``BusUnavailable``."""
         if self._task is not None:
             await self._task
-        if self._buffer:
+        if self._buffer or self._tools:
             await self._drain()
 
     async def settle(self) -> None:
         """Let a send in flight finish, drop the rest: the stream is failing anyway."""
         self._buffer.clear()
+        self._tools.clear()
         if self._task is not None:
             with contextlib.suppress(BusUnavailable):
                 await self._task

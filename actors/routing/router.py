@@ -282,7 +282,12 @@ class Router(Actor):
                 )
                 return None
             if isinstance(reply, Completion):
-                wrong = invalid_output(request.response_format, reply.content)
+                # A model that calls tools has not answered yet: nothing to check.
+                wrong = (
+                    None
+                    if reply.tool_calls
+                    else invalid_output(request.response_format, reply.content)
+                )
                 if wrong is not None:  # never served as valid, never cached
                     return self._invalid(course, reply, wrong, more=more)
                 course.completion = reply
@@ -365,6 +370,7 @@ class Router(Actor):
             cost_usd=done.cost_usd,
             processing_time_ms=0.0,
             attempts=attempts,
+            tool_calls=[] if streamed else done.tool_calls,  # a stream's went as deltas
         )
 
     def _deadline(self, request: GenerateRequest, attempts: list[Attempt]) -> GenerateFailed:

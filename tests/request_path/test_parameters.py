@@ -93,7 +93,6 @@ async def test_a_tier_goes_to_the_candidates_that_take_it(
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
         ({"n": 2}, "n"),
         ({"logprobs": True}, "logprobs"),
         ({"metadata": {"k": "v"}}, "metadata"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import json
 import math
 import re
 import struct
@@ -16,7 +17,7 @@ import msgspec
 from aiohttp import web
 
 from ._api import Api, Call, json_response, sse
-from ._text import Answer, input_tokens
+from ._text import Answer, input_tokens, instance_of
 
 __all__ = ["AzureApi", "OpenAIApi"]
 
@@ -61,6 +62,9 @@ class OpenAIApi(Api):
         extra: dict[str, Any] = {"include_usage": bool(options.get("include_usage"))}
         # OpenAI's further parameters, kept as they came (tests read them back).
         extra["params"] = {k: body[k] for k in _PARAMS if k in body}
+        calls = _tool_calls(body, model)
+        if calls:
+            extra["calls"] = calls
         form = body.get("response_format") or {}
         if form.get("type") == "json_object":
             extra["shape"] = {}
@@ -115,15 +119,20 @@ class OpenAIApi(Api):
         return {"id": f"chatcmpl-{digest}", "created": int(time.time()), "model": call.model}
 
     def complete(self, call: Call, result: Answer) -> web.Response:
+        message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None}
+        finish: str = result.finish
+        calls = call.extra.get("calls")
+        if calls:
+            message["content"] = None
+            message["tool_calls"] = [
+                {"id": i, "type": "function", "function": {"name": n, "arguments": a}}
+                for i, n, a in calls
+            ]
+            finish = "tool_calls"
         body = self._head(call) | {
             "object": "chat.completion",
             "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": result.text, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": result.finish,
-                }
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
             ],
             "usage": _usage(result),
             "system_fingerprint": "fp_simulated",
@@ -137,10 +146,23 @@ class OpenAIApi(Api):
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
             return sse(head | {"choices": [choice]})
 
-        yield chunk({"role": "assistant", "content": ""}, None)
-        for piece in result.pieces:
-            yield chunk({"content": piece}, None)
-        yield chunk({}, result.finish)
+        calls = call.extra.get("calls")
+        if calls:  # each call: its id and name, then its arguments in two pieces
+            yield chunk({"role": "assistant", "content": None}, None)
+            for index, (call_id, name, arguments) in enumerate(calls):
+                first = {"index": index, "id": call_id, "type": "function",
+                         "function": {"name": name, "arguments": ""}}  # fmt: skip
+                yield chunk({"tool_calls": [first]}, None)
+                half = len(arguments) // 2
+                for part in (arguments[:half], arguments[half:]):
+                    more = {"index": index, "function": {"arguments": part}}
+                    yield chunk({"tool_calls": [more]}, None)
+            yield chunk({}, "tool_calls")
+        else:
+            yield chunk({"role": "assistant", "content": ""}, None)
+            for piece in result.pieces:
+                yield chunk({"content": piece}, None)
+            yield chunk({}, result.finish)
         if call.extra.get("include_usage"):
             yield sse(head | {"choices": [], "usage": _usage(result)})
         yield sse(b"[DONE]")
@@ -307,3 +329,28 @@ def _embedding(text: str, dimensions: int) -> list[float]:
             total[i] += weight * value
     norm = math.sqrt(sum(v * v for v in total)) or 1.0
     return [v / norm for v in total]
+
+
+def _tool_calls(body: dict[str, Any], model: str) -> list[tuple[str, str, str]]:
+    """The calls a model with tools makes: when the last turn is not a tool's result and
+    tool_choice allows, the named tool, or the first tool (the first two with parallel
+    calls allowed), with arguments that follow each tool's parameters."""
+    tools = [t.get("function") or {} for t in body.get("tools") or [] if isinstance(t, dict)]
+    choice = body.get("tool_choice", "auto")
+    messages = body.get("messages") or [{}]
+    if not tools or choice == "none" or messages[-1].get("role") == "tool":
+        return []
+    if isinstance(choice, dict):
+        wanted = (choice.get("function") or {}).get("name")
+        chosen = [t for t in tools if t.get("name") == wanted]
+    elif body.get("parallel_tool_calls", True) is not False and len(tools) > 1:
+        chosen = tools[:2]
+    else:
+        chosen = tools[:1]
+    seed = model + json.dumps(messages, sort_keys=True)
+    out = []
+    for index, tool in enumerate(chosen):
+        arguments = instance_of(tool.get("parameters") or {}, f"{seed}{index}")
+        call_id = "call_" + hashlib.sha256(f"{seed}{index}".encode()).hexdigest()[:20]
+        out.append((call_id, str(tool.get("name", "")), json.dumps(arguments)))
+    return out

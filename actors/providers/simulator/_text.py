@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from .._tokens import approx_tokens
 
-__all__ = ["Answer", "answer", "input_tokens"]
+__all__ = ["Answer", "answer", "input_tokens", "instance_of"]
 
 _VOCABULARY = (
     "the of and to in is that it for as with was on be by this are from at or an have not "
@@ -64,6 +64,13 @@ def answer(
         finish = "length"
     pieces = re.findall(r" ?\S+", text)
     return Answer(text, pieces, input_tokens(texts), approx_tokens(text), finish)
+
+
+def instance_of(schema: dict[str, Any], seed: str) -> Any:
+    """A value that follows ``schema`` (a tool's parameters), the same for the same seed."""
+    digest = hashlib.sha256(seed.encode()).digest()
+    words = [_WORDS[b % len(_WORDS)] for b in hashlib.shake_256(digest).digest(16)]
+    return _instance(schema or {"type": "object"}, schema, words, 0)
 
 
 def _instance(schema: Any, root: dict[str, Any], words: list[str], depth: int) -> Any:
