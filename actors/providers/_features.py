@@ -47,7 +47,7 @@ _OPENAI = frozenset(FEATURES)
 TRANSLATED: dict[str, frozenset[str]] = {
     "openai": _OPENAI,
     "azure": _OPENAI,
-    "google": frozenset({"seed", "penalties", "json_object", "json_schema"}),  # tools: next
+    "google": frozenset({"seed", "penalties", "json_object", "json_schema", "tools"}),
     "anthropic": frozenset(),
 }
 

@@ -23,7 +23,17 @@ from ._adapter import Adapter, Raw, RawChunk, error_for_status, parse_retry_afte
 from ._catalog import Catalog
 from ._config import ProviderConfig
 from ._errors import ContentFiltered, ContextTooLong, ProviderError, ProviderTimeout, Unavailable
-from ._types import FinishReason, ProviderRequest, Usage
+from ._types import (
+    ChatMessage,
+    FinishReason,
+    NamedTool,
+    ProviderRequest,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    Usage,
+)
 
 __all__ = ["GoogleAdapter"]
 
@@ -67,15 +77,11 @@ class GoogleAdapter(Adapter):
     def _body(self, request: ProviderRequest) -> dict[str, Any]:
         """The generateContent body (the Gemini API's JSON, as the SDK would send it)."""
         system, turns = request.split_system()
-        body: dict[str, Any] = {
-            "contents": [
-                {
-                    "role": "model" if m.role == "assistant" else "user",
-                    "parts": [{"text": m.content}],
-                }
-                for m in turns
-            ]
-        }
+        body: dict[str, Any] = {"contents": _contents(turns)}
+        if request.tools:
+            body["tools"] = [{"functionDeclarations": [_declaration(t) for t in request.tools]}]
+            if request.tool_choice is not None:
+                body["toolConfig"] = {"functionCallingConfig": _calling(request.tool_choice)}
         if system is not None:
             body["systemInstruction"] = {"role": "user", "parts": [{"text": system}]}
         generation: dict[str, Any] = {}
@@ -109,7 +115,10 @@ class GoogleAdapter(Adapter):
         )
         answer = _decoder.decode(response.body or "{}")
         text, finish = self._read(answer)
-        return Raw(text, finish or "other", _usage(answer.usage_metadata))
+        calls = [ToolCall(id=d.id, name=d.name, arguments=d.arguments) for d in _calls(answer)]
+        if calls and finish == "stop":
+            finish = "tool_calls"
+        return Raw(text, finish or "other", _usage(answer.usage_metadata), calls)
 
     async def _stream(self, request: ProviderRequest, model: str) -> AsyncIterator[RawChunk]:
         api = self.client._api_client
@@ -120,6 +129,7 @@ class GoogleAdapter(Adapter):
             self._stream_options,
         )
         usage = Usage()
+        called = 0  # Gemini sends each call whole: one delta each
         async for event in stream:
             chunk = _decoder.decode(event.body or "{}")
             text, finish = self._read(chunk)
@@ -127,8 +137,11 @@ class GoogleAdapter(Adapter):
                 usage = _usage(chunk.usage_metadata)
             if text:
                 yield text
+            for call in _calls(chunk, called):
+                called += 1
+                yield call
             if finish is not None:
-                yield finish, usage
+                yield ("tool_calls" if called and finish == "stop" else finish), usage
                 return
 
     def _read(self, response: _Response) -> tuple[str, FinishReason | None]:
@@ -188,9 +201,16 @@ def _model_path(model: str) -> str:
     return model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
 
 
-class _Part(msgspec.Struct):
+class _FunctionCall(msgspec.Struct):
+    name: str = ""
+    args: dict[str, Any] | None = None
+    id: str | None = None
+
+
+class _Part(msgspec.Struct, rename="camel"):
     text: str | None = None
     thought: bool | None = None
+    function_call: _FunctionCall | None = None
 
 
 class _Content(msgspec.Struct):
@@ -247,3 +267,78 @@ def _retry_delay(details: Any) -> float | None:
             except ValueError:
                 return None
     return None
+
+
+def _contents(turns: list[ChatMessage]) -> list[dict[str, Any]]:
+    """The turns as Gemini's contents: an assistant's tool calls as ``functionCall``
+    parts, tool results as ``functionResponse`` parts of one user turn (the results of
+    parallel calls together), each named by the function its call named."""
+    names = {c.id: c.name for m in turns for c in m.tool_calls}
+    contents: list[dict[str, Any]] = []
+    for message in turns:
+        if message.role == "tool":
+            part = {"functionResponse": {"name": names.get(message.tool_call_id, ""),
+                                         "response": _response(message.content)}}  # fmt: skip
+            last = contents[-1] if contents else None
+            if (
+                last is not None
+                and last["role"] == "user"
+                and "functionResponse" in last["parts"][-1]
+            ):
+                last["parts"].append(part)
+            else:
+                contents.append({"role": "user", "parts": [part]})
+            continue
+        parts: list[dict[str, Any]] = [{"text": message.content}] if message.content else []
+        parts += [{"functionCall": {"name": c.name, "args": _arguments(c.arguments)}}
+                  for c in message.tool_calls]  # fmt: skip
+        role = "model" if message.role == "assistant" else "user"
+        contents.append({"role": role, "parts": parts or [{"text": ""}]})
+    return contents
+
+
+def _response(content: str) -> dict[str, Any]:
+    """A tool's result as Gemini wants it: a JSON object (a JSON object result as it is,
+    anything else under ``result``)."""
+    try:
+        value = msgspec.json.decode(content)
+    except msgspec.DecodeError:
+        return {"result": content}
+    return value if isinstance(value, dict) else {"result": value}
+
+
+def _arguments(text: str) -> dict[str, Any]:
+    try:
+        value = msgspec.json.decode(text or "{}")
+    except msgspec.DecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _declaration(tool: Tool) -> dict[str, Any]:
+    """A tool as a function declaration; its parameters as JSON Schema, as they came."""
+    out: dict[str, Any] = {"name": tool.name}
+    if tool.description is not None:
+        out["description"] = tool.description
+    if tool.parameters:
+        out["parametersJsonSchema"] = tool.parameters
+    return out
+
+
+def _calling(choice: ToolChoice) -> dict[str, Any]:
+    if isinstance(choice, NamedTool):
+        return {"mode": "ANY", "allowedFunctionNames": [choice.name]}
+    return {"mode": {"auto": "AUTO", "none": "NONE", "required": "ANY"}[choice]}
+
+
+def _calls(response: _Response, start: int = 0) -> list[ToolCallDelta]:
+    """The function calls of a response (or chunk), whole, numbered from ``start``."""
+    if not response.candidates or response.candidates[0].content is None:
+        return []
+    found = [p.function_call for p in response.candidates[0].content.parts if p.function_call]
+    return [
+        ToolCallDelta(index=start + n, id=call.id or f"call_{start + n}_{call.name}",
+                      name=call.name, arguments=msgspec.json.encode(call.args or {}).decode())
+        for n, call in enumerate(found)
+        if call is not None
+    ]  # fmt: skip

@@ -45,63 +45,66 @@ async def sdk(make_node: MakeNode) -> AsyncIterator[tuple[Node, openai.AsyncOpen
     await client.close()
 
 
+MODELS = pytest.mark.parametrize(
+    ("model", "provider"), [("gpt-4o", "openai"), ("gemini-1.5-flash", "google")]
+)
+Sdk = tuple[Node, openai.AsyncOpenAI]
+
+
+async def _ask(client: openai.AsyncOpenAI, **kw: Any) -> Any:
+    return await client.chat.completions.create(**kw)
+
+
+@MODELS
 async def test_a_full_tool_round_trip(
-    sdk: tuple[Node, openai.AsyncOpenAI], simulator: Simulator
+    sdk: Sdk, simulator: Simulator, model: str, provider: str
 ) -> None:
     _node, client = sdk
-    first = await client.chat.completions.create(
-        model="gpt-4o",
-        messages=ASK,
-        tools=[WEATHER],  # type: ignore[list-item]
-    )
+    first = await _ask(client, model=model, messages=ASK, tools=[WEATHER])
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls"
     (call,) = choice.message.tool_calls or []
-    assert call.function.name == "get_weather"  # type: ignore[union-attr]
-    arguments = json.loads(call.function.arguments)  # type: ignore[union-attr]
-    assert set(arguments) == {"city", "days"}
-    sent = simulator.state.last["openai"]
+    assert call.function.name == "get_weather"
+    assert set(json.loads(call.function.arguments)) == {"city", "days"}
+    sent = simulator.state.last[provider]
     conversation: list[Any] = [
         *ASK,
         {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
         {"role": "tool", "tool_call_id": call.id, "content": '{"celsius": 21}'},
     ]
-    second = await client.chat.completions.create(
-        model="gpt-4o",
-        messages=conversation,
-        tools=[WEATHER],  # type: ignore[list-item]
-    )
+    second = await _ask(client, model=model, messages=conversation, tools=[WEATHER])
     assert second.choices[0].finish_reason == "stop"
     assert second.choices[0].message.content
-    assert sent is not simulator.state.last["openai"]
+    assert sent is not simulator.state.last[provider]
 
 
-async def test_parallel_calls_and_a_named_choice(sdk: tuple[Node, openai.AsyncOpenAI]) -> None:
+@MODELS
+async def test_parallel_calls_and_a_named_choice(sdk: Sdk, model: str, provider: str) -> None:
     _node, client = sdk
-    both = await client.chat.completions.create(
-        model="gpt-4o",
-        messages=ASK,
-        tools=[WEATHER, TIME],  # type: ignore[list-item]
-    )
-    names = [c.function.name for c in both.choices[0].message.tool_calls or []]  # type: ignore[union-attr]
+    both = await _ask(client, model=model, messages=ASK, tools=[WEATHER, TIME])
+    names = [c.function.name for c in both.choices[0].message.tool_calls or []]
     assert names == ["get_weather", "get_time"]
-    one = await client.chat.completions.create(
-        model="gpt-4o", messages=ASK, tools=[WEATHER, TIME],  # type: ignore[list-item]
-        parallel_tool_calls=False,
-        tool_choice={"type": "function", "function": {"name": "get_time"}},
-    )  # fmt: skip
-    names = [c.function.name for c in one.choices[0].message.tool_calls or []]  # type: ignore[union-attr]
-    assert names == ["get_time"]
+    named = {"type": "function", "function": {"name": "get_time"}}
+    one = await _ask(client, model=model, messages=ASK, tools=[WEATHER, TIME], tool_choice=named)
+    assert [c.function.name for c in one.choices[0].message.tool_calls or []] == ["get_time"]
 
 
-async def test_streamed_tool_call_deltas(sdk: tuple[Node, openai.AsyncOpenAI]) -> None:
+async def test_parallel_tool_calls_false_is_honoured(sdk: Sdk) -> None:
+    """OpenAI's switch: Gemini has none, so it is left out of a request that sets it."""
     _node, client = sdk
-    stream = await client.chat.completions.create(
-        model="gpt-4o",
-        messages=ASK,
-        tools=[WEATHER],
-        stream=True,  # type: ignore[list-item]
-    )
+    one = await _ask(client, model="gpt-4o", messages=ASK, tools=[WEATHER, TIME],
+                     parallel_tool_calls=False)  # fmt: skip
+    assert len(one.choices[0].message.tool_calls or []) == 1
+    with pytest.raises(openai.BadRequestError) as caught:
+        await _ask(client, model="gemini-1.5-flash", messages=ASK, tools=[WEATHER, TIME],
+                   parallel_tool_calls=False)  # fmt: skip
+    assert caught.value.param == "parallel_tool_calls"
+
+
+@MODELS
+async def test_streamed_tool_call_deltas(sdk: Sdk, model: str, provider: str) -> None:
+    _node, client = sdk
+    stream = await _ask(client, model=model, messages=ASK, tools=[WEATHER], stream=True)
     ids, names, arguments, finish = set(), set(), "", None
     async for chunk in stream:
         if not chunk.choices:
@@ -118,43 +121,27 @@ async def test_streamed_tool_call_deltas(sdk: tuple[Node, openai.AsyncOpenAI]) -
     assert set(json.loads(arguments)) == {"city", "days"}
 
 
-async def test_the_legacy_functions_are_tools(sdk: tuple[Node, openai.AsyncOpenAI]) -> None:
+async def test_the_legacy_functions_are_tools(sdk: Sdk) -> None:
     _node, client = sdk
-    done = await client.chat.completions.create(
-        model="gpt-4o",
-        messages=ASK,
-        functions=[WEATHER["function"]],  # type: ignore[list-item]
-    )
+    done = await _ask(client, model="gpt-4o", messages=ASK, functions=[WEATHER["function"]])
     message = done.choices[0].message
     assert done.choices[0].finish_reason == "function_call"
     assert message.function_call is not None and message.function_call.name == "get_weather"
 
 
-async def test_providers_without_tools_yet_are_left_out(
-    sdk: tuple[Node, openai.AsyncOpenAI], simulator: Simulator
-) -> None:
+async def test_providers_without_tools_yet_are_left_out(sdk: Sdk, simulator: Simulator) -> None:
     _node, client = sdk
-    for _ in range(3):  # round robin over legacy_fast: only OpenAI carries tools yet
-        await client.chat.completions.create(
-            model="legacy_fast",
-            messages=ASK,
-            tools=[WEATHER],  # type: ignore[list-item]
-        )
-    assert simulator.state.calls["anthropic"] == simulator.state.calls["google"] == 0
+    for _ in range(3):  # round robin over legacy_fast: Anthropic carries no tools yet
+        await _ask(client, model="legacy_fast", messages=ASK, tools=[WEATHER])
+    assert simulator.state.calls["anthropic"] == 0
     with pytest.raises(openai.BadRequestError) as caught:
-        await client.chat.completions.create(
-            model="claude-3-haiku",
-            messages=ASK,
-            tools=[WEATHER],  # type: ignore[list-item]
-        )
+        await _ask(client, model="claude-3-haiku", messages=ASK, tools=[WEATHER])
     assert caught.value.param == "tools"
 
 
-async def test_a_tool_turn_without_tools_is_a_400(sdk: tuple[Node, openai.AsyncOpenAI]) -> None:
+async def test_a_tool_turn_without_tools_is_a_400(sdk: Sdk) -> None:
     _node, client = sdk
+    turns = [*ASK, {"role": "tool", "tool_call_id": "c1", "content": "x"}]
     with pytest.raises(openai.BadRequestError) as caught:
-        await client.chat.completions.create(
-            model="gpt-4o",
-            messages=[*ASK, {"role": "tool", "tool_call_id": "c1", "content": "x"}],  # type: ignore[list-item]
-        )
+        await _ask(client, model="gpt-4o", messages=turns)
     assert "tools" in caught.value.message

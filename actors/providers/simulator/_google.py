@@ -10,7 +10,7 @@ import msgspec
 from aiohttp import web
 
 from ._api import Api, Call, json_response, sse
-from ._text import Answer
+from ._text import Answer, instance_of
 
 __all__ = ["GoogleApi"]
 
@@ -72,6 +72,9 @@ class GoogleApi(Api):
             return self.error(400, "", f"Invalid JSON payload received: {exc!r}")
         model = request.match_info["model"]
         extra: dict[str, Any] = {"params": dict(config)}  # tests read them back
+        calls = _function_calls(body, model)
+        if calls:
+            extra["calls"] = calls
         if config.get("responseMimeType") == "application/json":
             extra["shape"] = config.get("responseJsonSchema") or config.get("responseSchema") or {}
         call = Call(self.provider, model, texts, max_tokens, stream, extra)
@@ -112,10 +115,10 @@ class GoogleApi(Api):
     def _response(
         self, call: Call, text: str, finish: str | None, usage: Answer | None
     ) -> dict[str, Any]:
-        candidate: dict[str, Any] = {
-            "content": {"role": "model", "parts": [{"text": text}]},
-            "index": 0,
-        }
+        parts: list[dict[str, Any]] = [{"text": text}]
+        if call.extra.get("calls"):
+            parts = [{"functionCall": {"name": n, "args": a}} for n, a in call.extra["calls"]]
+        candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
         if finish:
             candidate["finishReason"] = finish
         body: dict[str, Any] = {
@@ -135,6 +138,9 @@ class GoogleApi(Api):
         return json_response(self._response(call, result.text, _FINISH[result.finish], result))
 
     def events(self, call: Call, result: Answer) -> Iterator[bytes]:
+        if call.extra.get("calls"):  # Gemini streams each call whole
+            yield sse(self._response(call, "", "STOP", result))
+            return
         pieces = result.pieces
         for piece in pieces[:-1]:
             yield sse(self._response(call, piece, None, None))
@@ -167,3 +173,24 @@ def _parts_text(content: Any) -> str:
     if not isinstance(parts, list):
         raise TypeError("content needs a list of parts")
     return "".join(p.get("text", "") for p in parts if isinstance(p, dict))
+
+
+def _function_calls(body: dict[str, Any], model: str) -> list[tuple[str, Any]]:
+    """The calls a model with function declarations makes (as the OpenAI API's do):
+    none after a function's result or with mode NONE; the allowed one with ANY and
+    allowedFunctionNames; else the first declaration (the first two when there are
+    more), with arguments that follow its parameters."""
+    declared = [d for t in body.get("tools") or [] for d in t.get("functionDeclarations") or []]
+    config = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
+    contents = body.get("contents") or [{}]
+    answered = any("functionResponse" in p for p in contents[-1].get("parts") or [])
+    if not declared or config.get("mode") == "NONE" or answered:
+        return []
+    allowed = config.get("allowedFunctionNames")
+    chosen = [d for d in declared if d.get("name") in allowed] if allowed else declared[:2]
+    seed = model + repr(contents)
+    return [
+        (str(d.get("name", "")),
+         instance_of(d.get("parametersJsonSchema") or d.get("parameters") or {}, f"{seed}{n}"))
+        for n, d in enumerate(chosen)
+    ]  # fmt: skip
