@@ -18,7 +18,17 @@ from ._catalog import Catalog
 from ._config import ProviderConfig
 from ._errors import ContextTooLong, ProviderError, ProviderTimeout, ServerError, Unavailable
 from ._raw import read_error, sse_events
-from ._types import FinishReason, ProviderRequest, Usage
+from ._types import (
+    ChatMessage,
+    FinishReason,
+    NamedTool,
+    ProviderRequest,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    Usage,
+)
 
 __all__ = ["AnthropicAdapter"]
 
@@ -28,6 +38,7 @@ _FINISH: dict[str | None, FinishReason] = {
     "max_tokens": "length",
     "model_context_window_exceeded": "length",
     "refusal": "content_filter",
+    "tool_use": "tool_calls",
 }
 # Anthropic requires max_tokens; without one from the request, the model's maximum
 # output (from the catalog) or this.
@@ -42,6 +53,9 @@ class _Usage(msgspec.Struct, frozen=True):
 class _Block(msgspec.Struct):
     type: str = ""
     text: str | None = None
+    id: str | None = None  # a tool_use block's
+    name: str | None = None
+    input: Any = None
 
 
 class _Message(msgspec.Struct):
@@ -52,6 +66,7 @@ class _Message(msgspec.Struct):
 
 class _Delta(msgspec.Struct):
     text: str | None = None
+    partial_json: str | None = None  # an input_json_delta's piece of a tool's input
     stop_reason: str | None = None
 
 
@@ -64,7 +79,9 @@ class _Event(msgspec.Struct):
     """One event of a streamed answer."""
 
     type: str
+    index: int = 0
     message: _Message | None = None
+    content_block: _Block | None = None
     delta: _Delta | None = None
     usage: _Usage | None = None
     error: _Error | None = None
@@ -103,8 +120,15 @@ class AnthropicAdapter(Adapter):
         body: dict[str, Any] = {
             "model": model,
             "max_tokens": max_tokens,
-            "messages": [{"role": m.role, "content": m.content} for m in turns],
+            "messages": _messages(turns),
         }
+        if request.tools:
+            body["tools"] = [_tool(t) for t in request.tools]
+            choice = _choice(request.tool_choice)
+            if request.parallel_tool_calls is False and choice.get("type") != "none":
+                choice["disable_parallel_tool_use"] = True
+            if choice:
+                body["tool_choice"] = choice
         if system is not None:
             body["system"] = system
         if request.temperature is not None:
@@ -123,8 +147,13 @@ class AnthropicAdapter(Adapter):
         )
         message = _decode_message(response.content)
         text = "".join(block.text or "" for block in message.content if block.type == "text")
+        calls = [
+            ToolCall(id=b.id or f"toolu_{n}", name=b.name or "",
+                     arguments=msgspec.json.encode(b.input or {}).decode())
+            for n, b in enumerate(message.content) if b.type == "tool_use"
+        ]  # fmt: skip
         usage = _usage(message.usage.input_tokens or 0, message.usage.output_tokens or 0)
-        return Raw(text, _FINISH.get(message.stop_reason, "other"), usage)
+        return Raw(text, _FINISH.get(message.stop_reason, "other"), usage, calls)
 
     async def _stream(self, request: ProviderRequest, model: str) -> AsyncIterator[RawChunk]:
         body = self._body(request, model) | {"stream": True}
@@ -133,6 +162,7 @@ class AnthropicAdapter(Adapter):
         )
         input_tokens = output_tokens = 0
         finish: FinishReason | None = None
+        tools: dict[int, int] = {}  # content block index -> tool call index
         try:
             async for _name, data in sse_events(response.aiter_lines()):
                 event = _decode_event(data)
@@ -140,9 +170,18 @@ class AnthropicAdapter(Adapter):
                     case "message_start" if event.message is not None:
                         input_tokens = event.message.usage.input_tokens or 0
                         output_tokens = event.message.usage.output_tokens or 0
+                    case "content_block_start" if event.content_block is not None:
+                        block = event.content_block
+                        if block.type == "tool_use":
+                            tools[event.index] = len(tools)
+                            yield ToolCallDelta(index=tools[event.index], id=block.id or "",
+                                                name=block.name or "")  # fmt: skip
                     case "content_block_delta" if event.delta is not None:
                         if event.delta.text:
                             yield event.delta.text
+                        elif event.delta.partial_json and event.index in tools:
+                            yield ToolCallDelta(index=tools[event.index],
+                                                arguments=event.delta.partial_json)  # fmt: skip
                     case "message_delta":
                         if event.delta is not None:
                             finish = _FINISH.get(event.delta.stop_reason, "other")
@@ -199,3 +238,57 @@ def _message(exc: anthropic.APIStatusError) -> str:
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             return str(error["message"])
     return exc.message
+
+
+def _messages(turns: list[ChatMessage]) -> list[dict[str, Any]]:
+    """The turns in Anthropic's words: an assistant's tool calls as ``tool_use`` blocks,
+    tool results as ``tool_result`` blocks of one user turn (parallel results together)."""
+    out: list[dict[str, Any]] = []
+    for message in turns:
+        if message.role == "tool":
+            block = {"type": "tool_result", "tool_use_id": message.tool_call_id,
+                     "content": message.content}  # fmt: skip
+            last = out[-1] if out else None
+            if last is not None and last["role"] == "user" and isinstance(last["content"], list):
+                last["content"].append(block)
+            else:
+                out.append({"role": "user", "content": [block]})
+            continue
+        if not message.tool_calls:
+            out.append({"role": message.role, "content": message.content})
+            continue
+        blocks: list[dict[str, Any]] = (
+            [{"type": "text", "text": message.content}] if message.content else []
+        )
+        blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": _input(c.arguments)}
+                   for c in message.tool_calls]  # fmt: skip
+        out.append({"role": "assistant", "content": blocks})
+    return out
+
+
+def _input(arguments: str) -> dict[str, Any]:
+    try:
+        value = msgspec.json.decode(arguments or "{}")
+    except msgspec.DecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _tool(tool: Tool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": tool.name,
+        "input_schema": tool.parameters or {"type": "object", "properties": {}},
+    }
+    if tool.description is not None:
+        out["description"] = tool.description
+    if tool.strict is not None:
+        out["strict"] = tool.strict
+    return out
+
+
+def _choice(choice: ToolChoice | None) -> dict[str, Any]:
+    if choice is None:
+        return {"type": "auto"}
+    if isinstance(choice, NamedTool):
+        return {"type": "tool", "name": choice.name}
+    return {"type": {"auto": "auto", "none": "none", "required": "any"}[choice]}

@@ -46,7 +46,8 @@ async def sdk(make_node: MakeNode) -> AsyncIterator[tuple[Node, openai.AsyncOpen
 
 
 MODELS = pytest.mark.parametrize(
-    ("model", "provider"), [("gpt-4o", "openai"), ("gemini-1.5-flash", "google")]
+    ("model", "provider"),
+    [("gpt-4o", "openai"), ("gemini-1.5-flash", "google"), ("claude-3-haiku", "anthropic")],
 )
 Sdk = tuple[Node, openai.AsyncOpenAI]
 
@@ -90,11 +91,13 @@ async def test_parallel_calls_and_a_named_choice(sdk: Sdk, model: str, provider:
 
 
 async def test_parallel_tool_calls_false_is_honoured(sdk: Sdk) -> None:
-    """OpenAI's switch: Gemini has none, so it is left out of a request that sets it."""
+    """OpenAI's switch (Anthropic's disable_parallel_tool_use): Gemini has none, so it
+    is left out of a request that sets it."""
     _node, client = sdk
-    one = await _ask(client, model="gpt-4o", messages=ASK, tools=[WEATHER, TIME],
-                     parallel_tool_calls=False)  # fmt: skip
-    assert len(one.choices[0].message.tool_calls or []) == 1
+    for model in ("gpt-4o", "claude-3-haiku"):
+        one = await _ask(client, model=model, messages=ASK, tools=[WEATHER, TIME],
+                         parallel_tool_calls=False)  # fmt: skip
+        assert len(one.choices[0].message.tool_calls or []) == 1, model
     with pytest.raises(openai.BadRequestError) as caught:
         await _ask(client, model="gemini-1.5-flash", messages=ASK, tools=[WEATHER, TIME],
                    parallel_tool_calls=False)  # fmt: skip
@@ -129,14 +132,12 @@ async def test_the_legacy_functions_are_tools(sdk: Sdk) -> None:
     assert message.function_call is not None and message.function_call.name == "get_weather"
 
 
-async def test_providers_without_tools_yet_are_left_out(sdk: Sdk, simulator: Simulator) -> None:
+async def test_a_tier_with_tools_reaches_every_provider(sdk: Sdk, simulator: Simulator) -> None:
     _node, client = sdk
-    for _ in range(3):  # round robin over legacy_fast: Anthropic carries no tools yet
+    for _ in range(3):  # round robin over legacy_fast: each provider carries tools
         await _ask(client, model="legacy_fast", messages=ASK, tools=[WEATHER])
-    assert simulator.state.calls["anthropic"] == 0
-    with pytest.raises(openai.BadRequestError) as caught:
-        await _ask(client, model="claude-3-haiku", messages=ASK, tools=[WEATHER])
-    assert caught.value.param == "tools"
+    assert simulator.state.calls["openai"] == simulator.state.calls["anthropic"] == 1
+    assert simulator.state.calls["google"] == 1
 
 
 async def test_a_tool_turn_without_tools_is_a_400(sdk: Sdk) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +11,7 @@ import msgspec
 from aiohttp import web
 
 from ._api import Api, Call, json_response, sse
-from ._text import Answer
+from ._text import Answer, instance_of
 
 __all__ = ["AnthropicApi"]
 
@@ -65,7 +66,11 @@ class AnthropicApi(Api):
             model, max_tokens = body["model"], int(body["max_tokens"])
         except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
             return self.error(400, "invalid_request_error", f"malformed request: {exc!r}")
-        call = Call(self.provider, model, texts, max_tokens, bool(body.get("stream")), {})
+        extra: dict[str, Any] = {}
+        calls = _tool_uses(body, model)
+        if calls:
+            extra["calls"] = calls
+        call = Call(self.provider, model, texts, max_tokens, bool(body.get("stream")), extra)
         return await self.serve(request, call)
 
     def error(
@@ -87,6 +92,10 @@ class AnthropicApi(Api):
     def _message(self, call: Call, result: Answer, stop_reason: str) -> dict[str, Any]:
         digest = hashlib.sha256("\x00".join(call.texts).encode()).hexdigest()[:24]
         content = [{"type": "text", "text": result.text}] if result.text else []
+        if call.extra.get("calls"):
+            content = [{"type": "tool_use", "id": i, "name": n, "input": a}
+                       for i, n, a in call.extra["calls"]]  # fmt: skip
+            stop_reason = stop_reason and "tool_use"
         return {
             "id": f"msg_{digest}",
             "type": "message",
@@ -105,6 +114,9 @@ class AnthropicApi(Api):
         start = self._message(call, result, "") | {"content": [], "stop_reason": None}
         start["usage"] = {"input_tokens": result.input_tokens, "output_tokens": 1}
         yield sse({"type": "message_start", "message": start}, "message_start")
+        if call.extra.get("calls"):
+            yield from self._tool_events(call, result)
+            return
         block = {"type": "text", "text": ""}
         yield sse(
             {"type": "content_block_start", "index": 0, "content_block": block},
@@ -118,6 +130,24 @@ class AnthropicApi(Api):
             )
         yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
         stop = {"stop_reason": _STOP[result.finish], "stop_sequence": None}
+        usage = {"output_tokens": result.output_tokens}
+        yield sse({"type": "message_delta", "delta": stop, "usage": usage}, "message_delta")
+        yield sse({"type": "message_stop"}, "message_stop")
+
+    def _tool_events(self, call: Call, result: Answer) -> Iterator[bytes]:
+        """Each tool_use block: its start (id, name, empty input), its input JSON in
+        two input_json_delta pieces, its stop; then the message's end."""
+        for index, (call_id, name, arguments) in enumerate(call.extra["calls"]):
+            block = {"type": "tool_use", "id": call_id, "name": name, "input": {}}
+            yield sse({"type": "content_block_start", "index": index, "content_block": block},
+                      "content_block_start")  # fmt: skip
+            text = json.dumps(arguments)
+            for part in (text[: len(text) // 2], text[len(text) // 2 :]):
+                delta = {"type": "input_json_delta", "partial_json": part}
+                yield sse({"type": "content_block_delta", "index": index, "delta": delta},
+                          "content_block_delta")  # fmt: skip
+            yield sse({"type": "content_block_stop", "index": index}, "content_block_stop")
+        stop = {"stop_reason": "tool_use", "stop_sequence": None}
         usage = {"output_tokens": result.output_tokens}
         yield sse({"type": "message_delta", "delta": stop, "usage": usage}, "message_delta")
         yield sse({"type": "message_stop"}, "message_stop")
@@ -144,3 +174,30 @@ def _text_of(content: Any) -> str:
     if isinstance(content, list):  # content blocks
         return "".join(b.get("text", "") for b in content if isinstance(b, dict))
     raise TypeError("content must be a string or a list of blocks")
+
+
+def _tool_uses(body: dict[str, Any], model: str) -> list[tuple[str, str, Any]]:
+    """The tool_use blocks a model with tools answers (as the OpenAI API's do): none
+    after a tool_result or with tool_choice none; the named tool; else the first (the
+    first two when there are more and parallel use is not disabled)."""
+    tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
+    choice = body.get("tool_choice") or {"type": "auto"}
+    messages = body.get("messages") or [{}]
+    last = messages[-1].get("content")
+    answered = isinstance(last, list) and any(
+        isinstance(b, dict) and b.get("type") == "tool_result" for b in last
+    )
+    if not tools or choice.get("type") == "none" or answered:
+        return []
+    if choice.get("type") == "tool":
+        chosen = [t for t in tools if t.get("name") == choice.get("name")]
+    elif len(tools) > 1 and not choice.get("disable_parallel_tool_use"):
+        chosen = tools[:2]
+    else:
+        chosen = tools[:1]
+    seed = model + json.dumps(messages, sort_keys=True)
+    return [
+        ("toolu_" + hashlib.sha256(f"{seed}{n}".encode()).hexdigest()[:20],
+         str(t.get("name", "")), instance_of(t.get("input_schema") or {}, f"{seed}{n}"))
+        for n, t in enumerate(chosen)
+    ]  # fmt: skip
