@@ -16,7 +16,14 @@ import msgspec
 from ._adapter import Adapter, Raw, RawChunk, error_for_status, parse_retry_after
 from ._catalog import Catalog
 from ._config import ProviderConfig
-from ._errors import ContextTooLong, ProviderError, ProviderTimeout, ServerError, Unavailable
+from ._errors import (
+    BadRequest,
+    ContextTooLong,
+    ProviderError,
+    ProviderTimeout,
+    ServerError,
+    Unavailable,
+)
 from ._raw import read_error, sse_events
 from ._types import (
     ChatMessage,
@@ -40,6 +47,9 @@ _FINISH: dict[str | None, FinishReason] = {
     "refusal": "content_filter",
     "tool_use": "tool_calls",
 }
+# Structured output on Anthropic: a tool the model is made to call, whose input is the
+# answer (its schema the request's); its input comes back as the answer's text.
+_JSON_TOOL = "json_answer"
 # Anthropic requires max_tokens; without one from the request, the model's maximum
 # output (from the catalog) or this.
 _FALLBACK_MAX_TOKENS = 4096
@@ -122,6 +132,15 @@ class AnthropicAdapter(Adapter):
             "max_tokens": max_tokens,
             "messages": _messages(turns),
         }
+        form = request.response_format
+        if form is not None and form.type != "text":
+            if request.tools:
+                raise BadRequest(self.name, "response_format: with tools, not carried to "
+                                 "anthropic (its JSON output is a forced tool)")  # fmt: skip
+            schema = form.json_schema.schema if form.json_schema else {"type": "object"}
+            body["tools"] = [{"name": _JSON_TOOL, "input_schema": schema or {"type": "object"},
+                              "description": "Give your answer as this tool's input."}]  # fmt: skip
+            body["tool_choice"] = {"type": "tool", "name": _JSON_TOOL}
         if request.tools:
             body["tools"] = [_tool(t) for t in request.tools]
             choice = _choice(request.tool_choice)
@@ -146,6 +165,13 @@ class AnthropicAdapter(Adapter):
             "/v1/messages", body=self._body(request, model), cast_to=httpx2.Response
         )
         message = _decode_message(response.content)
+        if _json_wanted(request):  # the forced tool's input is the answer
+            answer = next((b.input for b in message.content
+                           if b.type == "tool_use" and b.name == _JSON_TOOL), None)  # fmt: skip
+            usage = _usage(message.usage.input_tokens or 0, message.usage.output_tokens or 0)
+            finish = _FINISH.get(message.stop_reason, "other")
+            text = msgspec.json.encode(answer).decode() if answer is not None else ""
+            return Raw(text, "stop" if finish == "tool_calls" else finish, usage)
         text = "".join(block.text or "" for block in message.content if block.type == "text")
         calls = [
             ToolCall(id=b.id or f"toolu_{n}", name=b.name or "",
@@ -163,6 +189,8 @@ class AnthropicAdapter(Adapter):
         input_tokens = output_tokens = 0
         finish: FinishReason | None = None
         tools: dict[int, int] = {}  # content block index -> tool call index
+        as_text: set[int] = set()  # the forced JSON tool's blocks: their input is the text
+        json_wanted = _json_wanted(request)
         try:
             async for _name, data in sse_events(response.aiter_lines()):
                 event = _decode_event(data)
@@ -172,19 +200,25 @@ class AnthropicAdapter(Adapter):
                         output_tokens = event.message.usage.output_tokens or 0
                     case "content_block_start" if event.content_block is not None:
                         block = event.content_block
-                        if block.type == "tool_use":
+                        if block.type == "tool_use" and json_wanted and block.name == _JSON_TOOL:
+                            as_text.add(event.index)
+                        elif block.type == "tool_use":
                             tools[event.index] = len(tools)
                             yield ToolCallDelta(index=tools[event.index], id=block.id or "",
                                                 name=block.name or "")  # fmt: skip
                     case "content_block_delta" if event.delta is not None:
                         if event.delta.text:
                             yield event.delta.text
+                        elif event.delta.partial_json and event.index in as_text:
+                            yield event.delta.partial_json
                         elif event.delta.partial_json and event.index in tools:
                             yield ToolCallDelta(index=tools[event.index],
                                                 arguments=event.delta.partial_json)  # fmt: skip
                     case "message_delta":
                         if event.delta is not None:
                             finish = _FINISH.get(event.delta.stop_reason, "other")
+                            if json_wanted and finish == "tool_calls":
+                                finish = "stop"  # the forced tool answered
                         if event.usage is not None:
                             output_tokens = event.usage.output_tokens or output_tokens
                             input_tokens = event.usage.input_tokens or input_tokens
@@ -292,3 +326,8 @@ def _choice(choice: ToolChoice | None) -> dict[str, Any]:
     if isinstance(choice, NamedTool):
         return {"type": "tool", "name": choice.name}
     return {"type": {"auto": "auto", "none": "none", "required": "any"}[choice]}
+
+
+def _json_wanted(request: ProviderRequest) -> bool:
+    form = request.response_format
+    return form is not None and form.type != "text"

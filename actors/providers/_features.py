@@ -42,13 +42,13 @@ FEATURES: dict[str, str] = {
 }
 
 # What each adapter carries to its API (the rest of FEATURES it cannot: a request
-# using it never goes there). Anthropic's JSON output (a forced tool): not yet.
+# using it never goes there). Anthropic's JSON output is a forced tool.
 _OPENAI = frozenset(FEATURES)
 TRANSLATED: dict[str, frozenset[str]] = {
     "openai": _OPENAI,
     "azure": _OPENAI,
     "google": frozenset({"seed", "penalties", "json_object", "json_schema", "tools"}),
-    "anthropic": frozenset({"tools", "parallel_tool_calls"}),
+    "anthropic": frozenset({"tools", "parallel_tool_calls", "json_object", "json_schema"}),
 }
 
 Seed = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]

@@ -22,7 +22,7 @@ class Weather(pydantic.BaseModel):
 
 @pytest.fixture
 async def gateway(make_node: MakeNode) -> AsyncIterator[Node]:
-    node = await make_node(providers=("openai", "google"))
+    node = await make_node(providers=("openai", "google", "anthropic"))
     assert node.gateway is not None
     yield node
 
@@ -33,14 +33,15 @@ def _chat(node: Node, model: str) -> ChatOpenAI:
                       base_url=f"{node.gateway.url}/v1", max_retries=0)  # fmt: skip
 
 
-async def test_bind_tools_gets_tool_calls(gateway: Node) -> None:
-    chat = _chat(gateway, "gpt-4o").bind_tools([Weather])
+@pytest.mark.parametrize("model", ["gpt-4o", "gemini-1.5-flash", "claude-3-haiku"])
+async def test_bind_tools_gets_tool_calls(gateway: Node, model: str) -> None:
+    chat = _chat(gateway, model).bind_tools([Weather])
     answer = await chat.ainvoke("What is the weather in Paris?")
     (call,) = answer.tool_calls  # type: ignore[attr-defined]
     assert call["name"] == "Weather" and set(call["args"]) == {"city", "celsius"}
 
 
-@pytest.mark.parametrize("model", ["gpt-4o", "gemini-1.5-flash"])
+@pytest.mark.parametrize("model", ["gpt-4o", "gemini-1.5-flash", "claude-3-haiku"])
 async def test_with_structured_output(gateway: Node, model: str) -> None:
     structured = _chat(gateway, model).with_structured_output(Weather)
     found = await structured.ainvoke("What is the weather in Paris?")

@@ -132,7 +132,7 @@ class Weather(pydantic.BaseModel):
     hours: list[int]
 
 
-@pytest.mark.parametrize("model", ["gpt-4o", "gemini-1.5-flash"])
+@pytest.mark.parametrize("model", ["gpt-4o", "gemini-1.5-flash", "claude-3-haiku"])
 async def test_structured_output_parses(sdk: tuple[Node, openai.AsyncOpenAI], model: str) -> None:
     _node, client = sdk
     done = await client.chat.completions.parse(model=model, messages=HI, response_format=Weather)
@@ -140,12 +140,26 @@ async def test_structured_output_parses(sdk: tuple[Node, openai.AsyncOpenAI], mo
     assert isinstance(parsed, Weather) and parsed.hours
 
 
-async def test_json_mode(sdk: tuple[Node, openai.AsyncOpenAI]) -> None:
+@pytest.mark.parametrize("model", ["gemini-1.5-flash", "claude-3-haiku"])
+async def test_json_mode(sdk: tuple[Node, openai.AsyncOpenAI], model: str) -> None:
     _node, client = sdk
     done = await client.chat.completions.create(
-        model="gemini-1.5-flash", messages=HI, response_format={"type": "json_object"}
+        model=model, messages=HI, response_format={"type": "json_object"}
     )
     assert done.choices[0].message.content.startswith("{")  # type: ignore[union-attr]
+    assert done.choices[0].finish_reason == "stop"
+
+
+async def test_structured_output_streams_on_anthropic(sdk: tuple[Node, openai.AsyncOpenAI]) -> None:
+    """The forced tool's input comes as input_json_delta pieces: streamed as the text."""
+    _node, client = sdk
+    stream = await client.chat.completions.create(
+        model="claude-3-haiku", messages=HI, stream=True,
+        response_format={"type": "json_schema", "json_schema": {
+            "name": "w", "schema": Weather.model_json_schema()}},
+    )  # fmt: skip
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert Weather.model_validate_json(text)
 
 
 _THREE_DIGITS = {
