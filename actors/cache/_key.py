@@ -75,8 +75,8 @@ def context_hash(request: GenerateRequest, model: str) -> tuple[str, str] | None
     message is not the user's."""
     asked = request.provider_request(model)
     chat = asked.chat()
-    if chat[-1].role != "user" or not chat[-1].content.strip():
-        return None
+    if chat[-1].role != "user" or not chat[-1].content.strip() or chat[-1].images:
+        return None  # an image is not in the text that is compared
     fields = msgspec.structs.asdict(asked)
     for name in ("prompt", "messages", "user"):
         del fields[name]

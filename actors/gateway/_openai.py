@@ -15,6 +15,7 @@ from ..messages import KINDS, GenerateResponse, LimitState, StreamDelta, UserId
 from ..providers import (
     ChatMessage,
     Effort,
+    ImagePart,
     LogitBias,
     MaxTokens,
     NamedTool,
@@ -59,9 +60,15 @@ _ROLES: dict[str, Role] = {
 }
 
 
+class ImageUrl(msgspec.Struct, kw_only=True):
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
 class ContentPart(msgspec.Struct, kw_only=True):
-    type: Literal["text"]  # images, audio and files are not passed on
+    type: Literal["text", "image_url"]  # audio and files are refused (a 400)
     text: str | None = None
+    image_url: ImageUrl | None = None
 
 
 class OpenAIFunction(msgspec.Struct, kw_only=True):
@@ -197,7 +204,13 @@ def chat_messages(body: ChatCompletionBody) -> list[ChatMessage]:
     out = []
     for message in body.messages:
         content = message.content
+        images: list[ImagePart] = []
         if isinstance(content, list):
+            for part in content:
+                if part.type == "image_url":
+                    if part.image_url is None:
+                        raise ValueError("messages: an image_url part needs its image_url")
+                    images.append(_image(part.image_url))
             content = "".join(part.text or "" for part in content)
         calls = [ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
                  for c in message.tool_calls or []]  # fmt: skip
@@ -209,8 +222,18 @@ def chat_messages(body: ChatCompletionBody) -> list[ChatMessage]:
         if message.role == "function":
             call_id = f"fn_{message.name or ''}"
         out.append(ChatMessage(role=_ROLES[message.role], content=content or "",
-                               tool_calls=calls, tool_call_id=call_id))  # fmt: skip
+                               tool_calls=calls, tool_call_id=call_id,
+                               images=images))  # fmt: skip
     return out
+
+
+def _image(given: ImageUrl) -> ImagePart:
+    try:
+        return msgspec.convert({"url": given.url, "detail": given.detail}, ImagePart)
+    except msgspec.ValidationError:
+        raise ValueError(
+            "messages: an image_url is an https URL or a data URI (data:image/png;base64,...)"
+        ) from None
 
 
 def chat_tools(body: ChatCompletionBody) -> dict[str, Any]:

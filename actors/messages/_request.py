@@ -31,6 +31,8 @@ from ..providers import (
     features_of,
 )
 
+_IMAGE_AS_TEXT = "image " * 1_600
+
 Strategy = Literal["performance", "cost", "round_robin", "weighted"]
 
 # A user or session id, wherever one enters (HTTP bodies and paths, the bus): 1 to 256
@@ -136,6 +138,9 @@ class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True
             for message in self.messages:
                 if message.tool_calls:
                     texts.extend(c.name + c.arguments for c in message.tool_calls)
+                # An image costs up to about 1,600 tokens (OpenAI's high detail, a
+                # large Claude image): each is counted as that much text.
+                texts.extend(_IMAGE_AS_TEXT for _image in message.images)
         if self.tools:
             texts.append(msgspec.json.encode(self.tools).decode())
         return texts

@@ -28,6 +28,7 @@ from ._raw import read_error, sse_events
 from ._types import (
     ChatMessage,
     FinishReason,
+    ImagePart,
     NamedTool,
     ProviderRequest,
     Tool,
@@ -288,6 +289,11 @@ def _messages(turns: list[ChatMessage]) -> list[dict[str, Any]]:
             else:
                 out.append({"role": "user", "content": [block]})
             continue
+        if message.images:
+            with_images: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
+            with_images += [{"type": "image", "source": _source(i)} for i in message.images]
+            out.append({"role": message.role, "content": with_images})
+            continue
         if not message.tool_calls:
             out.append({"role": message.role, "content": message.content})
             continue
@@ -331,3 +337,11 @@ def _choice(choice: ToolChoice | None) -> dict[str, Any]:
 def _json_wanted(request: ProviderRequest) -> bool:
     form = request.response_format
     return form is not None and form.type != "text"
+
+
+def _source(image: ImagePart) -> dict[str, Any]:
+    """An image as Anthropic takes it: base64 data, or a URL it fetches."""
+    data = image.data()
+    if data is None:
+        return {"type": "url", "url": image.url}
+    return {"type": "base64", "media_type": data[0], "data": data[1]}

@@ -38,6 +38,7 @@ FEATURES: dict[str, str] = {
     "json_object": "response_format",
     "json_schema": "response_format",
     "tools": "tools",  # tools defined (and tool turns in the conversation)
+    "images": "messages",  # image parts in a turn
     "parallel_tool_calls": "parallel_tool_calls",  # false: one call at most
 }
 
@@ -47,8 +48,10 @@ _OPENAI = frozenset(FEATURES)
 TRANSLATED: dict[str, frozenset[str]] = {
     "openai": _OPENAI,
     "azure": _OPENAI,
-    "google": frozenset({"seed", "penalties", "json_object", "json_schema", "tools"}),
-    "anthropic": frozenset({"tools", "parallel_tool_calls", "json_object", "json_schema"}),
+    "google": frozenset({"seed", "penalties", "json_object", "json_schema", "tools", "images"}),
+    "anthropic": frozenset(
+        {"tools", "parallel_tool_calls", "json_object", "json_schema", "images"}
+    ),
 }
 
 Seed = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
@@ -130,6 +133,9 @@ def features_of(source: Any) -> set[str]:
     form = source.response_format
     if form is not None and form.type != "text":
         used.add(form.type)
+    messages = getattr(source, "messages", None)
+    if messages and any(m.images for m in messages):
+        used.add("images")
     if source.tools:
         used.add("tools")
         if source.parallel_tool_calls is False:

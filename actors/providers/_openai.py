@@ -276,6 +276,14 @@ def _describe(exc: BaseException) -> str:
 def _turn(message: ChatMessage) -> dict[str, Any]:
     """One turn in OpenAI's words (an assistant's tool calls, a tool's result)."""
     out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.images:
+        parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
+        for image in message.images:
+            url: dict[str, Any] = {"url": image.url}
+            if image.detail is not None:
+                url["detail"] = image.detail
+            parts.append({"type": "image_url", "image_url": url})
+        out["content"] = parts
     if message.tool_calls:
         out["content"] = message.content or None
         out["tool_calls"] = [

@@ -78,6 +78,21 @@ class NamedTool(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 ToolChoice = Literal["auto", "none", "required"] | NamedTool
 
 
+class ImagePart(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """An image in a turn: an https URL or a data URI (``data:image/png;base64,...``),
+    and OpenAI's ``detail``."""
+
+    url: Annotated[str, msgspec.Meta(pattern=r"^(https://|data:image/[a-z0-9.+-]+;base64,)")]
+    detail: Literal["auto", "low", "high"] | None = None
+
+    def data(self) -> tuple[str, str] | None:
+        """``(media type, base64 data)`` of a data URI, None for a URL."""
+        if not self.url.startswith("data:"):
+            return None
+        head, _, data = self.url.partition(",")
+        return head.removeprefix("data:").partition(";")[0], data
+
+
 class ChatMessage(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One turn of a conversation: an assistant's turn may carry tool calls
     (``tool_calls``), and a ``tool`` turn is the result of one (``tool_call_id``).
@@ -92,6 +107,8 @@ class ChatMessage(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     content: str
     tool_calls: list[ToolCall] = []
     tool_call_id: str = ""
+    # Images of a user turn, after its text (OpenAI's image_url parts, in order).
+    images: list[ImagePart] = []
 
 
 def check_conversation(
@@ -107,6 +124,8 @@ def check_conversation(
     if len(stop) > 4:
         raise ValueError("`stop` takes at most 4 sequences")
     for index, message in enumerate(messages):
+        if message.images and message.role != "user":
+            raise ValueError(f"messages[{index}].content: images go in a user turn")
         if message.role == "tool":
             if not message.tool_call_id:
                 raise ValueError(f"messages[{index}].tool_call_id: a tool turn names the "

@@ -222,3 +222,53 @@ async def test_a_stream_that_breaks_the_schema_ends_in_an_error(
         async for _chunk in stream:
             pass
     assert "invalid_output" in str(caught.value.code) or "schema" in caught.value.message
+
+
+_PIXEL = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+    "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+
+
+@pytest.mark.parametrize(
+    ("model", "provider", "seen"),
+    [
+        ("gpt-4o", "openai", [_PIXEL[:40], "https://example.com/cat.png"]),
+        ("claude-3-haiku", "anthropic", ["base64", "url"]),
+        ("gemini-1.5-flash", "google", ["inlineData", "fileData"]),
+    ],
+)  # fmt: skip
+async def test_images_reach_each_provider_in_its_words(
+    sdk: tuple[Node, openai.AsyncOpenAI], simulator: Simulator, model: str, provider: str,
+    seen: list[str],
+) -> None:  # fmt: skip
+    _node, client = sdk
+    parts: list[Any] = [
+        {"type": "text", "text": "What is in these?"},
+        {"type": "image_url", "image_url": {"url": _PIXEL}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "low"}},
+    ]
+    done = await client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": parts}]
+    )
+    assert done.choices[0].message.content
+    assert simulator.state.last[provider].extra["images"] == seen
+
+
+async def test_images_are_refused_where_no_candidate_sees(
+    sdk: tuple[Node, openai.AsyncOpenAI],
+) -> None:
+    _node, client = sdk
+    parts: list[Any] = [{"type": "text", "text": "?"},
+                        {"type": "image_url", "image_url": {"url": _PIXEL}}]  # fmt: skip
+    with pytest.raises(openai.BadRequestError) as caught:  # gpt-4 has no vision
+        await client.chat.completions.create(
+            model="gpt-4", messages=[{"role": "user", "content": parts}]
+        )
+    assert caught.value.param == "messages"
+    bad: list[Any] = [{"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": bad}]
+        )
+    assert "data URI" in caught.value.message

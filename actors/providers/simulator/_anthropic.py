@@ -66,7 +66,11 @@ class AnthropicApi(Api):
             model, max_tokens = body["model"], int(body["max_tokens"])
         except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
             return self.error(400, "invalid_request_error", f"malformed request: {exc!r}")
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"images": [  # each image it was shown (tests read them)
+            b.get("source", {}).get("type", "")
+            for m in body["messages"] if isinstance(m.get("content"), list)
+            for b in m["content"] if isinstance(b, dict) and b.get("type") == "image"
+        ]}  # fmt: skip
         calls = _tool_uses(body, model)
         if calls:
             extra["calls"] = calls

@@ -72,6 +72,11 @@ class GoogleApi(Api):
             return self.error(400, "", f"Invalid JSON payload received: {exc!r}")
         model = request.match_info["model"]
         extra: dict[str, Any] = {"params": dict(config)}  # tests read them back
+        extra["images"] = [  # each image it was shown, by how it came
+            "inlineData" if "inlineData" in p else "fileData"
+            for c in body["contents"] for p in c.get("parts") or []
+            if isinstance(p, dict) and ("inlineData" in p or "fileData" in p)
+        ]  # fmt: skip
         calls = _function_calls(body, model)
         if calls:
             extra["calls"] = calls

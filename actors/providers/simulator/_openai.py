@@ -62,6 +62,11 @@ class OpenAIApi(Api):
         extra: dict[str, Any] = {"include_usage": bool(options.get("include_usage"))}
         # OpenAI's further parameters, kept as they came (tests read them back).
         extra["params"] = {k: body[k] for k in _PARAMS if k in body}
+        extra["images"] = [  # each image it was shown (tests read them back)
+            (p.get("image_url") or {}).get("url", "")[:40]
+            for m in messages if isinstance(m.get("content"), list)
+            for p in m["content"] if isinstance(p, dict) and p.get("type") == "image_url"
+        ]  # fmt: skip
         calls = _tool_calls(body, model)
         if calls:
             extra["calls"] = calls
