@@ -99,6 +99,7 @@ class Gateway:
             web.post("/ai-orchestration/generate-with-fallback", self.generate_with_fallback),
             web.post("/v1/chat/completions", self.chat_completions),
             web.get("/v1/models", self.list_models),
+            web.get("/v1/models/{model}", self.get_model),
             *metrics_api.public(),
             web.get("/openapi.json", self.openapi),
             web.get("/health", self.health),
@@ -336,6 +337,14 @@ class Gateway:
 
     async def list_models(self, _request: web.Request) -> web.Response:
         return json_response({"object": "list", "data": self.models.listing()})
+
+    async def get_model(self, request: web.Request) -> web.Response:
+        name = request.match_info["model"]
+        found = self.models.entry(name)
+        if found is None:
+            why = f"model: {name!r} is no model an enabled provider serves"
+            return openai_error(404, "model_not_found", why)
+        return json_response(found)
 
     # -- circuit breakers ------------------------------------------------------------
 

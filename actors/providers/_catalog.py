@@ -42,6 +42,7 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     input_per_mtok: Price
     output_per_mtok: Price
     streaming: bool = True
+    released: str = ""  # YYYY-MM-DD, when known (/v1/models' `created`)
     # max_tokens for a request that sets none (0: router.default_max_tokens).
     default_max_tokens: Annotated[int, msgspec.Meta(ge=0)] = 0
     # Features (see _features) beyond its vendor's ([features]), and ones it lacks.

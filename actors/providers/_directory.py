@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Any
 
-from ._catalog import Catalog
+from ._catalog import Catalog, UnknownModel
 from ._config import AzureConfig, ProvidersConfig
 
 __all__ = ["ModelDirectory"]
+
+_DATED = re.compile(r"-(20[0-9]{2})-?([01][0-9])-?([0-3][0-9])$")
 
 
 class ModelDirectory:
@@ -40,10 +44,49 @@ class ModelDirectory:
         """OpenAI's model list: every model an enabled provider serves, then the aliases
         and tiers."""
         data = []
-        for model_id, info in sorted(self.catalog.models.items()):
+        for model_id in sorted(self.catalog.models):
             if any(self.serves(p, m) for p, m in self.catalog.resolve(model_id)):
-                data.append({"id": model_id, "object": "model", "created": 0,
-                             "owned_by": info.provider})  # fmt: skip
+                data.append(self._entry(model_id))
         for name in sorted([*self.catalog.aliases, *self.catalog.tiers]):
-            data.append({"id": name, "object": "model", "created": 0, "owned_by": "aio"})
+            data.append(self._entry(name))
         return data
+
+    def entry(self, name: str) -> dict[str, Any] | None:
+        """One model (or alias, or tier) as OpenAI's model object, if an enabled
+        provider serves it; None if not."""
+        try:
+            pairs = self.catalog.resolve(name)
+        except UnknownModel:
+            return None
+        if not any(self.serves(p, m) for p, m in pairs):
+            return None
+        return self._entry(name)
+
+    def _entry(self, name: str) -> dict[str, Any]:
+        """``created``: the catalog's ``released`` date, else a date the id carries
+        (``-20240307``, ``-2024-08-06``), else 0 (not known)."""
+        model = self.catalog.canonical(name)
+        if model is None:  # a tier
+            return {"id": name, "object": "model", "created": 0, "owned_by": "aio"}
+        info = self.catalog.models[model]
+        owner = info.provider if model == name else "aio"
+        return {"id": name, "object": "model", "created": _created(info.released, name, model),
+                "owned_by": owner}  # fmt: skip
+
+
+def _created(released: str, *names: str) -> int:
+    """Unix seconds of a release date (UTC midnight), from the catalog or an id."""
+    found = released
+    if not found:
+        for name in names:
+            match = _DATED.search(name)
+            if match:
+                found = "-".join(match.groups())
+                break
+    if not found:
+        return 0
+    try:
+        day = dt.date.fromisoformat(found)
+    except ValueError:
+        return 0
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp())

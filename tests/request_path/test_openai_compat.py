@@ -162,3 +162,14 @@ async def test_every_streamed_chunk_names_the_model_answering(
     )
     models = {chunk.model async for chunk in stream}
     assert models == {"gemini-1.5-flash"}, models
+
+
+async def test_one_model_by_id(sdk: tuple[Node, openai.AsyncOpenAI]) -> None:
+    _node, client = sdk
+    dated = await client.models.retrieve("claude-3-haiku-20240307")
+    assert dated.owned_by == "anthropic" and dated.created == 1709769600  # 2024-03-07
+    alias = await client.models.retrieve("claude-3-haiku")
+    assert alias.owned_by == "aio" and alias.created == 1709769600
+    assert (await client.models.retrieve("fast")).id == "fast"
+    with pytest.raises(openai.NotFoundError):
+        await client.models.retrieve("gpt-99")
