@@ -22,6 +22,7 @@ from ..providers import ModelDirectory, UnknownModel, extras_of
 from ..runtime import GatewayConfig, Metrics, RouterConfig, annotate, span, tracing_on
 from ..runtime.config import AuthConfig
 from ._admin import AdminGuard
+from ._anthropic_api import MessagesApi
 from ._bodies import (
     BadInput,
     GenerateBody,
@@ -100,6 +101,7 @@ class Gateway:
             web.post("/v1/chat/completions", self.chat_completions),
             web.get("/v1/models", self.list_models),
             web.get("/v1/models/{model}", self.get_model),
+            *MessagesApi(self).routes(),
             *metrics_api.public(),
             web.get("/openapi.json", self.openapi),
             web.get("/health", self.health),
@@ -246,6 +248,18 @@ class Gateway:
         if too_large is not None:  # refused here: it never reaches the bus
             raise BadInput(too_large)
         return ask
+
+    def check_model(self, model: str) -> None:
+        """``BadInput`` (404 model_not_found) for a name that is no model, alias or tier."""
+        self._check_model(model)
+
+    def bounded(self, ask: GenerateRequest) -> GenerateRequest:
+        """The request, if it is within the size a deployment takes (``BadInput``)."""
+        return self._bounded(ask)
+
+    def new_request_id(self, request: web.Request) -> str:
+        """The caller's ``X-Request-ID``, or a fresh one (``BadInput`` if unusable)."""
+        return self._request_id(request)
 
     def _check_model(self, model: str) -> None:
         if not model:
