@@ -104,7 +104,7 @@ class MessagesBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     top_p: TopP | None = None
     stop_sequences: Annotated[list[str], msgspec.Meta(max_length=4)] | None = None
     stream: bool = False
-    tools: list[AnthropicTool] | None = None
+    tools: Annotated[list[AnthropicTool], msgspec.Meta(max_length=128)] | None = None
     tool_choice: Choice | None = None
     metadata: Metadata | None = None
     # Known to Anthropic, not carried: refused when given.
@@ -129,7 +129,7 @@ class CountBody(msgspec.Struct, kw_only=True):
     model: str
     messages: Annotated[list[Turn], msgspec.Meta(min_length=1)]
     system: str | list[TextOnly] | None = None
-    tools: list[AnthropicTool] | None = None
+    tools: Annotated[list[AnthropicTool], msgspec.Meta(max_length=128)] | None = None
 
 
 def conversation(system: str | list[TextOnly] | None, turns: list[Turn]) -> list[ChatMessage]:

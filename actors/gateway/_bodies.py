@@ -22,9 +22,9 @@ from ..providers import (
     Seed,
     Stops,
     Temperature,
-    Tool,
     ToolCall,
     ToolChoice,
+    Tools,
     TopP,
     check_conversation,
 )
@@ -85,7 +85,7 @@ class GenerateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     logit_bias: LogitBias | None = None
     reasoning_effort: Effort | None = None
     response_format: ResponseFormat | None = None
-    tools: list[Tool] = []
+    tools: Tools = []
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     use_cache: bool | None = None  # None: the configured default (cache.default)

@@ -157,11 +157,11 @@ class ChatCompletionBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
     logit_bias: LogitBias | None = None
     reasoning_effort: Effort | None = None
     response_format: ResponseFormat | None = None
-    tools: list[ToolDefinition] | None = None
+    tools: Annotated[list[ToolDefinition], msgspec.Meta(max_length=128)] | None = None
     tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     # The legacy functions, taken as tools.
-    functions: list[FunctionDefinition] | None = None
+    functions: Annotated[list[FunctionDefinition], msgspec.Meta(max_length=128)] | None = None
     function_call: Literal["auto", "none"] | NamedFunction | None = None
     # Known to OpenAI, not carried yet: refused when they ask for something.
     logprobs: bool | None = None

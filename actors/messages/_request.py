@@ -20,10 +20,10 @@ from ..providers import (
     Seed,
     Stops,
     Temperature,
-    Tool,
     ToolCall,
     ToolCallDelta,
     ToolChoice,
+    Tools,
     TopP,
     Usage,
     check_conversation,
@@ -95,7 +95,7 @@ class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True
     logit_bias: LogitBias | None = None
     reasoning_effort: Effort | None = None
     response_format: ResponseFormat | None = None
-    tools: list[Tool] = []
+    tools: Tools = []
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     strategy: Strategy | None = None

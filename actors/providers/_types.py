@@ -74,6 +74,9 @@ class NamedTool(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     name: str
 
 
+# Up to 128 tools a request, as OpenAI takes.
+Tools = Annotated[list[Tool], msgspec.Meta(max_length=128)]
+
 # "auto" (the model decides), "none" (no call), "required" (at least one), or a name.
 ToolChoice = Literal["auto", "none", "required"] | NamedTool
 
@@ -162,7 +165,7 @@ class ProviderRequest(Message, tag="provider.request", frozen=True, kw_only=True
     logit_bias: LogitBias | None = None
     reasoning_effort: Effort | None = None
     response_format: ResponseFormat | None = None
-    tools: list[Tool] = []
+    tools: Tools = []
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
 
