@@ -49,6 +49,13 @@ _FILTERED = {
     "IMAGE_PROHIBITED_CONTENT",
     "MODEL_ARMOR",
 }
+# Gemini 3 and later sign their function calls (``thoughtSignature``) and want each
+# signature back with the call: it travels in the call's id after this separator. A
+# replayed call with none (another model's, or a client's own) gets Google's
+# documented sentinel that skips the check.
+_SIGNED = ".sig."
+_UNSIGNED = "skip_thought_signature_validator"
+_SIGNING = re.compile(r"^(models/)?gemini-([3-9]|[1-9][0-9])")
 _TOO_LONG = re.compile(r"exceeds the maximum number of tokens|input token count", re.IGNORECASE)
 # Streams are bounded per chunk by the adapter; the SDK's aiohttp timeout is a
 # total deadline that would cut a long, healthy stream.
@@ -76,10 +83,10 @@ class GoogleAdapter(Adapter):
     async def close(self) -> None:
         await self.client.aclose()
 
-    def _body(self, request: ProviderRequest) -> dict[str, Any]:
+    def _body(self, request: ProviderRequest, model: str = "") -> dict[str, Any]:
         """The generateContent body (the Gemini API's JSON, as the SDK would send it)."""
         system, turns = request.split_system()
-        body: dict[str, Any] = {"contents": _contents(turns)}
+        body: dict[str, Any] = {"contents": _contents(turns, _SIGNING.match(model) is not None)}
         if request.tools:
             body["tools"] = [{"functionDeclarations": [_declaration(t) for t in request.tools]}]
             if request.tool_choice is not None:
@@ -113,7 +120,7 @@ class GoogleAdapter(Adapter):
     async def _generate(self, request: ProviderRequest, model: str) -> Raw:
         api = self.client._api_client
         response = await api.async_request(
-            "post", f"{_model_path(model)}:generateContent", self._body(request)
+            "post", f"{_model_path(model)}:generateContent", self._body(request, model)
         )
         answer = _decoder.decode(response.body or "{}")
         text, finish = self._read(answer)
@@ -127,7 +134,7 @@ class GoogleAdapter(Adapter):
         stream = await api.async_request_streamed(
             "post",
             f"{_model_path(model)}:streamGenerateContent?alt=sse",
-            self._body(request),
+            self._body(request, model),
             self._stream_options,
         )
         usage = Usage()
@@ -213,6 +220,7 @@ class _Part(msgspec.Struct, rename="camel"):
     text: str | None = None
     thought: bool | None = None
     function_call: _FunctionCall | None = None
+    thought_signature: str | None = None
 
 
 class _Content(msgspec.Struct):
@@ -271,7 +279,7 @@ def _retry_delay(details: Any) -> float | None:
     return None
 
 
-def _contents(turns: list[ChatMessage]) -> list[dict[str, Any]]:
+def _contents(turns: list[ChatMessage], signatures: bool = False) -> list[dict[str, Any]]:
     """The turns as Gemini's contents: an assistant's tool calls as ``functionCall``
     parts, tool results as ``functionResponse`` parts of one user turn (the results of
     parallel calls together), each named by the function its call named."""
@@ -293,8 +301,15 @@ def _contents(turns: list[ChatMessage]) -> list[dict[str, Any]]:
             continue
         parts: list[dict[str, Any]] = [{"text": message.content}] if message.content else []
         parts += [_image(i) for i in message.images]
-        parts += [{"functionCall": {"name": c.name, "args": _arguments(c.arguments)}}
-                  for c in message.tool_calls]  # fmt: skip
+        for n, call in enumerate(message.tool_calls):
+            function = {"name": call.name, "args": _arguments(call.arguments)}
+            called: dict[str, Any] = {"functionCall": function}
+            signature = call.id.partition(_SIGNED)[2]
+            if signature:
+                called["thoughtSignature"] = signature
+            elif n == 0 and signatures:  # a turn the model did not sign (another's)
+                called["thoughtSignature"] = _UNSIGNED
+            parts.append(called)
         role = "model" if message.role == "assistant" else "user"
         contents.append({"role": role, "parts": parts or [{"text": ""}]})
     return contents
@@ -338,13 +353,17 @@ def _calls(response: _Response, start: int = 0) -> list[ToolCallDelta]:
     """The function calls of a response (or chunk), whole, numbered from ``start``."""
     if not response.candidates or response.candidates[0].content is None:
         return []
-    found = [p.function_call for p in response.candidates[0].content.parts if p.function_call]
-    return [
-        ToolCallDelta(index=start + n, id=call.id or f"call_{start + n}_{call.name}",
-                      name=call.name, arguments=msgspec.json.encode(call.args or {}).decode())
-        for n, call in enumerate(found)
-        if call is not None
-    ]  # fmt: skip
+    found = [p for p in response.candidates[0].content.parts if p.function_call is not None]
+    out = []
+    for n, part in enumerate(found):
+        call = part.function_call
+        assert call is not None
+        call_id = call.id or f"call_{start + n}_{call.name}"
+        if part.thought_signature:  # carried in the id, the one field every client keeps
+            call_id += _SIGNED + part.thought_signature
+        arguments = msgspec.json.encode(call.args or {}).decode()
+        out.append(ToolCallDelta(index=start + n, id=call_id, name=call.name, arguments=arguments))
+    return out
 
 
 def _image(image: ImagePart) -> dict[str, Any]:

@@ -146,3 +146,23 @@ async def test_a_tool_turn_without_tools_is_a_400(sdk: Sdk) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         await _ask(client, model="gpt-4o", messages=turns)
     assert "tools" in caught.value.message
+
+
+async def test_gemini_3_signatures_travel_in_the_call_id(sdk: Sdk) -> None:
+    """Gemini 3 signs its calls and refuses a replay without the signature: it comes
+    back in the call's id; a call made by another model gets Google's sentinel."""
+    _node, client = sdk
+    first = await _ask(client, model="gemini-3.1-flash-lite", messages=ASK, tools=[WEATHER])
+    (call,) = first.choices[0].message.tool_calls
+    assert ".sig." in call.id
+    result = {"role": "tool", "tool_call_id": call.id, "content": "21"}
+    again = [*ASK, {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+             result]  # fmt: skip
+    second = await _ask(client, model="gemini-3.1-flash-lite", messages=again, tools=[WEATHER])
+    assert second.choices[0].finish_reason == "stop"
+    other = await _ask(client, model="gpt-4o", messages=ASK, tools=[WEATHER])  # unsigned
+    (made,) = other.choices[0].message.tool_calls
+    moved = [*ASK, {"role": "assistant", "content": None, "tool_calls": [made.model_dump()]},
+             {"role": "tool", "tool_call_id": made.id, "content": "21"}]  # fmt: skip
+    third = await _ask(client, model="gemini-3.1-flash-lite", messages=moved, tools=[WEATHER])
+    assert third.choices[0].finish_reason == "stop"

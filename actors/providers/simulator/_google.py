@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,6 +72,9 @@ class GoogleApi(Api):
         except (msgspec.DecodeError, KeyError, TypeError, AttributeError) as exc:
             return self.error(400, "", f"Invalid JSON payload received: {exc!r}")
         model = request.match_info["model"]
+        if _SIGNING.match(model) and _unsigned(body["contents"]):
+            return self.error(400, "", "Function call is missing a thought_signature in "
+                              "functionCall parts.")  # fmt: skip
         extra: dict[str, Any] = {"params": dict(config)}  # tests read them back
         extra["images"] = [  # each image it was shown, by how it came
             "inlineData" if "inlineData" in p else "fileData"
@@ -123,6 +127,8 @@ class GoogleApi(Api):
         parts: list[dict[str, Any]] = [{"text": text}]
         if call.extra.get("calls"):
             parts = [{"functionCall": {"name": n, "args": a}} for n, a in call.extra["calls"]]
+            if _SIGNING.match(call.model):  # Gemini 3 signs the first call of a turn
+                parts[0]["thoughtSignature"] = "c2ltdWxhdGVkLXNpZ25hdHVyZQ=="
         candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
         if finish:
             candidate["finishReason"] = finish
@@ -199,3 +205,20 @@ def _function_calls(body: dict[str, Any], model: str) -> list[tuple[str, Any]]:
          instance_of(d.get("parametersJsonSchema") or d.get("parameters") or {}, f"{seed}{n}"))
         for n, d in enumerate(chosen)
     ]  # fmt: skip
+
+
+# Gemini 3 and later sign function calls and refuse a replayed model turn whose first
+# call carries no signature (Google's sentinel skip_thought_signature_validator passes).
+_SIGNING = re.compile(r"^gemini-([3-9]|[1-9][0-9])")
+
+
+def _unsigned(contents: list[Any]) -> bool:
+    for content in contents:
+        if not isinstance(content, dict) or content.get("role") != "model":
+            continue
+        calls = [
+            p for p in content.get("parts") or [] if isinstance(p, dict) and "functionCall" in p
+        ]
+        if calls and not calls[0].get("thoughtSignature"):
+            return True
+    return False
