@@ -1,5 +1,6 @@
 """Every error the gateway answers is JSON: ``{"error": {"type", "message"}}``, and
-OpenAI's ``{"error": {"message", "type", "param", "code"}}`` under ``/v1``.
+OpenAI's ``{"error": {"message", "type", "param", "code"}}`` under ``/v1``, and
+Anthropic's ``{"type": "error", "error": {"type", "message"}}`` under ``/v1/messages``.
 
 Two places would answer in aiohttp's plain text otherwise: its router and body
 reader (404, 405, 413, raised as ``HTTPException``), which ``json_errors`` catches,
@@ -17,6 +18,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
+from ._anthropic_api import anthropic_error
 from ._bodies import error_response, json_response
 from ._openai import openai_error
 
@@ -42,8 +44,11 @@ def refuse(
     message: str,
     headers: dict[str, str] | None = None,
 ) -> web.Response:
-    """An error in the shape of the route's API: OpenAI's under ``/v1``, else ours."""
-    if request.path == "/v1" or request.path.startswith("/v1/"):
+    """An error in the shape of the route's API: Anthropic's under ``/v1/messages``,
+    OpenAI's under the rest of ``/v1``, else ours."""
+    if request.path == "/v1/messages" or request.path.startswith("/v1/messages/"):
+        response = anthropic_error(status, message)
+    elif request.path == "/v1" or request.path.startswith("/v1/"):
         response = openai_error(status, kind, message)
     else:
         response = error_response(status, kind, message)

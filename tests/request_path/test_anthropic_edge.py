@@ -97,3 +97,14 @@ async def test_count_tokens_and_errors(sdk: anthropic.AsyncAnthropic) -> None:
             model="claude-3-haiku", max_tokens=10, messages=ASK, extra_body={"top_k": 3}
         )
     assert "top_k" in caught.value.message
+
+
+async def test_refusals_before_the_route_are_anthropic_shaped(
+    make_node: MakeNode, http: Any
+) -> None:
+    node = await make_node(providers=("anthropic",))
+    assert node.gateway is not None
+    async with http.get(f"{node.gateway.url}/v1/messages") as response:
+        body = await response.json()
+    assert response.status == 405 and body["type"] == "error"
+    assert body["error"]["type"] == "invalid_request_error" and "GET" in body["error"]["message"]
