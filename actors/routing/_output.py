@@ -41,9 +41,10 @@ def invalid_schema(form: ResponseFormat | None) -> str | None:
     return None
 
 
-def invalid_output(form: ResponseFormat | None, content: str) -> str | None:
+def invalid_output(form: ResponseFormat | None, content: str, budget_s: float = 0.25) -> str | None:
     """Why ``content`` is not the JSON the request asked for, or None (also None when
-    it asked for text)."""
+    it asked for text). ``budget_s``: the time the schema's regular expressions may
+    take together; past it the answer fails the check."""
     if form is None or form.type == "text":
         return None
     try:
@@ -55,7 +56,7 @@ def invalid_output(form: ResponseFormat | None, content: str) -> str | None:
     if form.json_schema is None:
         return None
     validator = _validator(msgspec.json.encode(form.json_schema.schema))
-    token = _deadline.set(time.monotonic() + _BUDGET_S)
+    token = _deadline.set(time.monotonic() + budget_s)
     try:
         error = jsonschema.exceptions.best_match(validator.iter_errors(value))
     finally:
@@ -68,8 +69,6 @@ def invalid_output(form: ResponseFormat | None, content: str) -> str | None:
     )
 
 
-# The time all of one answer's regular expressions may take together.
-_BUDGET_S = 0.25
 _deadline: contextvars.ContextVar[float] = contextvars.ContextVar("deadline", default=0.0)
 
 
