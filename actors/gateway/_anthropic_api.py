@@ -80,6 +80,8 @@ class AnthropicTool(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     description: str | None = None
     input_schema: dict[str, Any] = {}
     strict: bool | None = None
+    type: Literal["custom"] | None = None  # a client's own tool (server tools: refused)
+    cache_control: Any = None  # Anthropic's prompt caching hint: taken, nothing to do
 
 
 class Choice(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

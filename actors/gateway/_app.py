@@ -48,6 +48,7 @@ from ._openai import (
     chat_messages,
     chat_tools,
     completion_body,
+    is_legacy,
     openai_error,
     stream_chat,
     use_cache,
@@ -315,13 +316,14 @@ class Gateway:
                 return openai_error(status, kind, message, ask.request_id)
             added_ms = (time.perf_counter() - started) * 1000 - answer.processing_time_ms
             self._metrics.gateway_overhead.observe(max(0.0, added_ms) / 1000)
-            return completion_body(answer, legacy=bool(body.functions) and not body.tools)
+            return completion_body(answer, legacy=is_legacy(body))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return await self._stream(request, ask, body.model, include_usage)
+        return await self._stream(request, ask, body.model, include_usage, is_legacy(body))
 
     async def _stream(
-        self, request: web.Request, ask: GenerateRequest, model: str, include_usage: bool
-    ) -> web.StreamResponse:
+        self, request: web.Request, ask: GenerateRequest, model: str, include_usage: bool,
+        legacy: bool = False,
+    ) -> web.StreamResponse:  # fmt: skip
         replies = self.client.stream(ask)
         try:
             # Failures before the first text still get a proper HTTP status.
@@ -339,7 +341,7 @@ class Gateway:
         try:
             return await stream_chat(
                 request, replies, first, request_id=ask.request_id, model=model,
-                include_usage=include_usage,
+                include_usage=include_usage, legacy=legacy,
             )  # fmt: skip
         finally:
             await replies.aclose()  # type: ignore[attr-defined]

@@ -44,6 +44,7 @@ __all__ = [
     "chat_messages",
     "chat_tools",
     "completion_body",
+    "is_legacy",
     "openai_error",
     "stream_chat",
 ]
@@ -77,7 +78,8 @@ class OpenAIFunction(msgspec.Struct, kw_only=True):
 
 
 class OpenAIToolCall(msgspec.Struct, kw_only=True):
-    id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    # Long enough for a Gemini call's id, which carries its signature.
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=16_384)]
     type: Literal["function"] = "function"
     function: OpenAIFunction
 
@@ -215,7 +217,7 @@ def chat_messages(body: ChatCompletionBody) -> list[ChatMessage]:
         calls = [ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
                  for c in message.tool_calls or []]  # fmt: skip
         call_id = message.tool_call_id or ""
-        if message.function_call is not None:  # legacy: one call, named by its function
+        if message.function_call is not None and not calls:  # legacy: one call, by its name
             calls.append(ToolCall(id=f"fn_{message.function_call.name}",
                                   name=message.function_call.name,
                                   arguments=message.function_call.arguments))  # fmt: skip
@@ -252,8 +254,17 @@ def chat_tools(body: ChatCompletionBody) -> dict[str, Any]:
         choice = NamedTool(name=given.name)
     if isinstance(choice, NamedTool) and choice.name not in {t.name for t in tools}:
         raise ValueError(f"tool_choice: names {choice.name!r}, which is not one of the tools")
+    parallel = body.parallel_tool_calls if tools else None
+    if is_legacy(body):  # a legacy answer holds one function_call: one call at most
+        parallel = False
     return {"tools": tools, "tool_choice": choice if tools else None,
-            "parallel_tool_calls": body.parallel_tool_calls if tools else None}  # fmt: skip
+            "parallel_tool_calls": parallel}  # fmt: skip
+
+
+def is_legacy(body: ChatCompletionBody) -> bool:
+    """The request uses the legacy ``functions`` (and no ``tools``): the answer is
+    OpenAI's legacy ``function_call``."""
+    return bool(body.functions) and not body.tools
 
 
 def _usage(answer: GenerateResponse) -> dict[str, int]:
@@ -313,17 +324,18 @@ def _headers(answer: GenerateResponse) -> dict[str, str]:
 
 
 def completion_body(answer: GenerateResponse, *, legacy: bool = False) -> web.Response:
-    """The chat completion; ``legacy``: the request used ``functions``, so the first
-    call is also the message's ``function_call``."""
+    """The chat completion; ``legacy``: the request used ``functions``, so the call is
+    the message's ``function_call`` (one at most: legacy requests ask for one)."""
     message: dict[str, Any] = {"role": "assistant", "content": answer.content, "refusal": None}
     finish = answer.finish_reason
     if answer.tool_calls:
         message["content"] = answer.content or None
-        message["tool_calls"] = [_call(c) for c in answer.tool_calls]
         if legacy:
             first = answer.tool_calls[0]
             message["function_call"] = {"name": first.name, "arguments": first.arguments}
             finish = "function_call"
+        else:
+            message["tool_calls"] = [_call(c) for c in answer.tool_calls]
     body = {
         "id": f"chatcmpl-{answer.request_id}",
         "object": "chat.completion",
@@ -401,8 +413,10 @@ async def stream_chat(
     request_id: str,
     model: str,
     include_usage: bool,
+    legacy: bool = False,
 ) -> web.StreamResponse:
-    """Relay a streamed answer as OpenAI's SSE chunks; the first text is in hand.
+    """Relay a streamed answer as OpenAI's SSE chunks; the first text is in hand
+    (``legacy``: a call as the legacy ``function_call`` deltas).
 
     A failure after the stream started ends it with an error event (never a silent
     clean end): the OpenAI SDKs raise on it.
@@ -435,7 +449,13 @@ async def stream_chat(
         delta: dict[str, Any] = {"role": "assistant"} if role else {}
         if piece.text or not piece.tool_calls:
             delta["content"] = piece.text
-        if piece.tool_calls:
+        if piece.tool_calls and legacy:
+            first = piece.tool_calls[0]
+            function: dict[str, Any] = {"arguments": first.arguments}
+            if first.name:
+                function["name"] = first.name
+            delta["function_call"] = function
+        elif piece.tool_calls:
             delta["tool_calls"] = [_call_delta(c) for c in piece.tool_calls]
         return delta
 
@@ -446,7 +466,10 @@ async def stream_chat(
                 await send(choice(delta_of(reply)))
             elif isinstance(reply, GenerateResponse):
                 head["model"] = reply.model
-                await send(choice({}, reply.finish_reason))
+                finish = reply.finish_reason
+                if legacy and finish == "tool_calls":
+                    finish = "function_call"
+                await send(choice({}, finish))
                 if include_usage:
                     await send({"choices": [], "usage": _usage(reply)})
                 await response.write(b"data: [DONE]\n\n")

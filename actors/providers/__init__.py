@@ -66,6 +66,7 @@ from ._types import (
     TopP,
     Usage,
     check_conversation,
+    portable_id,
 )
 
 __all__ = [
@@ -132,6 +133,7 @@ __all__ = [
     "estimate_tokens",
     "extras_of",
     "features_of",
+    "portable_id",
 ]
 
 if TYPE_CHECKING:

@@ -36,6 +36,7 @@ from ._types import (
     ToolCallDelta,
     ToolChoice,
     Usage,
+    portable_id,
 )
 
 __all__ = ["AnthropicAdapter"]
@@ -281,7 +282,7 @@ def _messages(turns: list[ChatMessage]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for message in turns:
         if message.role == "tool":
-            block = {"type": "tool_result", "tool_use_id": message.tool_call_id,
+            block = {"type": "tool_result", "tool_use_id": portable_id(message.tool_call_id),
                      "content": message.content}  # fmt: skip
             last = out[-1] if out else None
             if last is not None and last["role"] == "user" and isinstance(last["content"], list):
@@ -290,7 +291,10 @@ def _messages(turns: list[ChatMessage]) -> list[dict[str, Any]]:
                 out.append({"role": "user", "content": [block]})
             continue
         if message.images:
-            with_images: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
+            # Anthropic refuses an empty text block: an image-only turn has none.
+            with_images: list[dict[str, Any]] = (
+                [{"type": "text", "text": message.content}] if message.content else []
+            )
             with_images += [{"type": "image", "source": _source(i)} for i in message.images]
             out.append({"role": message.role, "content": with_images})
             continue
@@ -300,7 +304,8 @@ def _messages(turns: list[ChatMessage]) -> list[dict[str, Any]]:
         blocks: list[dict[str, Any]] = (
             [{"type": "text", "text": message.content}] if message.content else []
         )
-        blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": _input(c.arguments)}
+        blocks += [{"type": "tool_use", "id": portable_id(c.id), "name": c.name,
+                    "input": _input(c.arguments)}
                    for c in message.tool_calls]  # fmt: skip
         out.append({"role": "assistant", "content": blocks})
     return out

@@ -39,6 +39,7 @@ FEATURES: dict[str, str] = {
     "json_schema": "response_format",
     "tools": "tools",  # tools defined (and tool turns in the conversation)
     "images": "messages",  # image parts in a turn
+    "tools_with_json": "response_format",  # JSON output in a request with tools
     "parallel_tool_calls": "parallel_tool_calls",  # false: one call at most
 }
 
@@ -138,6 +139,8 @@ def features_of(source: Any) -> set[str]:
         used.add("images")
     if source.tools:
         used.add("tools")
+        if form is not None and form.type != "text":
+            used.add("tools_with_json")
         if source.parallel_tool_calls is False:
             used.add("parallel_tool_calls")
     return used

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -358,7 +359,7 @@ def _calls(response: _Response, start: int = 0) -> list[ToolCallDelta]:
     for n, part in enumerate(found):
         call = part.function_call
         assert call is not None
-        call_id = call.id or f"call_{start + n}_{call.name}"
+        call_id = call.id or f"call_{uuid.uuid4().hex[:24]}"  # unique across turns
         if part.thought_signature:  # carried in the id, the one field every client keeps
             call_id += _SIGNED + part.thought_signature
         arguments = msgspec.json.encode(call.args or {}).decode()

@@ -29,6 +29,7 @@ from ._types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    portable_id,
 )
 
 __all__ = ["OpenAIAdapter"]
@@ -287,16 +288,22 @@ def _turn(message: ChatMessage) -> dict[str, Any]:
     if message.tool_calls:
         out["content"] = message.content or None
         out["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            {
+                "id": portable_id(c.id),
+                "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments},
+            }
             for c in message.tool_calls
         ]
     if message.role == "tool":
-        out["tool_call_id"] = message.tool_call_id
+        out["tool_call_id"] = portable_id(message.tool_call_id)
     return out
 
 
 def _tool(tool: Tool) -> dict[str, Any]:
-    function: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters}
+    # A tool with no parameters still has an object schema (OpenAI wants one).
+    parameters = tool.parameters or {"type": "object", "properties": {}}
+    function: dict[str, Any] = {"name": tool.name, "parameters": parameters}
     if tool.description is not None:
         function["description"] = tool.description
     if tool.strict is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -46,6 +48,18 @@ class ToolCall(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     id: str
     name: str
     arguments: str = "{}"
+
+
+_PORTABLE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+
+
+def portable_id(call_id: str) -> str:
+    """A tool call's id as every API takes it (at most 40 of ``[A-Za-z0-9_-]``: OpenAI's
+    length, Anthropic's characters). An id that is not (a Gemini call's, which carries
+    its signature) becomes a hash of itself: the same for the call and its result."""
+    if _PORTABLE.match(call_id):
+        return call_id
+    return "call_" + hashlib.sha256(call_id.encode()).hexdigest()[:32]
 
 
 class ToolCallDelta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -388,7 +388,7 @@ class _DeltaSender:
         assert self._to is not None
         while self._buffer or self._tools:
             text = "".join(self._buffer)
-            tools, self._tools = self._tools, []
+            tools, self._tools = _merged(self._tools), []
             self._buffer.clear()
             delta = StreamDelta(text=text, model=self._model, tool_calls=tools)
             self._model = ""
@@ -408,3 +408,18 @@ class _DeltaSender:
         if self._task is not None:
             with contextlib.suppress(BusUnavailable):
                 await self._task
+
+
+def _merged(pieces: list[ToolCallDelta]) -> list[ToolCallDelta]:
+    """Pieces gathered while a send was out, one per call in a row: a client that reads
+    one chunk's pieces as separate calls (LangChain does) sees each call once."""
+    out: list[ToolCallDelta] = []
+    for piece in pieces:
+        last = out[-1] if out else None
+        if last is not None and last.index == piece.index:
+            out[-1] = ToolCallDelta(index=last.index, id=last.id or piece.id,
+                                    name=last.name or piece.name,
+                                    arguments=last.arguments + piece.arguments)  # fmt: skip
+        else:
+            out.append(piece)
+    return out

@@ -186,18 +186,19 @@ class Router(Actor):
             if too_long is not None and window is not None and window <= too_long[0]:
                 attempts.append(_not_larger(candidate, window))
                 continue
-            tried = len(attempts)
+            before = len(attempts)
             result = await self._try(course, candidate, more=index + 1 < len(candidates))
             if result is not None:
                 return result
-            last = attempts[-1] if len(attempts) > tried else None
+            last = attempts[-1] if len(attempts) > before else None
             if last is not None and last.outcome == "context_too_long" and window is not None:
                 too_long = (max(window, too_long[0] if too_long else 0), last.message)
             if course.gone.is_set():
                 return self._cancelled(course)
             if self.bus.now_ms() >= course.deadline_ms:
                 return self._deadline(request, attempts)
-        if attempts and all(a.outcome == "context_too_long" for a in attempts):
+        made = [a for a in attempts if a.outcome not in _NOT_TRIED]
+        if made and all(a.outcome == "context_too_long" for a in made):
             # Too long for every candidate: the request's fault, never worth a retry.
             said = too_long[1] if too_long is not None else attempts[0].message
             return self._failed(request, "context_too_long", said, attempts)
@@ -472,3 +473,7 @@ def _not_larger(candidate: Candidate, window: int) -> Attempt:
         message=f"not tried: its context window ({window} tokens) is no larger than that "
                 f"of a model that found the request too long",
     )  # fmt: skip
+
+
+# Attempts the planner noted without a call: they say nothing of the request's length.
+_NOT_TRIED = frozenset({"unsupported", "breaker_open", "key_invalid", "provider_down"})

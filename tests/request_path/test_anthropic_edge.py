@@ -108,3 +108,14 @@ async def test_refusals_before_the_route_are_anthropic_shaped(
         body = await response.json()
     assert response.status == 405 and body["type"] == "error"
     assert body["error"]["type"] == "invalid_request_error" and "GET" in body["error"]["message"]
+
+
+async def test_prompt_caching_hints_on_tools_are_taken(sdk: anthropic.AsyncAnthropic) -> None:
+    cached = {**WEATHER, "cache_control": {"type": "ephemeral"}}
+    message = await sdk.messages.create(
+        model="claude-3-haiku",
+        max_tokens=50,
+        messages=ASK,
+        tools=[cached],  # type: ignore[list-item]
+    )
+    assert message.stop_reason == "tool_use"

@@ -272,3 +272,16 @@ async def test_images_are_refused_where_no_candidate_sees(
             model="gpt-4o", messages=[{"role": "user", "content": bad}]
         )
     assert "data URI" in caught.value.message
+
+
+async def test_an_image_only_turn_sends_no_empty_text(
+    sdk: tuple[Node, openai.AsyncOpenAI], simulator: Simulator
+) -> None:
+    """Anthropic refuses an empty text block (the simulator too)."""
+    _node, client = sdk
+    parts: list[Any] = [{"type": "image_url", "image_url": {"url": _PIXEL}}]
+    done = await client.chat.completions.create(
+        model="claude-3-haiku", messages=[{"role": "user", "content": parts}]
+    )
+    assert done.choices[0].message.content
+    assert simulator.state.last["anthropic"].extra["images"] == ["base64"]

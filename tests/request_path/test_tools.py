@@ -12,7 +12,9 @@ import openai
 import pytest
 
 from actors.node import Node
+from actors.providers import ToolCallDelta
 from actors.providers.simulator import Simulator
+from actors.routing.breaker import _merged
 from actors.runtime.config import RouterConfig
 from tests.request_path.conftest import MakeNode
 
@@ -166,3 +168,66 @@ async def test_gemini_3_signatures_travel_in_the_call_id(sdk: Sdk) -> None:
              {"role": "tool", "tool_call_id": made.id, "content": "21"}]  # fmt: skip
     third = await _ask(client, model="gemini-3.1-flash-lite", messages=moved, tools=[WEATHER])
     assert third.choices[0].finish_reason == "stop"
+
+
+async def test_a_gemini_conversation_moves_to_other_providers(sdk: Sdk) -> None:
+    """A signed Gemini call id is longer than OpenAI takes and has characters Anthropic
+    does not: each adapter sends a portable id, the same for the call and its result."""
+    _node, client = sdk
+    first = await _ask(client, model="gemini-3.1-flash-lite", messages=ASK, tools=[WEATHER])
+    (call,) = first.choices[0].message.tool_calls
+    assert ".sig." in call.id
+    history = [*ASK, {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+               {"role": "tool", "tool_call_id": call.id, "content": "21"}]  # fmt: skip
+    for model in ("gpt-4o", "claude-3-haiku"):
+        done = await _ask(client, model=model, messages=history, tools=[WEATHER])
+        assert done.choices[0].finish_reason == "stop", model
+
+
+async def test_legacy_functions_answer_one_function_call(sdk: Sdk) -> None:
+    _node, client = sdk
+    done = await _ask(client, model="gpt-4o", messages=ASK, functions=[WEATHER["function"],
+                      TIME["function"]])  # fmt: skip
+    message = done.choices[0].message
+    assert message.function_call is not None and not message.tool_calls
+    called = message.function_call
+    echoed = [*ASK, {"role": "assistant", "content": None, "function_call": called.model_dump()},
+              {"role": "function", "name": called.name, "content": "21"}]  # fmt: skip
+    again = await _ask(client, model="gpt-4o", messages=echoed, functions=[WEATHER["function"]])
+    assert again.choices[0].finish_reason == "stop"
+    stream = await _ask(client, model="gpt-4o", messages=ASK, functions=[WEATHER["function"]],
+                        stream=True)  # fmt: skip
+    name, arguments, finish = "", "", None
+    async for chunk in stream:
+        if chunk.choices:
+            function = chunk.choices[0].delta.function_call
+            if function is not None:
+                name += function.name or ""
+                arguments += function.arguments or ""
+            finish = chunk.choices[0].finish_reason or finish
+    assert name == "get_weather" and json.loads(arguments) and finish == "function_call"
+
+
+async def test_json_output_with_tools_goes_to_openai_only(sdk: Sdk) -> None:
+    _node, client = sdk
+    form = {"type": "json_object"}
+    with pytest.raises(openai.BadRequestError) as caught:
+        await _ask(client, model="claude-3-haiku", messages=ASK, tools=[WEATHER],
+                   response_format=form)  # fmt: skip
+    assert caught.value.param == "response_format"
+    done = await _ask(client, model="gpt-4o", messages=ASK, tools=[WEATHER], response_format=form)
+    assert done.choices[0].finish_reason == "tool_calls"
+
+
+def test_pieces_gathered_during_a_send_merge_per_call() -> None:
+    pieces = [
+        ToolCallDelta(index=0, id="c0", name="f"),
+        ToolCallDelta(index=0, arguments='{"a'),
+        ToolCallDelta(index=0, arguments='": 1}'),
+        ToolCallDelta(index=1, id="c1", name="g"),
+    ]
+    merged = _merged(pieces)
+    assert [(p.index, p.id, p.name, p.arguments) for p in merged] == [
+        (0, "c0", "f", '{"a": 1}'),
+        (1, "c1", "g", ""),
+    ]

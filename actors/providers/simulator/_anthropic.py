@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -66,6 +67,9 @@ class AnthropicApi(Api):
             model, max_tokens = body["model"], int(body["max_tokens"])
         except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
             return self.error(400, "invalid_request_error", f"malformed request: {exc!r}")
+        wrong = _wrong_block(body["messages"])
+        if wrong is not None:  # as Anthropic refuses it
+            return self.error(400, "invalid_request_error", wrong)
         extra: dict[str, Any] = {"images": [  # each image it was shown (tests read them)
             b.get("source", {}).get("type", "")
             for m in body["messages"] if isinstance(m.get("content"), list)
@@ -205,3 +209,29 @@ def _tool_uses(body: dict[str, Any], model: str) -> list[tuple[str, str, Any]]:
          str(t.get("name", "")), instance_of(t.get("input_schema") or {}, f"{seed}{n}"))
         for n, t in enumerate(chosen)
     ]  # fmt: skip
+
+
+_TOOL_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
+
+
+def _wrong_block(messages: list[Any]) -> str | None:
+    """What Anthropic would refuse in the blocks: an empty text block, a tool id with
+    characters it does not take."""
+    for n, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        for k, block in enumerate(content):
+            if not isinstance(block, dict):
+                continue
+            where = f"messages.{n}.content.{k}"
+            if block.get("type") == "text" and not block.get("text"):
+                return f"{where}: text content blocks must be non-empty"
+            tool_id = (
+                block.get("id") if block.get("type") == "tool_use" else block.get("tool_use_id")
+            )
+            if block.get("type") in ("tool_use", "tool_result") and not _TOOL_ID.match(
+                str(tool_id)
+            ):
+                return f"{where}: String should match pattern '^[a-zA-Z0-9_-]+$'"
+    return None

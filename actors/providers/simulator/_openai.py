@@ -57,6 +57,10 @@ class OpenAIApi(Api):
         model = deployment or body.get("model") or ""
         if not model:
             return self.error(400, "invalid_request_error", "you must provide a model parameter")
+        too_long = _long_call_id(messages)
+        if too_long is not None:  # as OpenAI refuses it
+            return self.error(400, "invalid_request_error", f"Invalid '{too_long}': string too "
+                              "long. Expected a string with maximum length 40.")  # fmt: skip
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
         options = body.get("stream_options") or {}
         extra: dict[str, Any] = {"include_usage": bool(options.get("include_usage"))}
@@ -359,3 +363,16 @@ def _tool_calls(body: dict[str, Any], model: str) -> list[tuple[str, str, str]]:
         call_id = "call_" + hashlib.sha256(f"{seed}{index}".encode()).hexdigest()[:20]
         out.append((call_id, str(tool.get("name", "")), json.dumps(arguments)))
     return out
+
+
+def _long_call_id(messages: list[Any]) -> str | None:
+    """Where a tool call id is longer than OpenAI's 40 characters, or None."""
+    for n, message in enumerate(messages):
+        if not isinstance(message, dict):
+            continue
+        for k, call in enumerate(message.get("tool_calls") or []):
+            if isinstance(call, dict) and len(str(call.get("id", ""))) > 40:
+                return f"messages[{n}].tool_calls[{k}].id"
+        if len(str(message.get("tool_call_id", ""))) > 40:
+            return f"messages[{n}].tool_call_id"
+    return None
