@@ -63,26 +63,25 @@ class ModelDirectory:
         return self._entry(name)
 
     def _entry(self, name: str) -> dict[str, Any]:
-        """``created``: the catalog's ``released`` date, else a date the id carries
-        (``-20240307``, ``-2024-08-06``), else 0 (not known)."""
+        """``created``: the catalog's ``released`` date, else a date the id or one of its
+        dated aliases carries (``-20240307``, ``-2024-08-06``: the earliest), else 0."""
         model = self.catalog.canonical(name)
         if model is None:  # a tier
             return {"id": name, "object": "model", "created": 0, "owned_by": "aio"}
         info = self.catalog.models[model]
         owner = info.provider if model == name else "aio"
-        return {"id": name, "object": "model", "created": _created(info.released, name, model),
-                "owned_by": owner}  # fmt: skip
+        # A dated alias of the model (gpt-4o-2024-08-06) says when it came out, too.
+        dated = sorted(a for a, target in self.catalog.aliases.items() if target == model)
+        created = _created(info.released, name, model, *dated)
+        return {"id": name, "object": "model", "created": created, "owned_by": owner}
 
 
 def _created(released: str, *names: str) -> int:
     """Unix seconds of a release date (UTC midnight), from the catalog or an id."""
     found = released
     if not found:
-        for name in names:
-            match = _DATED.search(name)
-            if match:
-                found = "-".join(match.groups())
-                break
+        dates = ["-".join(m.groups()) for m in map(_DATED.search, names) if m is not None]
+        found = min(dates, default="")
     if not found:
         return 0
     try:

@@ -171,5 +171,7 @@ async def test_one_model_by_id(sdk: tuple[Node, openai.AsyncOpenAI]) -> None:
     alias = await client.models.retrieve("claude-3-haiku")
     assert alias.owned_by == "aio" and alias.created == 1709769600
     assert (await client.models.retrieve("fast")).id == "fast"
+    dated_alias = await client.models.retrieve("gpt-4o")  # its alias gpt-4o-2024-08-06
+    assert dated_alias.created == 1722902400
     with pytest.raises(openai.NotFoundError):
         await client.models.retrieve("gpt-99")
