@@ -316,7 +316,7 @@ class Gateway:
                 return openai_error(status, kind, message, ask.request_id)
             added_ms = (time.perf_counter() - started) * 1000 - answer.processing_time_ms
             self._metrics.gateway_overhead.observe(max(0.0, added_ms) / 1000)
-            return completion_body(answer, legacy=is_legacy(body))
+            return completion_body(answer, legacy=is_legacy(body), logprobs=bool(body.logprobs))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await self._stream(request, ask, body.model, include_usage, is_legacy(body))
 

@@ -22,9 +22,11 @@ from ..providers import (
     Seed,
     Stops,
     Temperature,
+    TokenLogprob,
     ToolCall,
     ToolChoice,
     Tools,
+    TopLogprobs,
     TopP,
     check_conversation,
 )
@@ -88,6 +90,8 @@ class GenerateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     tools: Tools = []
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    logprobs: bool | None = None
+    top_logprobs: TopLogprobs | None = None
     use_cache: bool | None = None  # None: the configured default (cache.default)
     # The least similarity of a semantic hit (None: cache.semantic.threshold).
     cache_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
@@ -130,6 +134,7 @@ class AnswerBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     usage: UsageBody
     cost_usd: float
     tool_calls: list[ToolCall] = []  # only when the model calls tools (finish tool_calls)
+    logprobs: list[TokenLogprob] = []  # only when asked for
 
 
 class OrchestrationBody(msgspec.Struct, kw_only=True):
@@ -281,6 +286,7 @@ def response_body(answer: GenerateResponse, processing_time_ms: float) -> Respon
             ),
             cost_usd=answer.cost_usd,
             tool_calls=answer.tool_calls,
+            logprobs=answer.logprobs,
         ),
         orchestration=OrchestrationBody(
             request_id=answer.request_id,

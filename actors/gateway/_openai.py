@@ -24,10 +24,12 @@ from ..providers import (
     Role,
     Seed,
     Temperature,
+    TokenLogprob,
     Tool,
     ToolCall,
     ToolCallDelta,
     ToolChoice,
+    TopLogprobs,
     TopP,
 )
 from ._bodies import (
@@ -122,8 +124,6 @@ class StreamOptions(msgspec.Struct, kw_only=True):
 # for nothing (sent by clients as defaults): any other value is refused.
 NOT_YET: dict[str, list[Any]] = {
     "n": [1],
-    "logprobs": [False],
-    "top_logprobs": [0],
     "metadata": [{}],
     "store": [False],
     "service_tier": ["auto", "default"],
@@ -165,9 +165,9 @@ class ChatCompletionBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
     # The legacy functions, taken as tools.
     functions: Annotated[list[FunctionDefinition], msgspec.Meta(max_length=128)] | None = None
     function_call: Literal["auto", "none"] | NamedFunction | None = None
-    # Known to OpenAI, not carried yet: refused when they ask for something.
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: TopLogprobs | None = None
+    # Known to OpenAI, not carried yet: refused when they ask for something.
     metadata: Any = None
     store: bool | None = None
     service_tier: str | None = None
@@ -323,7 +323,9 @@ def _headers(answer: GenerateResponse) -> dict[str, str]:
     )
 
 
-def completion_body(answer: GenerateResponse, *, legacy: bool = False) -> web.Response:
+def completion_body(
+    answer: GenerateResponse, *, legacy: bool = False, logprobs: bool = False
+) -> web.Response:
     """The chat completion; ``legacy``: the request used ``functions``, so the call is
     the message's ``function_call`` (one at most: legacy requests ask for one)."""
     message: dict[str, Any] = {"role": "assistant", "content": answer.content, "refusal": None}
@@ -345,7 +347,7 @@ def completion_body(answer: GenerateResponse, *, legacy: bool = False) -> web.Re
             {
                 "index": 0,
                 "message": message,
-                "logprobs": None,
+                "logprobs": _scores(answer.logprobs) if logprobs else None,
                 "finish_reason": finish,
             }
         ],
@@ -353,6 +355,19 @@ def completion_body(answer: GenerateResponse, *, legacy: bool = False) -> web.Re
         "system_fingerprint": None,
     }
     return json_response(body, headers=_headers(answer))
+
+
+def _scores(tokens: list[TokenLogprob]) -> dict[str, Any]:
+    """Log probabilities as OpenAI shows them (``bytes`` left out: null)."""
+    return {
+        "content": [
+            {"token": t.token, "logprob": t.logprob, "bytes": None,
+             "top_logprobs": [{"token": a.token, "logprob": a.logprob, "bytes": None}
+                              for a in t.top_logprobs]}
+            for t in tokens
+        ],
+        "refusal": None,
+    }  # fmt: skip
 
 
 def _call_delta(piece: ToolCallDelta) -> dict[str, Any]:
@@ -440,9 +455,11 @@ async def stream_chat(
     async def send(payload: dict[str, Any]) -> None:
         await response.write(b"data: " + _encoder.encode(head | payload) + b"\n\n")
 
-    def choice(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    def choice(
+        delta: dict[str, Any], finish: str | None = None, scores: Any = None
+    ) -> dict[str, Any]:
         return {
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+            "choices": [{"index": 0, "delta": delta, "logprobs": scores, "finish_reason": finish}]
         }
 
     def delta_of(piece: StreamDelta, role: bool = False) -> dict[str, Any]:
@@ -459,11 +476,14 @@ async def stream_chat(
             delta["tool_calls"] = [_call_delta(c) for c in piece.tool_calls]
         return delta
 
-    await send(choice(delta_of(first, role=True)))
+    def scored(piece: StreamDelta) -> Any:
+        return _scores(piece.logprobs) if piece.logprobs else None
+
+    await send(choice(delta_of(first, role=True), scores=scored(first)))
     try:
         async for reply in replies:
             if isinstance(reply, StreamDelta):
-                await send(choice(delta_of(reply)))
+                await send(choice(delta_of(reply), scores=scored(reply)))
             elif isinstance(reply, GenerateResponse):
                 head["model"] = reply.model
                 finish = reply.finish_reason

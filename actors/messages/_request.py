@@ -20,13 +20,16 @@ from ..providers import (
     Seed,
     Stops,
     Temperature,
+    TokenLogprob,
     ToolCall,
     ToolCallDelta,
     ToolChoice,
     Tools,
+    TopLogprobs,
     TopP,
     Usage,
     check_conversation,
+    check_logprobs,
     extras_of,
     features_of,
 )
@@ -98,6 +101,8 @@ class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True
     tools: Tools = []
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    logprobs: bool | None = None  # never from the cache: a cached answer has none
+    top_logprobs: TopLogprobs | None = None
     strategy: Strategy | None = None
     use_cache: bool | None = None  # None: the configured default (cache.default)
     # The least similarity of a semantic hit for this request (None: cache.semantic's).
@@ -108,6 +113,7 @@ class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True
 
     def __post_init__(self) -> None:
         check_conversation(self.prompt, self.messages, self.stop, bool(self.tools))
+        check_logprobs(self.logprobs, self.top_logprobs)
 
     def provider_request(self, model: str, max_tokens: int | None = None) -> ProviderRequest:
         """The call to make of one candidate model (``max_tokens``: the call's, when the
@@ -193,6 +199,7 @@ class GenerateResponse(Message, tag="generate.response", frozen=True, kw_only=Tr
     processing_time_ms: float
     attempts: list[Attempt] = []
     tool_calls: list[ToolCall] = []  # the model's calls of tools (finish_reason tool_calls)
+    logprobs: list[TokenLogprob] = []  # the answer's tokens, when asked for
     cache_hit: bool = False
     cache_level: str = ""  # l1, l2, semantic or coalesced, for a hit
     similarity: float | None = None  # a semantic hit's
@@ -232,6 +239,7 @@ class StreamDelta(Message, tag="stream.delta", frozen=True, kw_only=True):
     text: str
     model: str = ""  # on the first piece: the model answering (a tier or alias resolved)
     tool_calls: list[ToolCallDelta] = []  # pieces of tool calls (OpenAI's chunk format)
+    logprobs: list[TokenLogprob] = []  # the piece's tokens, when asked for
     cache_level: str = ""  # on the first piece of a cached answer replayed: its level
     similarity: float | None = None  # ... and a semantic hit's similarity
     cache_entry: str = ""  # ... and the entry it came from

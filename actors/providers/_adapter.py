@@ -31,17 +31,26 @@ from ._types import (
     FinishReason,
     ProbeResult,
     ProviderRequest,
+    TokenLogprob,
     ToolCall,
     ToolCallDelta,
     Usage,
 )
 
-__all__ = ["Adapter", "Raw", "RawChunk", "error_for_status", "parse_retry_after"]
+__all__ = ["Adapter", "Raw", "RawChunk", "Scored", "error_for_status", "parse_retry_after"]
 
 log = structlog.get_logger("providers")
 
+
 # What an adapter's SDK-facing stream yields: a text delta, or the end of the answer.
-RawChunk = str | ToolCallDelta | tuple[FinishReason, Usage]
+class Scored(NamedTuple):
+    """A streamed piece of text with its tokens' log probabilities (when asked for)."""
+
+    text: str
+    logprobs: list[TokenLogprob]
+
+
+RawChunk = str | Scored | ToolCallDelta | tuple[FinishReason, Usage]
 
 
 class Raw(NamedTuple):
@@ -51,6 +60,7 @@ class Raw(NamedTuple):
     finish: FinishReason
     usage: Usage
     tool_calls: list[ToolCall] = []
+    logprobs: list[TokenLogprob] = []
 
 
 class Adapter(abc.ABC):
@@ -111,7 +121,7 @@ class Adapter(abc.ABC):
         model = self.model_for(request)
         started = time.perf_counter()
         try:
-            content, finish, usage, calls = await self._generate(request, model)
+            content, finish, usage, calls, logprobs = await self._generate(request, model)
         except Exception as exc:
             raise self._error(exc) from exc
         if finish == "content_filter" and not content:
@@ -119,6 +129,7 @@ class Adapter(abc.ABC):
         return Completion(
             content=content,
             tool_calls=calls,
+            logprobs=logprobs,
             finish_reason=finish,
             usage=usage,
             cost_usd=self.catalog.cost(model, usage),
@@ -163,6 +174,9 @@ class Adapter(abc.ABC):
                     continue
                 if isinstance(raw, ToolCallDelta):
                     yield Chunk(tool_call=raw)
+                    continue
+                if isinstance(raw, Scored):
+                    yield Chunk(delta=raw.text, logprobs=raw.logprobs)
                     continue
                 finish, usage = raw
                 yield Chunk(

@@ -40,6 +40,7 @@ FEATURES: dict[str, str] = {
     "tools": "tools",  # tools defined (and tool turns in the conversation)
     "images": "messages",  # image parts in a turn
     "tools_with_json": "response_format",  # JSON output in a request with tools
+    "logprobs": "logprobs",
     "parallel_tool_calls": "parallel_tool_calls",  # false: one call at most
 }
 
@@ -112,6 +113,8 @@ EXTRA_FIELDS = (
     "tools",
     "tool_choice",
     "parallel_tool_calls",
+    "logprobs",
+    "top_logprobs",
 )
 
 
@@ -134,6 +137,8 @@ def features_of(source: Any) -> set[str]:
     form = source.response_format
     if form is not None and form.type != "text":
         used.add(form.type)
+    if source.logprobs:
+        used.add("logprobs")
     messages = getattr(source, "messages", None)
     if messages and any(m.images for m in messages):
         used.add("images")

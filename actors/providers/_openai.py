@@ -16,7 +16,7 @@ import httpx2
 import msgspec
 import openai
 
-from ._adapter import Adapter, Raw, RawChunk, error_for_status, parse_retry_after
+from ._adapter import Adapter, Raw, RawChunk, Scored, error_for_status, parse_retry_after
 from ._catalog import Catalog
 from ._config import ProviderConfig
 from ._errors import ContentFiltered, ContextTooLong, ProviderError, ProviderTimeout, Unavailable
@@ -25,9 +25,11 @@ from ._types import (
     ChatMessage,
     FinishReason,
     ProviderRequest,
+    TokenLogprob,
     Tool,
     ToolCall,
     ToolCallDelta,
+    TopLogprob,
     Usage,
     portable_id,
 )
@@ -67,10 +69,26 @@ class _Text(msgspec.Struct):
     tool_calls: list[_ToolCall] | None = None
 
 
+class _Top(msgspec.Struct):
+    token: str = ""
+    logprob: float = 0.0
+
+
+class _Scored(msgspec.Struct):
+    token: str = ""
+    logprob: float = 0.0
+    top_logprobs: list[_Top] = []
+
+
+class _Logprobs(msgspec.Struct):
+    content: list[_Scored] | None = None
+
+
 class _Choice(msgspec.Struct):
     message: _Text | None = None
     delta: _Text | None = None
     finish_reason: str | None = None
+    logprobs: _Logprobs | None = None
 
 
 class _Error(msgspec.Struct):
@@ -88,7 +106,8 @@ class _Answer(msgspec.Struct):
 
 
 _decode = msgspec.json.Decoder(_Answer).decode
-_PASSED = ("seed", "presence_penalty", "frequency_penalty", "logit_bias", "reasoning_effort")
+_PASSED = ("seed", "presence_penalty", "frequency_penalty", "logit_bias", "reasoning_effort",
+           "logprobs", "top_logprobs")  # fmt: skip
 
 
 class OpenAIAdapter(Adapter):
@@ -168,7 +187,7 @@ class OpenAIAdapter(Adapter):
             if c.function is not None
         ]  # fmt: skip
         finish = _FINISH.get(choice.finish_reason, "other")
-        return Raw(text or "", finish, _usage(answer.usage), calls)
+        return Raw(text or "", finish, _usage(answer.usage), calls, _scores(choice.logprobs))
 
     async def _stream(self, request: ProviderRequest, model: str) -> AsyncIterator[RawChunk]:
         body = self._body(request, model) | {
@@ -190,7 +209,10 @@ class OpenAIAdapter(Adapter):
                 if chunk.choices:
                     choice = chunk.choices[0]
                     if choice.delta is not None and choice.delta.content:
-                        yield choice.delta.content
+                        scores = _scores(choice.logprobs)
+                        yield (
+                            Scored(choice.delta.content, scores) if scores else choice.delta.content
+                        )
                     if choice.delta is not None and choice.delta.tool_calls:
                         for call in choice.delta.tool_calls:
                             function = call.function or _Function()
@@ -309,3 +331,14 @@ def _tool(tool: Tool) -> dict[str, Any]:
     if tool.strict is not None:
         function["strict"] = tool.strict
     return {"type": "function", "function": function}
+
+
+def _scores(given: _Logprobs | None) -> list[TokenLogprob]:
+    if given is None or not given.content:
+        return []
+    return [
+        TokenLogprob(token=t.token, logprob=t.logprob,
+                     top_logprobs=[TopLogprob(token=a.token, logprob=a.logprob)
+                                   for a in t.top_logprobs])
+        for t in given.content
+    ]  # fmt: skip

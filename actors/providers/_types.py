@@ -72,6 +72,20 @@ class ToolCallDelta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     arguments: str = ""
 
 
+class TopLogprob(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    token: str
+    logprob: float
+
+
+class TokenLogprob(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One output token and its log probability (and the likeliest alternatives, with
+    ``top_logprobs``), as OpenAI gives them."""
+
+    token: str
+    logprob: float
+    top_logprobs: list[TopLogprob] = []
+
+
 class Tool(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A function the model may call: its name, what it does, its parameters as a
     JSON Schema (OpenAI's ``function``)."""
@@ -128,6 +142,15 @@ class ChatMessage(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     images: list[ImagePart] = []
 
 
+# Up to 20 alternatives a token, as OpenAI gives.
+TopLogprobs = Annotated[int, msgspec.Meta(ge=0, le=20)]
+
+
+def check_logprobs(logprobs: bool | None, top_logprobs: int | None) -> None:
+    if top_logprobs and not logprobs:
+        raise ValueError("top_logprobs: needs logprobs: true")
+
+
 def check_conversation(
     prompt: str | None, messages: list[ChatMessage], stop: list[str], tools: bool = False
 ) -> None:
@@ -182,9 +205,12 @@ class ProviderRequest(Message, tag="provider.request", frozen=True, kw_only=True
     tools: Tools = []
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    logprobs: bool | None = None
+    top_logprobs: TopLogprobs | None = None
 
     def __post_init__(self) -> None:
         check_conversation(self.prompt, self.messages, self.stop, bool(self.tools))
+        check_logprobs(self.logprobs, self.top_logprobs)
 
     def chat(self) -> list[ChatMessage]:
         """The conversation, a prompt becoming one user message."""
@@ -220,6 +246,7 @@ class Completion(Message, tag="provider.completion", frozen=True, kw_only=True):
     latency_ms: float
     first_token_ms: float | None = None  # a stream's: until its first text
     tool_calls: list[ToolCall] = []  # with finish_reason "tool_calls"
+    logprobs: list[TokenLogprob] = []  # when asked for
 
 
 class Chunk(msgspec.Struct, frozen=True, kw_only=True):
@@ -228,6 +255,7 @@ class Chunk(msgspec.Struct, frozen=True, kw_only=True):
 
     delta: str = ""
     tool_call: ToolCallDelta | None = None  # a piece of a tool call instead of text
+    logprobs: list[TokenLogprob] = []  # the delta's tokens, when asked for
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     cost_usd: float | None = None

@@ -17,6 +17,7 @@ from ..providers import (
     ProviderError,
     ProviderTimeout,
     RateLimited,
+    TokenLogprob,
     ToolCall,
     ToolCallDelta,
 )
@@ -166,7 +167,7 @@ class Breaker(Actor):
                     sender.push_tool(piece)
                 else:
                     text.append(chunk.delta)
-                    sender.push(chunk.delta)
+                    sender.push(chunk.delta, chunk.logprobs)
                 if chunk.delta or piece is not None:
                     cutoff.first_text()
                     if first_token_ms is None:
@@ -366,13 +367,16 @@ class _DeltaSender:
         self._corr = corr
         self._buffer: list[str] = []
         self._tools: list[ToolCallDelta] = []
+        self._scores: list[TokenLogprob] = []
         self._task: asyncio.Task[None] | None = None
         self.started = False
 
-    def push(self, text: str) -> None:
+    def push(self, text: str, logprobs: list[TokenLogprob] | None = None) -> None:
         if not text:
             return
         self._buffer.append(text)
+        if logprobs:
+            self._scores.extend(logprobs)
         self._wake()
 
     def push_tool(self, piece: ToolCallDelta) -> None:
@@ -389,8 +393,9 @@ class _DeltaSender:
         while self._buffer or self._tools:
             text = "".join(self._buffer)
             tools, self._tools = _merged(self._tools), []
+            scores, self._scores = self._scores, []
             self._buffer.clear()
-            delta = StreamDelta(text=text, model=self._model, tool_calls=tools)
+            delta = StreamDelta(text=text, model=self._model, tool_calls=tools, logprobs=scores)
             self._model = ""
             await self._bus.reply(self._to, self._corr, delta)
 

@@ -372,6 +372,7 @@ class Router(Actor):
             processing_time_ms=0.0,
             attempts=attempts,
             tool_calls=[] if streamed else done.tool_calls,  # a stream's went as deltas
+            logprobs=[] if streamed else done.logprobs,
         )
 
     def _deadline(self, request: GenerateRequest, attempts: list[Attempt]) -> GenerateFailed:

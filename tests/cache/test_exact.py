@@ -117,7 +117,10 @@ async def test_use_cache_and_the_temperature_threshold_bypass_it(
     for _ in range(2):
         assert _level(await _generate(http, url, prompt="vary", temperature=0.9)) is None
         assert _level(await _generate(http, url, prompt="off", use_cache=False)) is None
-    assert _calls(simulator) == 4
+        # A cached answer has no log probabilities: such a request never uses the cache.
+        scored = await _generate(http, url, prompt="scores", model="gpt-4o", logprobs=True)
+        assert _level(scored) is None and scored["response"]["logprobs"]
+    assert _calls(simulator) == 6
     await node.stop()
     off = await make_node(cache=CacheConfig(default=False))
     assert off.gateway is not None

@@ -94,7 +94,6 @@ async def test_a_tier_goes_to_the_candidates_that_take_it(
     ("extra", "param"),
     [
         ({"n": 2}, "n"),
-        ({"logprobs": True}, "logprobs"),
         ({"metadata": {"k": "v"}}, "metadata"),
     ],
 )
@@ -285,3 +284,35 @@ async def test_an_image_only_turn_sends_no_empty_text(
     )
     assert done.choices[0].message.content
     assert simulator.state.last["anthropic"].extra["images"] == ["base64"]
+
+
+async def test_logprobs_come_back_plain_and_streamed(
+    sdk: tuple[Node, openai.AsyncOpenAI], simulator: Simulator
+) -> None:
+    _node, client = sdk
+    done = await client.chat.completions.create(
+        model="gpt-4o", messages=HI, logprobs=True, top_logprobs=2
+    )
+    scores = done.choices[0].logprobs
+    assert scores is not None and scores.content
+    assert "".join(t.token for t in scores.content) == done.choices[0].message.content
+    assert all(len(t.top_logprobs) == 2 for t in scores.content)
+    stream = await client.chat.completions.create(
+        model="gpt-4o", messages=HI, logprobs=True, stream=True
+    )
+    text, tokens = "", ""
+    async for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+            for token in (
+                (chunk.choices[0].logprobs.content or []) if chunk.choices[0].logprobs else []
+            ):
+                tokens += token.token
+    assert text and tokens == text
+    # Not from the cache (a cached answer has none), not to a model without them.
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model="claude-3-haiku", messages=HI, logprobs=True)
+    assert caught.value.param == "logprobs"
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model="gpt-4o", messages=HI, top_logprobs=2)
+    assert "top_logprobs" in caught.value.message

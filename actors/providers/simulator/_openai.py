@@ -71,6 +71,8 @@ class OpenAIApi(Api):
             for m in messages if isinstance(m.get("content"), list)
             for p in m["content"] if isinstance(p, dict) and p.get("type") == "image_url"
         ]  # fmt: skip
+        if body.get("logprobs"):
+            extra["logprobs"] = int(body.get("top_logprobs") or 0)
         calls = _tool_calls(body, model)
         if calls:
             extra["calls"] = calls
@@ -138,10 +140,11 @@ class OpenAIApi(Api):
                 for i, n, a in calls
             ]
             finish = "tool_calls"
+        scores = _scores(result.pieces, call.extra.get("logprobs"))
         body = self._head(call) | {
             "object": "chat.completion",
             "choices": [
-                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+                {"index": 0, "message": message, "logprobs": scores, "finish_reason": finish}
             ],
             "usage": _usage(result),
             "system_fingerprint": "fp_simulated",
@@ -151,8 +154,8 @@ class OpenAIApi(Api):
     def events(self, call: Call, result: Answer) -> Iterator[bytes]:
         head = self._head(call) | {"object": "chat.completion.chunk"}
 
-        def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        def chunk(delta: dict[str, Any], finish: str | None, scores: Any = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": scores, "finish_reason": finish}
             return sse(head | {"choices": [choice]})
 
         calls = call.extra.get("calls")
@@ -170,7 +173,7 @@ class OpenAIApi(Api):
         else:
             yield chunk({"role": "assistant", "content": ""}, None)
             for piece in result.pieces:
-                yield chunk({"content": piece}, None)
+                yield chunk({"content": piece}, None, _scores([piece], call.extra.get("logprobs")))
             yield chunk({}, result.finish)
         if call.extra.get("include_usage"):
             yield sse(head | {"choices": [], "usage": _usage(result)})
@@ -376,3 +379,19 @@ def _long_call_id(messages: list[Any]) -> str | None:
         if len(str(message.get("tool_call_id", ""))) > 40:
             return f"messages[{n}].tool_call_id"
     return None
+
+
+def _scores(pieces: list[str], top: int | None) -> dict[str, Any] | None:
+    """Log probabilities of the answer's pieces, one token each (as asked: ``top``
+    alternatives each), made up but the same for the same piece."""
+    if top is None:
+        return None
+    content = []
+    for piece in pieces:
+        logprob = -(len(piece) % 7) / 10 - 0.01
+        alternatives = [{"token": piece, "logprob": logprob, "bytes": None}]
+        alternatives += [{"token": f"{piece}{n}", "logprob": logprob - n, "bytes": None}
+                         for n in range(1, top)]  # fmt: skip
+        content.append({"token": piece, "logprob": logprob, "bytes": None,
+                        "top_logprobs": alternatives[:top]})  # fmt: skip
+    return {"content": content, "refusal": None}
