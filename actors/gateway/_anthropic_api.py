@@ -219,15 +219,8 @@ def _blocks(answer: GenerateResponse) -> list[dict[str, Any]]:
         blocks.append({"type": "text", "text": answer.content})
     for call in answer.tool_calls:
         blocks.append({"type": "tool_use", "id": call.id, "name": call.name,
-                       "input": _loads(call.arguments)})  # fmt: skip
+                       "input": call.arguments_object()})  # fmt: skip
     return blocks
-
-
-def _loads(arguments: str) -> Any:
-    try:
-        return json.loads(arguments or "{}")
-    except ValueError:
-        return {}
 
 
 def message_body(answer: GenerateResponse) -> dict[str, Any]:

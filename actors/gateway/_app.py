@@ -219,9 +219,9 @@ class Gateway:
     def _request(
         self, request: web.Request, body: GenerateBody, user_id: str, tier: str
     ) -> GenerateRequest:
-        self._check_model(body.model)
-        return self._bounded(GenerateRequest(
-            request_id=self._request_id(request),
+        self.check_model(body.model)
+        return self.bounded(GenerateRequest(
+            request_id=self.new_request_id(request),
             prompt=body.prompt,
             messages=body.messages,
             user_id=user_id,
@@ -240,10 +240,11 @@ class Gateway:
         ))  # fmt: skip
 
     @staticmethod
-    def _request_id(request: web.Request) -> str:
+    def new_request_id(request: web.Request) -> str:
+        """The caller's ``X-Request-ID``, or a fresh one (``BadInput`` if unusable)."""
         return request_id_of(request) or uuid.uuid4().hex
 
-    def _bounded(self, ask: GenerateRequest) -> GenerateRequest:
+    def bounded(self, ask: GenerateRequest) -> GenerateRequest:
         """The request, if it is within the size a deployment takes (``BadInput`` if not)."""
         too_large = ask.too_large(self.bounds.max_messages, self.bounds.max_prompt_chars)
         if too_large is not None:  # refused here: it never reaches the bus
@@ -252,17 +253,6 @@ class Gateway:
 
     def check_model(self, model: str) -> None:
         """``BadInput`` (404 model_not_found) for a name that is no model, alias or tier."""
-        self._check_model(model)
-
-    def bounded(self, ask: GenerateRequest) -> GenerateRequest:
-        """The request, if it is within the size a deployment takes (``BadInput``)."""
-        return self._bounded(ask)
-
-    def new_request_id(self, request: web.Request) -> str:
-        """The caller's ``X-Request-ID``, or a fresh one (``BadInput`` if unusable)."""
-        return self._request_id(request)
-
-    def _check_model(self, model: str) -> None:
         if not model:
             return
         try:
@@ -275,14 +265,14 @@ class Gateway:
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
             body: ChatCompletionBody = decode(await request.read(), ChatCompletionBody)
-            self._check_model(body.model)
+            self.check_model(body.model)
             # With a key, `user` (OpenAI's end-user id) is the key's user's business.
             user_id, tier = await self.callers.who(
                 request,
                 None if self.callers.config.required else body.user or body.safety_identifier,
             )
-            ask = self._bounded(GenerateRequest(
-                request_id=self._request_id(request),
+            ask = self.bounded(GenerateRequest(
+                request_id=self.new_request_id(request),
                 messages=chat_messages(body),
                 user_id=user_id,
                 tier=tier,

@@ -13,20 +13,13 @@ from bus import BusError, BusUnavailable, RemoteError
 
 from ..messages import Attempt, GenerateFailed, GenerateResponse, LimitState, Strategy, UserId
 from ..providers import (
+    CallOptions,
     ChatMessage,
-    Effort,
-    LogitBias,
     MaxTokens,
-    Penalty,
-    ResponseFormat,
-    Seed,
     Stops,
     Temperature,
     TokenLogprob,
     ToolCall,
-    ToolChoice,
-    Tools,
-    TopLogprobs,
     TopP,
     check_conversation,
 )
@@ -68,7 +61,7 @@ TURN_SCHEMA = {"properties": {"role": {"enum": ["user", "assistant"]}}}
 Stop = Stops | str | None
 
 
-class GenerateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class GenerateBody(CallOptions, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``POST /ai-orchestration/generate`` and ``/generate-with-fallback``."""
 
     prompt: str | None = None
@@ -80,18 +73,7 @@ class GenerateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     top_p: TopP | None = None
     max_tokens: MaxTokens | None = None
     stop: Stop = None
-    # OpenAI's further parameters, as /v1 takes them (see docs/compatibility.md).
-    seed: Seed | None = None
-    presence_penalty: Penalty | None = None
-    frequency_penalty: Penalty | None = None
-    logit_bias: LogitBias | None = None
-    reasoning_effort: Effort | None = None
-    response_format: ResponseFormat | None = None
-    tools: Tools = []
-    tool_choice: ToolChoice | None = None
-    parallel_tool_calls: bool | None = None
-    logprobs: bool | None = None
-    top_logprobs: TopLogprobs | None = None
+    # OpenAI's further parameters (CallOptions, inherited): see docs/compatibility.md.
     use_cache: bool | None = None  # None: the configured default (cache.default)
     # The least similarity of a semantic hit (None: cache.semantic.threshold).
     cache_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None

@@ -10,22 +10,15 @@ import msgspec
 from bus import Message
 
 from ..providers import (
+    CallOptions,
     ChatMessage,
-    Effort,
-    LogitBias,
     MaxTokens,
-    Penalty,
     ProviderRequest,
-    ResponseFormat,
-    Seed,
     Stops,
     Temperature,
     TokenLogprob,
     ToolCall,
     ToolCallDelta,
-    ToolChoice,
-    Tools,
-    TopLogprobs,
     TopP,
     Usage,
     check_conversation,
@@ -66,7 +59,7 @@ class Pong(Message, tag="pong", frozen=True, kw_only=True):
 # -- the request path ---------------------------------------------------------------
 
 
-class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True):
+class GenerateRequest(Message, CallOptions, tag="generate.request", frozen=True, kw_only=True):
     """A request for an answer, to ``{ns}:requests`` (the router answers).
 
     Give ``prompt`` or ``messages``. ``model`` may be a model id, an alias, a tier
@@ -90,19 +83,9 @@ class GenerateRequest(Message, tag="generate.request", frozen=True, kw_only=True
     top_p: TopP | None = None
     max_tokens: MaxTokens | None = None
     stop: Stops = []
-    # OpenAI's further parameters: the request goes only to candidates that take every
-    # one it uses (see actors.providers._features), else it is refused naming it.
-    seed: Seed | None = None
-    presence_penalty: Penalty | None = None
-    frequency_penalty: Penalty | None = None
-    logit_bias: LogitBias | None = None
-    reasoning_effort: Effort | None = None
-    response_format: ResponseFormat | None = None
-    tools: Tools = []
-    tool_choice: ToolChoice | None = None
-    parallel_tool_calls: bool | None = None
-    logprobs: bool | None = None  # never from the cache: a cached answer has none
-    top_logprobs: TopLogprobs | None = None
+    # OpenAI's further parameters (CallOptions) go only to candidates that take each
+    # one used, else the request is refused naming it; with logprobs, never from the
+    # cache (a cached answer has none).
     strategy: Strategy | None = None
     use_cache: bool | None = None  # None: the configured default (cache.default)
     # The least similarity of a semantic hit for this request (None: cache.semantic's).

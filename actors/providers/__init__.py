@@ -31,7 +31,6 @@ from ._errors import (
     Unavailable,
 )
 from ._features import (
-    EXTRA_FIELDS,
     FEATURES,
     TRANSLATED,
     Effort,
@@ -40,12 +39,13 @@ from ._features import (
     Penalty,
     ResponseFormat,
     Seed,
-    extras_of,
     features_of,
 )
 from ._registry import ADAPTER_CLASSES, adapter_class, build_adapters
 from ._tokens import estimate_prompt_tokens, estimate_tokens
 from ._types import (
+    EXTRA_FIELDS,
+    CallOptions,
     ChatMessage,
     Chunk,
     Completion,
@@ -70,6 +70,7 @@ from ._types import (
     Usage,
     check_conversation,
     check_logprobs,
+    extras_of,
     portable_id,
 )
 
@@ -86,6 +87,7 @@ __all__ = [
     "AzureConfig",
     "AzureOpenAIAdapter",
     "BadRequest",
+    "CallOptions",
     "Catalog",
     "CatalogData",
     "ChatMessage",

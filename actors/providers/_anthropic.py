@@ -305,18 +305,10 @@ def _messages(turns: list[ChatMessage]) -> list[dict[str, Any]]:
             [{"type": "text", "text": message.content}] if message.content else []
         )
         blocks += [{"type": "tool_use", "id": portable_id(c.id), "name": c.name,
-                    "input": _input(c.arguments)}
+                    "input": c.arguments_object()}
                    for c in message.tool_calls]  # fmt: skip
         out.append({"role": "assistant", "content": blocks})
     return out
-
-
-def _input(arguments: str) -> dict[str, Any]:
-    try:
-        value = msgspec.json.decode(arguments or "{}")
-    except msgspec.DecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _tool(tool: Tool) -> dict[str, Any]:

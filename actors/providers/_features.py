@@ -16,7 +16,6 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 __all__ = [
-    "EXTRA_FIELDS",
     "FEATURES",
     "TRANSLATED",
     "Effort",
@@ -25,7 +24,6 @@ __all__ = [
     "Penalty",
     "ResponseFormat",
     "Seed",
-    "extras_of",
     "features_of",
 ]
 
@@ -100,27 +98,6 @@ class ResponseFormat(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             raise ValueError(
                 "response_format: `json_schema` goes with type json_schema, and only with it"
             )
-
-
-# The fields above, as a request, a body or a call carries them (same names).
-EXTRA_FIELDS = (
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "logit_bias",
-    "reasoning_effort",
-    "response_format",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-    "logprobs",
-    "top_logprobs",
-)
-
-
-def extras_of(source: Any) -> dict[str, Any]:
-    """The extra fields of ``source`` by name, to pass on to the next struct."""
-    return {name: getattr(source, name) for name in EXTRA_FIELDS}
 
 
 def features_of(source: Any) -> set[str]:

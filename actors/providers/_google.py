@@ -303,7 +303,7 @@ def _contents(turns: list[ChatMessage], signatures: bool = False) -> list[dict[s
         parts: list[dict[str, Any]] = [{"text": message.content}] if message.content else []
         parts += [_image(i) for i in message.images]
         for n, call in enumerate(message.tool_calls):
-            function = {"name": call.name, "args": _arguments(call.arguments)}
+            function = {"name": call.name, "args": call.arguments_object()}
             called: dict[str, Any] = {"functionCall": function}
             signature = call.id.partition(_SIGNED)[2]
             if signature:
@@ -324,14 +324,6 @@ def _response(content: str) -> dict[str, Any]:
     except msgspec.DecodeError:
         return {"result": content}
     return value if isinstance(value, dict) else {"result": value}
-
-
-def _arguments(text: str) -> dict[str, Any]:
-    try:
-        value = msgspec.json.decode(text or "{}")
-    except msgspec.DecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _declaration(tool: Tool) -> dict[str, Any]:

@@ -49,6 +49,15 @@ class ToolCall(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     name: str
     arguments: str = "{}"
 
+    def arguments_object(self) -> dict[str, Any]:
+        """The arguments as a JSON object, as Anthropic and Gemini take them (``{}`` for
+        text that is not one: a model's call may be malformed)."""
+        try:
+            value = msgspec.json.decode(self.arguments or "{}")
+        except msgspec.DecodeError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
 
 _PORTABLE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
@@ -179,7 +188,33 @@ def check_conversation(
                              "`tools`, the definitions of the tools it calls")  # fmt: skip
 
 
-class ProviderRequest(Message, tag="provider.request", frozen=True, kw_only=True):
+class CallOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """OpenAI's parameters beyond text and sampling, with the same names on a call, a
+    bus request and an HTTP body (see ``_features``: only a provider that carries one
+    is asked it)."""
+
+    seed: Seed | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    logit_bias: LogitBias | None = None
+    reasoning_effort: Effort | None = None
+    response_format: ResponseFormat | None = None
+    tools: Tools = []
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    logprobs: bool | None = None
+    top_logprobs: TopLogprobs | None = None
+
+
+EXTRA_FIELDS: tuple[str, ...] = CallOptions.__struct_fields__
+
+
+def extras_of(source: Any) -> dict[str, Any]:
+    """The ``CallOptions`` fields of ``source`` by name, to pass on to the next struct."""
+    return {name: getattr(source, name) for name in EXTRA_FIELDS}
+
+
+class ProviderRequest(Message, CallOptions, tag="provider.request", frozen=True, kw_only=True):
     """What to ask a model: a prompt or a list of messages, and the sampling settings.
 
     Give ``prompt`` or ``messages``, not both. ``model`` empty means the adapter's
@@ -194,19 +229,6 @@ class ProviderRequest(Message, tag="provider.request", frozen=True, kw_only=True
     max_tokens: MaxTokens | None = None
     stop: Stops = []
     user: str | None = None
-    # OpenAI's further parameters (see _features): only a provider that carries them
-    # is asked.
-    seed: Seed | None = None
-    presence_penalty: Penalty | None = None
-    frequency_penalty: Penalty | None = None
-    logit_bias: LogitBias | None = None
-    reasoning_effort: Effort | None = None
-    response_format: ResponseFormat | None = None
-    tools: Tools = []
-    tool_choice: ToolChoice | None = None
-    parallel_tool_calls: bool | None = None
-    logprobs: bool | None = None
-    top_logprobs: TopLogprobs | None = None
 
     def __post_init__(self) -> None:
         check_conversation(self.prompt, self.messages, self.stop, bool(self.tools))
