@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 import msgspec
+import openai
 import pytest
 import redis.asyncio
 
@@ -158,3 +159,17 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     trace.on_response_chunk_received.append(scanned)
     async with aiohttp.ClientSession(trace_configs=[trace]) as session:
         yield session
+
+
+@pytest.fixture
+async def sdk(make_node: MakeNode) -> AsyncIterator[tuple[Node, openai.AsyncOpenAI]]:
+    """The official OpenAI SDK on a node's /v1 (three providers, round robin)."""
+    node = await make_node(
+        providers=("openai", "anthropic", "google"),
+        router=RouterConfig(strategy="round_robin", retry_base_ms=10),
+        provider_overrides={"max_retries": 0},
+    )
+    assert node.gateway is not None
+    client = openai.AsyncOpenAI(api_key="unused", base_url=f"{node.gateway.url}/v1", max_retries=0)
+    yield node, client
+    await client.close()

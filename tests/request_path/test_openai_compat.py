@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import openai
 import pytest
 
 from actors.node import Node
 from actors.providers.simulator import Simulator
-from actors.runtime.config import RouterConfig
-from tests.request_path.conftest import MakeNode
-
-
-@pytest.fixture
-async def sdk(make_node: MakeNode) -> AsyncIterator[tuple[Node, openai.AsyncOpenAI]]:
-    node = await make_node(
-        providers=("openai", "anthropic", "google"),
-        router=RouterConfig(strategy="round_robin", retry_base_ms=10),
-        provider_overrides={"max_retries": 0},
-    )
-    assert node.gateway is not None
-    client = openai.AsyncOpenAI(api_key="unused", base_url=f"{node.gateway.url}/v1", max_retries=0)
-    yield node, client
-    await client.close()
 
 
 async def test_non_streaming(sdk: tuple[Node, openai.AsyncOpenAI]) -> None:

@@ -4,7 +4,6 @@ candidate takes it; structured output checked before it is served."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
@@ -17,19 +16,6 @@ from actors.runtime.config import RouterConfig
 from tests.request_path.conftest import MakeNode
 
 HI = [{"role": "user", "content": "Hi"}]
-
-
-@pytest.fixture
-async def sdk(make_node: MakeNode) -> AsyncIterator[tuple[Node, openai.AsyncOpenAI]]:
-    node = await make_node(
-        providers=("openai", "anthropic", "google"),
-        router=RouterConfig(strategy="round_robin", retry_base_ms=10),
-        provider_overrides={"max_retries": 0},
-    )
-    assert node.gateway is not None
-    client = openai.AsyncOpenAI(api_key="unused", base_url=f"{node.gateway.url}/v1", max_retries=0)
-    yield node, client
-    await client.close()
 
 
 def _sent(simulator: Simulator, provider: str) -> dict[str, Any]:
