@@ -30,6 +30,8 @@ class Exact:
         use = self.config.default if request.use_cache is None else request.use_cache
         if not use:
             return "use_cache is off"
+        if request.embed:
+            return "embeddings are not cached"
         if request.logprobs:
             return "logprobs are asked for (a cached answer has none)"
         if request.temperature is not None and request.temperature > self.config.max_temperature:

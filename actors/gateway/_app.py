@@ -37,6 +37,7 @@ from ._bodies import (
 )
 from ._cache_api import CacheApi
 from ._callers import Callers, Refused
+from ._embeddings_api import EmbeddingsApi
 from ._errors import Runner, json_errors
 from ._health_api import HealthApi
 from ._keys_api import KeysApi
@@ -54,6 +55,7 @@ from ._openai import (
     use_cache,
 )
 from ._openapi import openapi_document
+from ._responses_api import ResponsesApi
 
 __all__ = ["Gateway"]
 
@@ -103,6 +105,8 @@ class Gateway:
             web.get("/v1/models", self.list_models),
             web.get("/v1/models/{model}", self.get_model),
             *MessagesApi(self).routes(),
+            *EmbeddingsApi(self).routes(),
+            *ResponsesApi(self).routes(),
             *metrics_api.public(),
             web.get("/openapi.json", self.openapi),
             web.get("/health", self.health),
@@ -208,10 +212,7 @@ class Gateway:
             status, kind, message = bus_failure(exc)
             self._metrics.bus_errors.labels(kind=kind).inc()
             return error_response(status, kind, message, request_id=ask.request_id)
-        total_ms = (time.perf_counter() - started) * 1000
-        self._metrics.gateway_overhead.observe(
-            max(0.0, total_ms - answer.processing_time_ms) / 1000
-        )
+        total_ms = self.observe_overhead(started, answer)
         body_out = response_body(answer, total_ms)
         headers = {"X-Request-ID": answer.request_id} | limit_headers(answer.limits)
         return json_response(body_out, headers=headers)
@@ -238,6 +239,14 @@ class Gateway:
             cache_threshold=body.cache_threshold,
             timeout_ms=body.timeout_ms or self.client.timeout_ms,
         ))  # fmt: skip
+
+    def observe_overhead(self, started: float, answer: GenerateResponse) -> float:
+        """Records what the gateway added to the router's time; the total, in ms."""
+        total_ms = (time.perf_counter() - started) * 1000
+        self._metrics.gateway_overhead.observe(
+            max(0.0, total_ms - answer.processing_time_ms) / 1000
+        )
+        return total_ms
 
     @staticmethod
     def new_request_id(request: web.Request) -> str:
@@ -304,8 +313,7 @@ class Gateway:
                 status, kind, message = bus_failure(exc)
                 self._metrics.bus_errors.labels(kind=kind).inc()
                 return openai_error(status, kind, message, ask.request_id)
-            added_ms = (time.perf_counter() - started) * 1000 - answer.processing_time_ms
-            self._metrics.gateway_overhead.observe(max(0.0, added_ms) / 1000)
+            self.observe_overhead(started, answer)
             return completion_body(answer, legacy=is_legacy(body), logprobs=bool(body.logprobs))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await self._stream(request, ask, body.model, include_usage, is_legacy(body))

@@ -53,6 +53,7 @@ __all__ = [
 
 _encoder = msgspec.json.Encoder()
 _AT = re.compile(r"- at `\$\.([^`]+)`")
+_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]+)`")
 _ROLES: dict[str, Role] = {
     "system": "system",
     "developer": "system",
@@ -412,6 +413,9 @@ def _param(message: str) -> str | None:
     """The parameter an error message names (``model: ...``, or a decoding error's
     ``... - at `$.messages[0].role```)."""
     at = _AT.search(message)
+    unknown = _UNKNOWN.search(message)
+    if unknown is not None:  # the field itself, where it is
+        return f"{at.group(1)}.{unknown.group(1)}" if at is not None else unknown.group(1)
     if at is not None:
         return at.group(1)
     head, colon, _rest = message.partition(":")

@@ -8,10 +8,13 @@ import msgspec
 
 from ..messages import CacheReport, UserId
 from ..runtime.config import LimitChanges, QuotaChanges
+from ._anthropic_api import MessagesBody
 from ._bodies import ErrorBody, GenerateBody, ResponseBody
 from ._cache_api import ClearBody, WarmBody
+from ._embeddings_api import EmbeddingsBody
 from ._keys_api import NewKeyBody
 from ._openai import ChatCompletionBody
+from ._responses_api import ResponsesBody
 
 __all__ = ["openapi_document"]
 
@@ -198,7 +201,8 @@ def _schemas() -> dict[str, Any]:
     """The bodies' schemas, generated from their Structs, with the rules a body declares
     beside its ``__post_init__`` (``SCHEMA_RULES``)."""
     bodies = [GenerateBody, ResponseBody, ErrorBody, ChatCompletionBody, QuotaChanges,
-              LimitChanges, ClearBody, WarmBody, CacheReport, NewKeyBody]  # fmt: skip
+              LimitChanges, ClearBody, WarmBody, CacheReport, NewKeyBody, EmbeddingsBody,
+              ResponsesBody, MessagesBody]  # fmt: skip
     _refs, components = msgspec.json.schema_components(
         bodies, ref_template="#/components/schemas/{name}"
     )
@@ -208,6 +212,20 @@ def _schemas() -> dict[str, Any]:
     # A warm entry, like a generate body: a prompt or messages with a turn, not both.
     components["WarmEntry"]["allOf"] = [GenerateBody.SCHEMA_RULES]
     return components
+
+
+def _edge(summary: str, description: str, body: str) -> dict[str, Any]:
+    """A provider-compatible POST route: its body, a JSON answer (or SSE), the errors."""
+    answer = {"application/json": {"schema": {"type": "object"}},
+              "text/event-stream": {"schema": {"type": "string"}}}  # fmt: skip
+    return {
+        "post": {
+            "summary": summary,
+            "description": description,
+            "requestBody": {"required": True, **_json(body, "The request")},
+            "responses": {"200": {"description": "The answer", "content": answer}, **_ERRORS},
+        }
+    }
 
 
 def openapi_document() -> dict[str, Any]:
@@ -249,6 +267,22 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/embeddings": _edge(
+                "OpenAI-compatible embeddings",
+                "Embedding models of OpenAI, Azure and Gemini; vectors as floats or base64.",
+                "EmbeddingsBody",
+            ),
+            "/v1/responses": _edge(
+                "OpenAI's Responses API (not stored)",
+                "Text, multi-turn input, instructions, function tools, text.format; with "
+                "`stream: true`, the Responses event sequence as SSE.",
+                "ResponsesBody",
+            ),
+            "/v1/messages": _edge(
+                "Anthropic's Messages API",
+                "Routed to any provider; Anthropic's answer, events and error shape.",
+                "MessagesBody",
+            ),
             "/v1/models": {
                 "get": {
                     "summary": "Models, aliases and tiers one can ask for",

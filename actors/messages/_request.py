@@ -12,6 +12,8 @@ from bus import Message
 from ..providers import (
     CallOptions,
     ChatMessage,
+    Dimensions,
+    EmbedInputs,
     MaxTokens,
     ProviderRequest,
     Stops,
@@ -22,6 +24,7 @@ from ..providers import (
     TopP,
     Usage,
     check_conversation,
+    check_embedding,
     check_logprobs,
     extras_of,
     features_of,
@@ -93,9 +96,21 @@ class GenerateRequest(Message, CallOptions, tag="generate.request", frozen=True,
     fallback: bool = False
     stream: bool = False
     timeout_ms: int | None = None
+    # Inputs to embed instead of a conversation: the answer is their embeddings (from
+    # an embedding model: ``model`` names one), through admission, limits and quotas
+    # like any request, never from the cache.
+    embed: EmbedInputs = []
+    dimensions: Dimensions | None = None
 
     def __post_init__(self) -> None:
-        check_conversation(self.prompt, self.messages, self.stop, bool(self.tools))
+        if self.embed:
+            check_embedding(self.prompt, self.messages, self.embed, bool(self.tools))
+            if self.stream or self.fallback:
+                raise ValueError("`embed`: embeddings are neither streamed nor a fallback's")
+        else:
+            check_conversation(self.prompt, self.messages, self.stop, bool(self.tools))
+            if self.dimensions is not None:
+                raise ValueError("dimensions: only for `embed`")
         check_logprobs(self.logprobs, self.top_logprobs)
 
     def provider_request(self, model: str, max_tokens: int | None = None) -> ProviderRequest:
@@ -110,6 +125,8 @@ class GenerateRequest(Message, CallOptions, tag="generate.request", frozen=True,
             max_tokens=self.max_tokens if self.max_tokens is not None else max_tokens,
             stop=self.stop,
             user=self.user_id,
+            embed=self.embed,
+            dimensions=self.dimensions,
             **extras_of(self),
         )
 
@@ -120,6 +137,9 @@ class GenerateRequest(Message, CallOptions, tag="generate.request", frozen=True,
     def texts(self) -> list[str]:
         """Every message text (tool calls' arguments and the tools' definitions too),
         for token estimates."""
+        if self.embed:
+            # Token ids count one token each: as many characters of a word would.
+            return [t if isinstance(t, str) else "a " * len(t) for t in self.embed]
         if self.prompt is not None:
             texts = [self.prompt]
         else:
@@ -183,6 +203,8 @@ class GenerateResponse(Message, tag="generate.response", frozen=True, kw_only=Tr
     attempts: list[Attempt] = []
     tool_calls: list[ToolCall] = []  # the model's calls of tools (finish_reason tool_calls)
     logprobs: list[TokenLogprob] = []  # the answer's tokens, when asked for
+    # An embedding request's vectors, one per input in order: little-endian float32.
+    embeddings: list[bytes] = []
     cache_hit: bool = False
     cache_level: str = ""  # l1, l2, semantic or coalesced, for a hit
     similarity: float | None = None  # a semantic hit's

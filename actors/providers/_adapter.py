@@ -90,6 +90,10 @@ class Adapter(abc.ABC):
     def _stream(self, request: ProviderRequest, model: str) -> AsyncIterator[RawChunk]:
         """Text deltas, then ``(finish_reason, usage)`` once the provider said it ended."""
 
+    async def _embed(self, request: ProviderRequest, model: str) -> tuple[list[bytes], Usage]:
+        """Each input's embedding (little-endian float32), in order, and the usage."""
+        raise BadRequest(self.name, f"{self.name} has no embeddings API here")
+
     @abc.abstractmethod
     async def _probe(self) -> str:
         """The cheapest real call that proves the provider answers; returns a detail."""
@@ -131,6 +135,30 @@ class Adapter(abc.ABC):
             tool_calls=calls,
             logprobs=logprobs,
             finish_reason=finish,
+            usage=usage,
+            cost_usd=self.catalog.cost(model, usage),
+            provider=self.name,
+            model=model,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    async def embed(self, request: ProviderRequest) -> Completion:
+        """The embeddings of ``request.embed`` (in ``embeddings``); raises a
+        ``ProviderError``."""
+        self._carried(request)
+        model = self.model_for(request)
+        started = time.perf_counter()
+        try:
+            vectors, usage = await self._embed(request, model)
+        except Exception as exc:
+            raise self._error(exc) from exc
+        if len(vectors) != len(request.embed):
+            raise ServerError(self.name, f"{len(vectors)} embeddings for {len(request.embed)} "
+                              "inputs")  # fmt: skip
+        return Completion(
+            content="",
+            embeddings=vectors,
+            finish_reason="stop",
             usage=usage,
             cost_usd=self.catalog.cost(model, usage),
             provider=self.name,

@@ -37,6 +37,9 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     """One model: who makes it, its limits, its price per million tokens."""
 
     provider: Vendor
+    # "embedding": a model of /v1/embeddings (never a chat candidate, nor one of its).
+    kind: Literal["chat", "embedding"] = "chat"
+    dimensions: Annotated[int, msgspec.Meta(ge=0)] = 0  # an embedding's, by default
     context_window: Positive
     max_output_tokens: Positive
     input_per_mtok: Price
@@ -88,6 +91,9 @@ class Catalog:
         vendors = {**base.features, **extra.features}
         for vendor, names in vendors.items():
             _check_features(f"catalog features of {vendor!r}", names)
+        self.embedding_models = frozenset(
+            name for name, info in self.models.items() if info.kind == "embedding"
+        )
         self._features: dict[str, frozenset[str]] = {}
         for name, info in self.models.items():
             _check_features(f"catalog model {name!r}", [*info.adds, *info.lacks])
@@ -102,6 +108,8 @@ class Catalog:
                     raise ValueError(f"catalog tier {tier!r} names unknown model {member!r}")
             if not members:
                 raise ValueError(f"catalog tier {tier!r} is empty")
+            if any(self.canonical(m) in self.embedding_models for m in members):
+                raise ValueError(f"catalog tier {tier!r} mixes in an embedding model")
 
     def canonical(self, name: str) -> str | None:
         """The model id behind a model id or alias, or None."""

@@ -40,6 +40,8 @@ FEATURES: dict[str, str] = {
     "tools_with_json": "response_format",  # JSON output in a request with tools
     "logprobs": "logprobs",
     "parallel_tool_calls": "parallel_tool_calls",  # false: one call at most
+    "dimensions": "dimensions",  # an embedding shortened to some dimensions
+    "token_input": "input",  # an embedding of token ids rather than text
 }
 
 # What each adapter carries to its API (the rest of FEATURES it cannot: a request
@@ -48,7 +50,9 @@ _OPENAI = frozenset(FEATURES)
 TRANSLATED: dict[str, frozenset[str]] = {
     "openai": _OPENAI,
     "azure": _OPENAI,
-    "google": frozenset({"seed", "penalties", "json_object", "json_schema", "tools", "images"}),
+    "google": frozenset(
+        {"seed", "penalties", "json_object", "json_schema", "tools", "images", "dimensions"}
+    ),
     "anthropic": frozenset(
         {"tools", "parallel_tool_calls", "json_object", "json_schema", "images"}
     ),
@@ -103,6 +107,12 @@ class ResponseFormat(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 def features_of(source: Any) -> set[str]:
     """The features a request (or body, or call) uses."""
     used = set()
+    if source.embed:
+        if source.dimensions is not None:
+            used.add("dimensions")
+        if any(not isinstance(item, str) for item in source.embed):
+            used.add("token_input")
+        return used
     if source.seed is not None:
         used.add("seed")
     if source.presence_penalty is not None or source.frequency_penalty is not None:

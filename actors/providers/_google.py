@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import msgspec
+import numpy as np
 from google import genai
 from google.genai import errors, types
 
@@ -25,6 +26,7 @@ from ._adapter import Adapter, Raw, RawChunk, error_for_status, parse_retry_afte
 from ._catalog import Catalog
 from ._config import ProviderConfig
 from ._errors import ContentFiltered, ContextTooLong, ProviderError, ProviderTimeout, Unavailable
+from ._tokens import estimate_tokens
 from ._types import (
     ChatMessage,
     FinishReason,
@@ -129,6 +131,23 @@ class GoogleAdapter(Adapter):
         if calls and finish == "stop":
             finish = "tool_calls"
         return Raw(text, finish or "other", _usage(answer.usage_metadata), calls)
+
+    async def _embed(self, request: ProviderRequest, model: str) -> tuple[list[bytes], Usage]:
+        path = _model_path(model)
+        one: dict[str, Any] = {"model": path}
+        if request.dimensions is not None:
+            one["outputDimensionality"] = request.dimensions
+        body: dict[str, object] = {"requests": [one | {"content": {"parts": [{"text": text}]}}
+                             for text in request.embed]}  # fmt: skip
+        api = self.client._api_client
+        response = await api.async_request("post", f"{path}:batchEmbedContents", body)
+        answer = _embeddings(response.body or "{}")
+        # The Gemini API counts no tokens for embeddings: the estimate is what is charged.
+        tokens = sum(estimate_tokens(text) for text in request.embed if isinstance(text, str))
+        return (
+            [np.asarray(e.values, dtype="<f4").tobytes() for e in answer.embeddings],
+            Usage(input_tokens=tokens, total_tokens=tokens),
+        )
 
     async def _stream(self, request: ProviderRequest, model: str) -> AsyncIterator[RawChunk]:
         api = self.client._api_client
@@ -253,6 +272,17 @@ class _Response(msgspec.Struct, rename="camel"):
 
 
 _decoder = msgspec.json.Decoder(_Response)
+
+
+class _Values(msgspec.Struct):
+    values: list[float] = []
+
+
+class _Embeddings(msgspec.Struct):
+    embeddings: list[_Values] = []
+
+
+_embeddings = msgspec.json.Decoder(_Embeddings).decode
 
 
 def _usage(metadata: _UsageMetadata | None) -> Usage:

@@ -8,6 +8,7 @@ building pydantic models than the whole call costs otherwise.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -106,6 +107,20 @@ class _Answer(msgspec.Struct):
 
 
 _decode = msgspec.json.Decoder(_Answer).decode
+
+
+class _Vector(msgspec.Struct):
+    index: int = 0
+    embedding: str = ""  # base64 of little-endian float32 (asked as base64)
+
+
+class _Embeddings(msgspec.Struct):
+    data: list[_Vector] = []
+    usage: _Usage | None = None
+    error: _Error | None = None
+
+
+_decode_embeddings = msgspec.json.Decoder(_Embeddings).decode
 _PASSED = ("seed", "presence_penalty", "frequency_penalty", "logit_bias", "reasoning_effort",
            "logprobs", "top_logprobs")  # fmt: skip
 
@@ -188,6 +203,29 @@ class OpenAIAdapter(Adapter):
         ]  # fmt: skip
         finish = _FINISH.get(choice.finish_reason, "other")
         return Raw(text or "", finish, _usage(answer.usage), calls, _scores(choice.logprobs))
+
+    async def _embed(self, request: ProviderRequest, model: str) -> tuple[list[bytes], Usage]:
+        # Asked as base64, the vectors stay bytes from the API to the caller: no float is
+        # parsed or printed on the way (the OpenAI SDK asks base64 by default too).
+        body: dict[str, Any] = {
+            "model": self._target(model),
+            "input": request.embed,
+            "encoding_format": "base64",
+        }
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        if request.user:
+            body["user"] = request.user
+        response = await self.client.post("/embeddings", body=body, cast_to=httpx2.Response)
+        answer = _decode_embeddings(response.content)
+        if answer.error is not None:
+            raise self._error_event(answer.error)
+        vectors = sorted(answer.data, key=lambda v: v.index)
+        usage = answer.usage or _Usage()
+        return (
+            [base64.b64decode(v.embedding) for v in vectors],
+            Usage(input_tokens=usage.prompt_tokens, total_tokens=usage.prompt_tokens),
+        )
 
     async def _stream(self, request: ProviderRequest, model: str) -> AsyncIterator[RawChunk]:
         body = self._body(request, model) | {

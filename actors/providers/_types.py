@@ -16,6 +16,9 @@ __all__ = [
     "ChatMessage",
     "Chunk",
     "Completion",
+    "Dimensions",
+    "EmbedInput",
+    "EmbedInputs",
     "FinishReason",
     "MaxTokens",
     "ProbeResult",
@@ -188,6 +191,23 @@ def check_conversation(
                              "`tools`, the definitions of the tools it calls")  # fmt: skip
 
 
+# An input to embed: a text, or token ids (OpenAI's embedding models take those too);
+# up to 2,048 of them a request, as OpenAI takes.
+EmbedInput = str | Annotated[list[Annotated[int, msgspec.Meta(ge=0)]], msgspec.Meta(min_length=1)]
+EmbedInputs = Annotated[list[EmbedInput], msgspec.Meta(max_length=2048)]
+Dimensions = Annotated[int, msgspec.Meta(ge=1, le=65_536)]
+
+
+def check_embedding(prompt: str | None, messages: list[ChatMessage], embed: list[EmbedInput],
+                    tools: bool = False) -> None:  # fmt: skip
+    """Inputs to embed and nothing of a conversation; no empty text."""
+    if prompt is not None or messages or tools:
+        raise ValueError("`embed` goes alone: no prompt, messages or tools with it")
+    for index, item in enumerate(embed):
+        if isinstance(item, str) and not item:
+            raise ValueError(f"input[{index}]: an empty text has no embedding")
+
+
 class CallOptions(msgspec.Struct, frozen=True, kw_only=True):
     """OpenAI's parameters beyond text and sampling, with the same names on a call, a
     bus request and an HTTP body (see ``_features``: only a provider that carries one
@@ -229,9 +249,15 @@ class ProviderRequest(Message, CallOptions, tag="provider.request", frozen=True,
     max_tokens: MaxTokens | None = None
     stop: Stops = []
     user: str | None = None
+    # Inputs to embed instead of a conversation (an embedding model's call).
+    embed: EmbedInputs = []
+    dimensions: Dimensions | None = None
 
     def __post_init__(self) -> None:
-        check_conversation(self.prompt, self.messages, self.stop, bool(self.tools))
+        if self.embed:
+            check_embedding(self.prompt, self.messages, self.embed, bool(self.tools))
+        else:
+            check_conversation(self.prompt, self.messages, self.stop, bool(self.tools))
         check_logprobs(self.logprobs, self.top_logprobs)
 
     def chat(self) -> list[ChatMessage]:
@@ -269,6 +295,8 @@ class Completion(Message, tag="provider.completion", frozen=True, kw_only=True):
     first_token_ms: float | None = None  # a stream's: until its first text
     tool_calls: list[ToolCall] = []  # with finish_reason "tool_calls"
     logprobs: list[TokenLogprob] = []  # when asked for
+    # An embedding call's vectors, one per input in order: little-endian float32.
+    embeddings: list[bytes] = []
 
 
 class Chunk(msgspec.Struct, frozen=True, kw_only=True):

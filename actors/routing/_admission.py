@@ -90,16 +90,16 @@ class Admission:
             prompt = estimate_prompt_tokens(request.texts())
         output, cost = 0, 0.0
         for candidate in candidates:
-            tokens = self.catalog.output_tokens(
+            tokens = 0 if request.embed else self.catalog.output_tokens(
                 candidate.model, request.max_tokens, self.default_max_tokens
-            )
+            )  # fmt: skip
             output = max(output, tokens)
             try:
                 info = self.catalog.get(candidate.model)
             except UnknownModel:
                 continue
             cost = max(cost, info.cost(prompt, min(tokens, info.max_output_tokens)))
-        if not candidates:
+        if not candidates and not request.embed:
             output = request.max_tokens or self.default_max_tokens
         return AdmissionAsk(
             request_id=request.request_id,
@@ -133,7 +133,8 @@ class Admission:
         names = self.bus.names
         answers: list[Message | Exception]
         asks: list[tuple[str, Message]] = [(limiter_stream(names), ask), (quota_stream(names), ask)]
-        cache = lookup and self.cache and request.use_cache is not False  # False: says no itself
+        # use_cache False says no itself; embeddings are never cached.
+        cache = lookup and self.cache and request.use_cache is not False and not request.embed
         if cache:
             asks.append((cache_stream(names), CacheLookup(request=request, lease_ms=lease_ms)))
         try:  # every ask in one round trip

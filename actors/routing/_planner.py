@@ -15,7 +15,7 @@ from ..providers import FEATURES, TRANSLATED, Catalog, UnknownModel, estimate_pr
 from ..runtime.config import RouterConfig
 from ._breaker_state import BreakerView
 
-__all__ = ["Candidate", "HealthSource", "LatencyView", "Planner"]
+__all__ = ["Candidate", "HealthSource", "LatencyView", "Planner", "Unsupported", "WrongKind"]
 
 
 class HealthSource(Protocol):
@@ -96,8 +96,18 @@ class Planner:
         is the prompt's estimate when the caller has it already."""
         if request.model:
             pairs = self.catalog.resolve(request.model)  # UnknownModel: a bad request
+        elif request.embed:
+            raise WrongKind("model: name the embedding model (text-embedding-3-small, ...)")
         else:
             pairs = list(self.default_models.items())
+        embedding = self.catalog.embedding_models
+        if request.embed:
+            pairs = [(p, m) for p, m in pairs if m in embedding]
+            if not pairs:
+                raise WrongKind(f"model: {request.model!r} is not an embedding model")
+        elif embedding and any(m in embedding for _p, m in pairs):
+            raise WrongKind(f"model: {request.model!r} is an embedding model: it answers "
+                            "/v1/embeddings, not a conversation")  # fmt: skip
         candidates = [
             Candidate(p, m) for p, m in pairs if p in self.default_models and self._serves(p, m)
         ]
@@ -230,6 +240,10 @@ class Planner:
             fitting.append((info.cost(prompt, min(output, info.max_output_tokens)), candidate))
         fitting.sort(key=lambda pair: pair[0])
         return [c for _cost, c in fitting], skipped
+
+
+class WrongKind(ValueError):
+    """A conversation for an embedding model, or inputs to embed for a chat model."""
 
 
 class Unsupported(ValueError):

@@ -123,7 +123,9 @@ class Breaker(Actor):
             async with asyncio.timeout_at(cutoff.first) as scope:
                 cutoff.scope = scope
                 with self.inflight.track(call.cancel_key, cutoff.cancel):
-                    if call.stream_to is None:
+                    if call.request.embed:
+                        completion = await self.adapter.embed(call.request)
+                    elif call.stream_to is None:
                         completion = await self.adapter.generate(call.request)
                     else:
                         completion = await self._stream(call, sender, cutoff)

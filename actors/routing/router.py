@@ -51,7 +51,7 @@ from ._attempt import ask_breaker
 from ._cached import completed, follow, from_cache
 from ._inflight import InFlight
 from ._output import invalid_output, invalid_schema
-from ._planner import Candidate, Planner, Unsupported
+from ._planner import Candidate, Planner, Unsupported, WrongKind
 
 __all__ = ["Router"]
 
@@ -131,6 +131,9 @@ class Router(Actor):
             return self._finish(
                 request, self._failed(request, "model_not_found", f"model: {exc}", []), started
             )
+        except WrongKind as exc:
+            return self._finish(request, self._failed(request, "bad_request", str(exc), []),
+                                started)  # fmt: skip
         except Unsupported as exc:  # no candidate takes a parameter it uses
             return self._finish(
                 request, self._failed(request, "bad_request", str(exc), exc.lacking), started
@@ -216,7 +219,8 @@ class Router(Actor):
         """Limits, quotas and the cache in one round trip; an answer in this process's
         memory needs no cache ask, nor any admission when cache hits do not count."""
         assert self.admission is not None
-        recalled = self.recall(request, self.bus.now_ms()) if self.recall else None
+        recall = self.recall if self.recall and not request.embed else None
+        recalled = recall(request, self.bus.now_ms()) if recall else None
         if recalled is not None and not self.admission.config.count_cache_hits:
             return AdmissionResult(admitted=True, cache=recalled, charged=True)
         lease_ms = max(1, deadline_ms - self.bus.now_ms())
@@ -373,6 +377,7 @@ class Router(Actor):
             attempts=attempts,
             tool_calls=[] if streamed else done.tool_calls,  # a stream's went as deltas
             logprobs=[] if streamed else done.logprobs,
+            embeddings=done.embeddings,
         )
 
     def _deadline(self, request: GenerateRequest, attempts: list[Attempt]) -> GenerateFailed:

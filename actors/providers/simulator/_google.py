@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ._api import Api, Call, json_response, sse
 from ._text import Answer, instance_of
+from ._vectors import DIMENSIONS, embedding
 
 __all__ = ["GoogleApi"]
 
@@ -43,6 +44,7 @@ class GoogleApi(Api):
         return [
             web.post("/{version}/models/{model}:generateContent", self.generate),
             web.post("/{version}/models/{model}:streamGenerateContent", self.generate),
+            web.post("/{version}/models/{model}:batchEmbedContents", self.embed),
             web.get("/{version}/models", self.models),
         ]
 
@@ -158,6 +160,29 @@ class GoogleApi(Api):
         yield sse(
             self._response(call, pieces[-1] if pieces else "", _FINISH[result.finish], result)
         )
+
+    async def embed(self, request: web.Request) -> web.Response:
+        """batchEmbedContents: one vector per request's text (no token counts: the
+        Gemini API gives none for embeddings)."""
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        refusal = await self.gate(request)
+        if refusal is not None:
+            return refusal
+        model = request.match_info["model"]
+        vectors = []
+        for index, one in enumerate(_decoder.decode(await request.read()).get("requests") or []):
+            if one.get("model") != f"models/{model}":
+                return self.error(400, "", f"requests[{index}].model must be models/{model}")
+            text = _parts_text(one.get("content"))
+            if not text:
+                return self.error(400, "", f"requests[{index}].content has no text")
+            dimensions = int(one.get("outputDimensionality") or DIMENSIONS.get(model, 768))
+            vectors.append({"values": embedding(text, dimensions)})
+        if not vectors:
+            return self.error(400, "", "requests: at least one is needed")
+        return json_response({"embeddings": vectors})
 
     async def models(self, request: web.Request) -> web.Response:
         refused = self._refused(request)

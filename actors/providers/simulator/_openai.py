@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import json
-import math
-import re
 import struct
 import time
 from collections.abc import Iterator
@@ -18,6 +15,7 @@ from aiohttp import web
 
 from ._api import Api, Call, json_response, sse
 from ._text import Answer, input_tokens, instance_of
+from ._vectors import DIMENSIONS, embedding
 
 __all__ = ["AzureApi", "OpenAIApi"]
 
@@ -199,25 +197,40 @@ class OpenAIApi(Api):
         body = _decoder.decode(await request.read())
         inputs = body.get("input")
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
-        if not texts or not all(isinstance(t, str) for t in texts):
-            return self.error(400, "invalid_request_error", "'input' must be a string or strings")
+        if texts and all(isinstance(t, int) for t in texts):
+            texts = [texts]  # one input of token ids
+        if not texts or not all(_embeddable(t) for t in texts):
+            return self.error(400, "invalid_request_error", "'$.input' is invalid: give "
+                              "non-empty strings or arrays of token ids")  # fmt: skip
         model = str(body.get("model", ""))
-        dimensions = int(body.get("dimensions") or _DIMENSIONS.get(model, 1536))
+        if body.get("dimensions") is not None and model == "text-embedding-ada-002":
+            return self.error(400, "invalid_request_error",
+                              "This model does not support specifying dimensions.")  # fmt: skip
+        dimensions = int(body.get("dimensions") or DIMENSIONS.get(model, 1536))
         as_base64 = body.get("encoding_format") == "base64"
         data = []
         for index, text in enumerate(texts):
-            vector = _embedding(text, dimensions)
+            vector = embedding(text, dimensions)
             encoded: Any = (
                 base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
                 if as_base64
                 else vector
             )
             data.append({"object": "embedding", "index": index, "embedding": encoded})
-        tokens = input_tokens(texts) - 3 - 3 * len(texts)
+        words = [t for t in texts if isinstance(t, str)]
+        tokens = (input_tokens(words) - 3 - 3 * len(words) if words else 0) + sum(
+            len(t) for t in texts if isinstance(t, list)
+        )
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return json_response(
             {"object": "list", "data": data, "model": body.get("model", ""), "usage": usage}
         )
+
+
+def _embeddable(item: Any) -> bool:
+    if isinstance(item, str):
+        return bool(item)
+    return isinstance(item, list) and bool(item) and all(isinstance(t, int) for t in item)
 
 
 class AzureApi(OpenAIApi):
@@ -269,78 +282,6 @@ def _text_of(content: Any) -> str:
     if content is None:
         return ""
     raise TypeError("message content must be a string or a list of parts")
-
-
-_DIMENSIONS = {"text-embedding-3-large": 3072}  # others: 1536, as OpenAI's
-_WORD = re.compile(r"[a-z0-9]+")
-# Words that say little of what a text is about count a quarter of the others.
-_LIGHT = frozenset(
-    {
-        "a",
-        "an",
-        "the",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "of",
-        "to",
-        "in",
-        "on",
-        "at",
-        "for",
-        "and",
-        "or",
-        "by",
-        "with",
-        "as",
-        "it",
-        "this",
-        "that",
-        "what",
-        "which",
-        "how",
-        "who",
-        "me",
-        "my",
-        "i",
-        "you",
-        "your",
-        "we",
-        "our",
-        "do",
-        "does",
-        "did",
-        "can",
-        "could",
-        "would",
-        "should",
-        "please",
-        "tell",
-        "s",
-    }
-)
-
-
-@functools.lru_cache(maxsize=65_536)
-def _word_vector(word: str, dimensions: int) -> tuple[float, ...]:
-    raw = hashlib.shake_256(word.encode()).digest(2 * dimensions)
-    return tuple(v / 32768 for v in struct.unpack(f"<{dimensions}h", raw))
-
-
-def _embedding(text: str, dimensions: int) -> list[float]:
-    """A bag of words: the similarity of two texts follows the words they share (each
-    word a fixed random direction; plural s dropped; common words weigh less)."""
-    total = [0.0] * dimensions
-    words = {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in _WORD.findall(text.lower())}
-    for word in words:
-        weight = 0.25 if word in _LIGHT else 1.0
-        for i, value in enumerate(_word_vector(word, dimensions)):
-            total[i] += weight * value
-    norm = math.sqrt(sum(v * v for v in total)) or 1.0
-    return [v / norm for v in total]
 
 
 def _tool_calls(body: dict[str, Any], model: str) -> list[tuple[str, str, str]]:
