@@ -1,0 +1,67 @@
+"""instructor, unchanged, against the gateway: a pydantic model back from every provider
+in tools mode (parallel too) and JSON Schema mode, and through the Responses API.
+
+instructor pins ``jiter<0.15``, which the openai SDK this project tests against has
+outgrown, so it cannot be a dev dependency; it works installed beside it (``.ci/run``
+installs it without its pins and runs this file). Where it is not installed, this file
+is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+
+import openai
+import pydantic
+import pytest
+
+from tests.request_path.conftest import MakeNode
+
+instructor = pytest.importorskip("instructor")
+
+ASK = [{"role": "user", "content": "The weather in Paris and Rome"}]
+MODELS = pytest.mark.parametrize("model", ["gpt-4o", "gemini-1.5-flash", "claude-3-haiku"])
+
+
+class Weather(pydantic.BaseModel):
+    city: str
+    celsius: float
+
+
+@pytest.fixture
+async def sdk(make_node: MakeNode) -> AsyncIterator[openai.AsyncOpenAI]:
+    node = await make_node(providers=("openai", "anthropic", "google"))
+    assert node.gateway is not None
+    client = openai.AsyncOpenAI(api_key="unused", base_url=f"{node.gateway.url}/v1", max_retries=0)
+    yield client
+    await client.close()
+
+
+@MODELS
+@pytest.mark.parametrize("mode", ["TOOLS", "JSON_SCHEMA"])
+async def test_a_model_back_from_every_provider(
+    sdk: openai.AsyncOpenAI, model: str, mode: str
+) -> None:
+    client = instructor.from_openai(sdk, mode=instructor.Mode[mode])
+    answer = await client.chat.completions.create(
+        model=model, response_model=Weather, messages=ASK, max_retries=0
+    )
+    assert isinstance(answer, Weather)
+
+
+@MODELS
+async def test_parallel_tools(sdk: openai.AsyncOpenAI, model: str) -> None:
+    client = instructor.from_openai(sdk, mode=instructor.Mode.PARALLEL_TOOLS)
+    answers = await client.chat.completions.create(
+        model=model, response_model=Iterable[Weather], messages=ASK, max_retries=0
+    )
+    found = list(answers)
+    assert found and all(isinstance(a, Weather) for a in found)
+
+
+async def test_responses_tools(sdk: openai.AsyncOpenAI) -> None:
+    client = instructor.from_openai(sdk, mode=instructor.Mode.RESPONSES_TOOLS)
+    answer = await client.responses.create(
+        model="gpt-4o", response_model=Weather, input="The weather in Paris", max_retries=0
+    )
+    assert isinstance(answer, Weather)
