@@ -305,18 +305,38 @@ class Gateway:
             return openai_error(400, "invalid_request", str(exc))
         if not body.stream:
             started = time.perf_counter()
+            # n > 1: that many requests of their own (ids -1, -2, ...), never answered
+            # from the cache (the choices would be one answer n times).
+            asks = [ask] + [
+                msgspec.structs.replace(ask, request_id=f"{ask.request_id}-{i}", use_cache=False)
+                for i in range(1, body.n or 1)
+            ]
+            if len(asks) > 1:
+                asks[0] = msgspec.structs.replace(ask, use_cache=False)
             try:
-                answer = await self.client.generate(ask)
+                answers = await self._all(asks)
             except GenerateError as exc:
                 return self._openai_failure(exc)
             except BusError as exc:
                 status, kind, message = bus_failure(exc)
                 self._metrics.bus_errors.labels(kind=kind).inc()
                 return openai_error(status, kind, message, ask.request_id)
-            self.observe_overhead(started, answer)
-            return completion_body(answer, legacy=is_legacy(body), logprobs=bool(body.logprobs))
+            self.observe_overhead(started, answers[0])
+            return completion_body(answers, legacy=is_legacy(body), logprobs=bool(body.logprobs))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await self._stream(request, ask, body.model, include_usage, is_legacy(body))
+
+    async def _all(self, asks: list[GenerateRequest]) -> list[GenerateResponse]:
+        """Every request's answer; the first failure is raised and the others cancelled
+        (their callers gone, the routers stop them)."""
+        if len(asks) == 1:
+            return [await self.client.generate(asks[0])]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self.client.generate(a)) for a in asks]
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        return [task.result() for task in tasks]
 
     async def _stream(
         self, request: web.Request, ask: GenerateRequest, model: str, include_usage: bool,

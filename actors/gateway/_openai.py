@@ -117,6 +117,10 @@ class NamedToolChoice(msgspec.Struct, kw_only=True):
     function: NamedFunction
 
 
+# The most choices (n) one request may ask for: each is a request of its own.
+MAX_CHOICES = 16
+
+
 class StreamOptions(msgspec.Struct, kw_only=True):
     include_usage: bool = False
 
@@ -124,7 +128,6 @@ class StreamOptions(msgspec.Struct, kw_only=True):
 # OpenAI parameters this gateway does not carry yet, and the values of each that ask
 # for nothing (sent by clients as defaults): any other value is refused.
 NOT_YET: dict[str, list[Any]] = {
-    "n": [1],
     "metadata": [{}],
     "store": [False],
     "service_tier": ["auto", "default"],
@@ -153,7 +156,9 @@ class ChatCompletionBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
     stream_options: StreamOptions | None = None
     user: UserId | None = None
     safety_identifier: UserId | None = None  # OpenAI's newer name for `user`
-    n: Annotated[int, msgspec.Meta(ge=1, le=128)] | None = None
+    # n > 1: that many requests, each routed, admitted and charged on its own (not
+    # streamed; at most MAX_CHOICES).
+    n: Annotated[int, msgspec.Meta(ge=1, le=MAX_CHOICES)] | None = None
     seed: Seed | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
@@ -185,12 +190,17 @@ class ChatCompletionBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
         "properties": {
             "messages": {"contains": TURN_SCHEMA},
             **{name: {"enum": [None, *harmless]} for name, harmless in NOT_YET.items()},
-        }
+        },
+        # Streamed: one choice.
+        "if": {"properties": {"stream": {"const": True}}, "required": ["stream"]},
+        "then": {"properties": {"n": {"enum": [None, 1]}}},
     }
 
     def __post_init__(self) -> None:
         if not any(message.role in ("user", "assistant") for message in self.messages):
             raise ValueError("`messages` needs at least one user or assistant message")
+        if self.n is not None and self.n > 1 and self.stream:
+            raise ValueError("n: more than one choice is not streamed by this gateway")
         for name, harmless in NOT_YET.items():
             value = getattr(self, name)
             if value is not None and value not in harmless:
@@ -268,12 +278,11 @@ def is_legacy(body: ChatCompletionBody) -> bool:
     return bool(body.functions) and not body.tools
 
 
-def _usage(answer: GenerateResponse) -> dict[str, int]:
-    return {
-        "prompt_tokens": answer.usage.input_tokens,
-        "completion_tokens": answer.usage.output_tokens,
-        "total_tokens": answer.usage.total_tokens,
-    }
+def _usage(answers: list[GenerateResponse]) -> dict[str, int]:
+    prompt = sum(a.usage.input_tokens for a in answers)
+    completion = sum(a.usage.output_tokens for a in answers)
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": sum(a.usage.total_tokens for a in answers)}  # fmt: skip
 
 
 def cache_headers(level: str, similarity: float | None = None, entry: str = "") -> dict[str, str]:
@@ -325,10 +334,25 @@ def _headers(answer: GenerateResponse) -> dict[str, str]:
 
 
 def completion_body(
-    answer: GenerateResponse, *, legacy: bool = False, logprobs: bool = False
+    answers: list[GenerateResponse], *, legacy: bool = False, logprobs: bool = False
 ) -> web.Response:
-    """The chat completion; ``legacy``: the request used ``functions``, so the call is
-    the message's ``function_call`` (one at most: legacy requests ask for one)."""
+    """The chat completion, a choice per answer (the usage is theirs together; the
+    first one's headers); ``legacy``: the request used ``functions``, so the call is the
+    message's ``function_call`` (one at most: legacy requests ask for one)."""
+    answer = answers[0]
+    body = {
+        "id": f"chatcmpl-{answer.request_id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": answer.model,
+        "choices": [_choice(index, one, legacy, logprobs) for index, one in enumerate(answers)],
+        "usage": _usage(answers),
+        "system_fingerprint": None,
+    }
+    return json_response(body, headers=_headers(answer))
+
+
+def _choice(index: int, answer: GenerateResponse, legacy: bool, logprobs: bool) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": answer.content, "refusal": None}
     finish = answer.finish_reason
     if answer.tool_calls:
@@ -339,23 +363,12 @@ def completion_body(
             finish = "function_call"
         else:
             message["tool_calls"] = [_call(c) for c in answer.tool_calls]
-    body = {
-        "id": f"chatcmpl-{answer.request_id}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": answer.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": _scores(answer.logprobs) if logprobs else None,
-                "finish_reason": finish,
-            }
-        ],
-        "usage": _usage(answer),
-        "system_fingerprint": None,
+    return {
+        "index": index,
+        "message": message,
+        "logprobs": _scores(answer.logprobs) if logprobs else None,
+        "finish_reason": finish,
     }
-    return json_response(body, headers=_headers(answer))
 
 
 def _scores(tokens: list[TokenLogprob]) -> dict[str, Any]:
@@ -495,7 +508,7 @@ async def stream_chat(
                     finish = "function_call"
                 await send(choice({}, finish))
                 if include_usage:
-                    await send({"choices": [], "usage": _usage(reply)})
+                    await send({"choices": [], "usage": _usage([reply])})
                 await response.write(b"data: [DONE]\n\n")
                 break
     except GenerateError as exc:

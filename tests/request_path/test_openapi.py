@@ -51,6 +51,8 @@ CHAT = [
     {"model": "gpt-4o", "messages": [_USER], "n": None},
     {"model": "gpt-4o", "messages": [_USER], "n": 0},
     {"model": "gpt-4o", "messages": [_USER], "n": 2},
+    {"model": "gpt-4o", "messages": [_USER], "n": 17},
+    {"model": "gpt-4o", "messages": [_USER], "n": 2, "stream": True},
     {"model": "gpt-4o", "messages": []},
     {"model": "gpt-4o", "messages": [_SYSTEM]},
     {"model": "gpt-4o", "messages": [{"role": "developer", "content": "x"}, _USER]},

@@ -79,8 +79,8 @@ async def test_a_tier_goes_to_the_candidates_that_take_it(
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"n": 2}, "n"),
         ({"metadata": {"k": "v"}}, "metadata"),
+        ({"store": True}, "store"),
     ],
 )
 async def test_what_is_not_carried_yet_is_refused_not_dropped(
@@ -90,6 +90,23 @@ async def test_what_is_not_carried_yet_is_refused_not_dropped(
     with pytest.raises(openai.BadRequestError) as caught:
         await client.chat.completions.create(model="gpt-4o", messages=HI, **extra)
     assert caught.value.param == param and "not supported" in caught.value.message
+
+
+async def test_n_choices_are_n_requests(
+    sdk: tuple[Node, openai.AsyncOpenAI], simulator: Simulator
+) -> None:
+    _node, client = sdk
+    done = await client.chat.completions.create(model="gpt-4o", messages=HI, n=3)
+    assert [c.index for c in done.choices] == [0, 1, 2]
+    assert all(c.message.content for c in done.choices)
+    assert simulator.state.calls["openai"] == 3  # each a call: none from the cache
+    assert done.usage is not None and done.usage.prompt_tokens > 0
+    one = await client.chat.completions.create(model="gpt-4o", messages=HI, n=1)
+    assert done.usage.prompt_tokens == 3 * (one.usage.prompt_tokens if one.usage else 0)
+    for extra in ({"n": 2, "stream": True}, {"n": 17}):
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.chat.completions.create(model="gpt-4o", messages=HI, **extra)
+        assert caught.value.param == "n", caught.value.body
 
 
 async def test_defaults_that_ask_for_nothing_pass(sdk: tuple[Node, openai.AsyncOpenAI]) -> None:
