@@ -51,7 +51,16 @@ TRANSLATED: dict[str, frozenset[str]] = {
     "openai": _OPENAI,
     "azure": _OPENAI,
     "google": frozenset(
-        {"seed", "penalties", "json_object", "json_schema", "tools", "images", "dimensions"}
+        {
+            "seed",
+            "penalties",
+            "json_object",
+            "json_schema",
+            "tools",
+            "images",
+            "dimensions",
+            "logprobs",
+        }
     ),
     "anthropic": frozenset(
         {"tools", "parallel_tool_calls", "json_object", "json_schema", "images"}

@@ -22,7 +22,7 @@ import numpy as np
 from google import genai
 from google.genai import errors, types
 
-from ._adapter import Adapter, Raw, RawChunk, error_for_status, parse_retry_after
+from ._adapter import Adapter, Raw, RawChunk, Scored, error_for_status, parse_retry_after
 from ._catalog import Catalog
 from ._config import ProviderConfig
 from ._errors import ContentFiltered, ContextTooLong, ProviderError, ProviderTimeout, Unavailable
@@ -33,10 +33,12 @@ from ._types import (
     ImagePart,
     NamedTool,
     ProviderRequest,
+    TokenLogprob,
     Tool,
     ToolCall,
     ToolCallDelta,
     ToolChoice,
+    TopLogprob,
     Usage,
 )
 
@@ -111,6 +113,10 @@ class GoogleAdapter(Adapter):
             generation["presencePenalty"] = request.presence_penalty
         if request.frequency_penalty is not None:
             generation["frequencyPenalty"] = request.frequency_penalty
+        if request.logprobs:
+            generation["responseLogprobs"] = True
+            if request.top_logprobs:
+                generation["logprobs"] = request.top_logprobs
         form = request.response_format
         if form is not None and form.type != "text":
             generation["responseMimeType"] = "application/json"
@@ -130,7 +136,8 @@ class GoogleAdapter(Adapter):
         calls = [ToolCall(id=d.id, name=d.name, arguments=d.arguments) for d in _calls(answer)]
         if calls and finish == "stop":
             finish = "tool_calls"
-        return Raw(text, finish or "other", _usage(answer.usage_metadata), calls)
+        scores = _scores(answer)
+        return Raw(text, finish or "other", _usage(answer.usage_metadata), calls, scores)
 
     async def _embed(self, request: ProviderRequest, model: str) -> tuple[list[bytes], Usage]:
         path = _model_path(model)
@@ -165,7 +172,8 @@ class GoogleAdapter(Adapter):
             if chunk.usage_metadata is not None:
                 usage = _usage(chunk.usage_metadata)
             if text:
-                yield text
+                scores = _scores(chunk)
+                yield Scored(text, scores) if scores else text
             for call in _calls(chunk, called):
                 called += 1
                 yield call
@@ -247,9 +255,24 @@ class _Content(msgspec.Struct):
     parts: list[_Part] = []
 
 
+class _Scored(msgspec.Struct, rename="camel"):
+    token: str = ""
+    log_probability: float = 0.0
+
+
+class _Top(msgspec.Struct):
+    candidates: list[_Scored] = []
+
+
+class _Logprobs(msgspec.Struct, rename="camel"):
+    chosen_candidates: list[_Scored] = []
+    top_candidates: list[_Top] = []
+
+
 class _Candidate(msgspec.Struct, rename="camel"):
     content: _Content | None = None
     finish_reason: str | None = None
+    logprobs_result: _Logprobs | None = None
 
 
 class _Feedback(msgspec.Struct, rename="camel"):
@@ -283,6 +306,24 @@ class _Embeddings(msgspec.Struct):
 
 
 _embeddings = msgspec.json.Decoder(_Embeddings).decode
+
+
+def _scores(response: _Response) -> list[TokenLogprob]:
+    """The chosen tokens' log probabilities (and the likeliest alternatives), as OpenAI
+    gives them."""
+    found = response.candidates[0].logprobs_result if response.candidates else None
+    if found is None:
+        return []
+    tops = found.top_candidates
+    return [
+        TokenLogprob(
+            token=chosen.token,
+            logprob=chosen.log_probability,
+            top_logprobs=[TopLogprob(token=t.token, logprob=t.log_probability)
+                          for t in (tops[i].candidates if i < len(tops) else [])],
+        )
+        for i, chosen in enumerate(found.chosen_candidates)
+    ]  # fmt: skip
 
 
 def _usage(metadata: _UsageMetadata | None) -> Usage:

@@ -289,19 +289,20 @@ async def test_an_image_only_turn_sends_no_empty_text(
     assert simulator.state.last["anthropic"].extra["images"] == ["base64"]
 
 
+@pytest.mark.parametrize("model", ["gpt-4o", "gemini-2.0-flash"])
 async def test_logprobs_come_back_plain_and_streamed(
-    sdk: tuple[Node, openai.AsyncOpenAI], simulator: Simulator
+    sdk: tuple[Node, openai.AsyncOpenAI], simulator: Simulator, model: str
 ) -> None:
     _node, client = sdk
     done = await client.chat.completions.create(
-        model="gpt-4o", messages=HI, logprobs=True, top_logprobs=2
+        model=model, messages=HI, logprobs=True, top_logprobs=2
     )
     scores = done.choices[0].logprobs
     assert scores is not None and scores.content
     assert "".join(t.token for t in scores.content) == done.choices[0].message.content
     assert all(len(t.top_logprobs) == 2 for t in scores.content)
     stream = await client.chat.completions.create(
-        model="gpt-4o", messages=HI, logprobs=True, stream=True
+        model=model, messages=HI, logprobs=True, stream=True
     )
     text, tokens = "", ""
     async for chunk in stream:
@@ -315,6 +316,9 @@ async def test_logprobs_come_back_plain_and_streamed(
     # Not from the cache (a cached answer has none), not to a model without them.
     with pytest.raises(openai.BadRequestError) as caught:
         await client.chat.completions.create(model="claude-3-haiku", messages=HI, logprobs=True)
+    assert caught.value.param == "logprobs"
+    with pytest.raises(openai.BadRequestError) as caught:  # not known to have them
+        await client.chat.completions.create(model="gemini-2.5-flash", messages=HI, logprobs=True)
     assert caught.value.param == "logprobs"
     with pytest.raises(openai.BadRequestError) as caught:
         await client.chat.completions.create(model="gpt-4o", messages=HI, top_logprobs=2)

@@ -86,6 +86,10 @@ class GoogleApi(Api):
         calls = _function_calls(body, model)
         if calls:
             extra["calls"] = calls
+        if config.get("responseLogprobs"):
+            extra["logprobs"] = int(config.get("logprobs") or 0)
+        elif "logprobs" in config:
+            return self.error(400, "", "logprobs is only valid with responseLogprobs")
         if config.get("responseMimeType") == "application/json":
             extra["shape"] = config.get("responseJsonSchema") or config.get("responseSchema") or {}
         call = Call(self.provider, model, texts, max_tokens, stream, extra)
@@ -124,14 +128,17 @@ class GoogleApi(Api):
         return json_response(body)
 
     def _response(
-        self, call: Call, text: str, finish: str | None, usage: Answer | None
-    ) -> dict[str, Any]:
+        self, call: Call, text: str, finish: str | None, usage: Answer | None,
+        pieces: list[str] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
         parts: list[dict[str, Any]] = [{"text": text}]
         if call.extra.get("calls"):
             parts = [{"functionCall": {"name": n, "args": a}} for n, a in call.extra["calls"]]
             if _SIGNING.match(call.model):  # Gemini 3 signs the first call of a turn
                 parts[0]["thoughtSignature"] = "c2ltdWxhdGVkLXNpZ25hdHVyZQ=="
         candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+        if "logprobs" in call.extra and text:
+            candidate["logprobsResult"] = _scores(pieces or [text], call.extra["logprobs"])
         if finish:
             candidate["finishReason"] = finish
         body: dict[str, Any] = {
@@ -148,7 +155,9 @@ class GoogleApi(Api):
         return body
 
     def complete(self, call: Call, result: Answer) -> web.Response:
-        return json_response(self._response(call, result.text, _FINISH[result.finish], result))
+        return json_response(
+            self._response(call, result.text, _FINISH[result.finish], result, result.pieces)
+        )
 
     def events(self, call: Call, result: Answer) -> Iterator[bytes]:
         if call.extra.get("calls"):  # Gemini streams each call whole
@@ -202,6 +211,19 @@ class GoogleApi(Api):
             for m in _MODELS
         ]
         return json_response({"models": models})
+
+
+def _scores(pieces: list[str], top: int) -> dict[str, Any]:
+    """Gemini's logprobsResult for the answer's pieces, one token each (made up, the
+    same for the same piece), with ``top`` alternatives each."""
+    scores = [-(len(p) % 7) / 10 - 0.01 for p in pieces]
+    chosen = [{"token": p, "logProbability": v} for p, v in zip(pieces, scores, strict=True)]
+    tops = [
+        {"candidates": [{"token": p if n == 0 else f"{p}{n}", "logProbability": v - n}
+                        for n in range(top)]}
+        for p, v in zip(pieces, scores, strict=True)
+    ]  # fmt: skip
+    return {"chosenCandidates": chosen, "topCandidates": tops}
 
 
 def _parts_text(content: Any) -> str:
