@@ -104,9 +104,17 @@ def completed(
     now_ms: int,
     *,
     charged: bool = False,
+    spent: list[Completion] | None = None,
 ) -> RequestCompleted:
     """The ``request.completed`` of a request's end; with the cache's ticket, and the
-    answer's text when it may be kept (the cache decides)."""
+    answer's text when it may be kept (the cache decides). ``spent``: answers made and
+    not served (output that failed its check), whose usage and cost count too."""
+    extra = Usage(
+        input_tokens=sum(c.usage.input_tokens for c in spent or []),
+        output_tokens=sum(c.usage.output_tokens for c in spent or []),
+        total_tokens=sum(c.usage.total_tokens for c in spent or []),
+    )
+    extra_cost = sum(c.cost_usd for c in spent or [])
     if isinstance(result, GenerateResponse):
         keep = ticket is not None and completion is not None and not result.fallback
         return RequestCompleted(
@@ -114,8 +122,9 @@ def completed(
             session_id=request.session_id,
             outcome="fallback" if result.fallback else "ok",
             provider=result.provider, model=result.model,
-            usage=Usage() if result.cache_hit else result.usage,
-            cost_usd=result.cost_usd, latency_ms=elapsed_ms, attempts=result.attempts,
+            usage=Usage() if result.cache_hit else _plus(result.usage, extra),
+            cost_usd=result.cost_usd + extra_cost, latency_ms=elapsed_ms,
+            attempts=result.attempts,
             cache_hit=result.cache_hit, cache_level=result.cache_level, stream=request.stream,
             error_kind=result.reason.partition(":")[0] if result.fallback else "",
             ts_ms=now_ms, reservation_id=reservation, cache_ticket=ticket,
@@ -128,5 +137,13 @@ def completed(
         session_id=request.session_id, outcome="failed", latency_ms=elapsed_ms,
         attempts=result.attempts, stream=request.stream, error_kind=result.kind,
         ts_ms=now_ms, reservation_id=reservation, cache_ticket=ticket,
-        limit_type=result.limit_type,
+        limit_type=result.limit_type, usage=extra, cost_usd=extra_cost,
     )  # fmt: skip
+
+
+def _plus(a: Usage, b: Usage) -> Usage:
+    if not b.total_tokens and not b.input_tokens and not b.output_tokens:
+        return a
+    return Usage(input_tokens=a.input_tokens + b.input_tokens,
+                 output_tokens=a.output_tokens + b.output_tokens,
+                 total_tokens=a.total_tokens + b.total_tokens)  # fmt: skip

@@ -176,7 +176,7 @@ class Router(Actor):
         with self.inflight.track(delivery.correlation_id or "", course.gone.set):
             result = await self._down_the_chain(course, candidates)
         return self._finish(request, result, started, limits, reservation, ticket,
-                            course.completion)  # fmt: skip
+                            course.completion, spent=course.spent)  # fmt: skip
 
     async def _down_the_chain(self, course: _Course, candidates: list[Candidate]) -> Message:
         """Try the candidates in order until one answers or the request must end."""
@@ -356,6 +356,7 @@ class Router(Actor):
             Attempt(provider=done.provider, model=done.model, outcome="invalid_output",
                     latency_ms=done.latency_ms, message=why)
         )  # fmt: skip
+        course.spent.append(done)  # the provider charged for it: so is the user
         streamed = course.stream_to is not None
         if more and not streamed and self.config.invalid_output == "next":
             return None
@@ -412,6 +413,7 @@ class Router(Actor):
         completion: Completion | None = None,
         *,
         charged: bool = False,
+        spent: list[Completion] | None = None,
     ) -> Message:
         elapsed = (time.perf_counter() - started) * 1000
         if (
@@ -434,7 +436,7 @@ class Router(Actor):
         self.log.debug("router.finished", result=type(result).__name__, elapsed_ms=elapsed,
                        attempts=getattr(result, "attempts", None))  # fmt: skip
         event = completed(request, result, elapsed, reservation, ticket, completion,
-                          self.bus.now_ms(), charged=charged)  # fmt: skip
+                          self.bus.now_ms(), charged=charged, spent=spent)  # fmt: skip
         # With the reply's round trip; a lost event is logged by the bus.
         self.bus.publish_soon(self.bus.names.events, event)
         return result
@@ -451,6 +453,8 @@ class _Course:
     stream_to: str | None
     gone: asyncio.Event = field(default_factory=asyncio.Event)  # its caller went away
     completion: Completion | None = None  # the answer, with its text even when streamed
+    # Answers a provider gave (and charged for) that were not served: not the JSON asked.
+    spent: list[Completion] = field(default_factory=list)
 
 
 def _why(attempts: list[Attempt]) -> str:

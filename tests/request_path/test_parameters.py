@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import openai
 import pydantic
 import pytest
@@ -13,7 +14,9 @@ import pytest
 from actors.node import Node
 from actors.providers.simulator import Simulator
 from actors.runtime.config import RouterConfig
-from tests.request_path.conftest import MakeNode
+from tests.conftest import eventually
+from tests.limits.conftest import quotas, user
+from tests.request_path.conftest import ADMIN, MakeNode
 
 HI = [{"role": "user", "content": "Hi"}]
 
@@ -181,19 +184,36 @@ async def test_an_answer_that_breaks_the_schema_is_never_served(
     make_node: MakeNode, simulator: Simulator
 ) -> None:
     """The simulator ignores `pattern`: its answer breaks the schema, on OpenAI and on
-    Azure; each is checked, neither is served, the request fails invalid_output."""
-    node = await make_node(providers=("openai", "azure"))
+    Azure; each is checked, neither is served, the request fails invalid_output. Both
+    answers were made and paid for: the user's quota is charged them."""
+    node = await make_node(providers=("openai", "azure"), quota=quotas(daily_token_limit=10**6))
     assert node.gateway is not None
     client = openai.AsyncOpenAI(api_key="unused", base_url=f"{node.gateway.url}/v1", max_retries=0)
+    uid = user()
     with pytest.raises(openai.APIStatusError) as caught:
         await client.chat.completions.create(
             model="gpt-4o",
             messages=HI,
             response_format=_THREE_DIGITS,  # type: ignore[arg-type]
+            user=uid,
         )
     assert caught.value.status_code == 502 and caught.value.code == "invalid_output"
     assert "does not match" in caught.value.message
     assert simulator.state.calls["openai"] + simulator.state.calls["azure"] == 2  # both tried
+
+    async def charged() -> dict[str, Any] | None:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                f"{node.gateway.url}/ai-orchestration/quotas/{uid}",
+                headers=ADMIN,  # type: ignore[union-attr]
+            ) as response,
+        ):
+            rows = {row["quota_type"]: row for row in (await response.json())["quotas"]}
+        return rows if rows["daily_tokens"]["used"] > 0 else None
+
+    rows = await eventually(charged)
+    assert rows["monthly_cost"]["used"] > 0 and rows["daily_requests"]["used"] == 1
     await client.close()
 
 
