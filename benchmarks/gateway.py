@@ -1,12 +1,14 @@
 """The whole request path against a direct call of the simulator, in one run.
 
     python benchmarks/gateway.py [--seconds 4] [--latencies 0,50] [--concurrency 1,16,64]
+                                 [--endpoint chat|embeddings]
 
 HTTP -> gateway -> bus -> router -> (limiter, quota keeper) -> breaker -> SDK ->
 simulator -> back, with ``run.py serve`` (one process, every actor; every limit and
 quota set, none reached) and ``run.py simulate`` each in a process of their own,
-against an OpenAI-compatible ``POST /v1/chat/completions`` sent to the gateway or
-straight to the simulator. Reported per simulator latency
+against an OpenAI-compatible ``POST /v1/chat/completions`` (or ``/v1/embeddings``: 16
+texts of ``text-embedding-3-small``, as base64, the OpenAI SDK's default) sent to the
+gateway or straight to the simulator. Reported per simulator latency
 and concurrency: requests per second, the latency the gateway adds (p50, p99),
 the serving process's CPU per request and its resident memory.
 """
@@ -35,7 +37,12 @@ from actors.runtime.config import MAX_COUNT, MAX_USD
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "Why does a gateway need a breaker?"
-BODY = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": QUESTION}]}).encode()
+BODIES = {
+    "chat": json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": QUESTION}]}),
+    "embeddings": json.dumps({"model": "text-embedding-3-small", "encoding_format": "base64",
+                              "input": [f"{QUESTION} ({n})" for n in range(16)]}),
+}  # fmt: skip
+PATHS = {"chat": "/v1/chat/completions", "embeddings": "/v1/embeddings"}
 TICKS = os.sysconf("SC_CLK_TCK")
 _CONFIG = (
     f'[bus]\nnamespace = "bench{os.getpid()}"\n'  # its own keys, deleted afterwards
@@ -81,7 +88,9 @@ class Run:
     requests: int
 
 
-async def _load(http: aiohttp.ClientSession, url: str, concurrency: int, seconds: float) -> Run:
+async def _load(
+    http: aiohttp.ClientSession, url: str, concurrency: int, seconds: float, body: bytes
+) -> Run:
     latencies: list[float] = []
     stop_at = time.perf_counter() + seconds
     headers = {"Content-Type": "application/json", "Authorization": "Bearer k"}
@@ -89,7 +98,7 @@ async def _load(http: aiohttp.ClientSession, url: str, concurrency: int, seconds
     async def user() -> None:
         while time.perf_counter() < stop_at:
             started = time.perf_counter()
-            async with http.post(url, data=BODY, headers=headers) as response:
+            async with http.post(url, data=body, headers=headers) as response:
                 await response.read()
                 if response.status != 200:
                     raise RuntimeError(f"{url}: HTTP {response.status}: {await response.text()}")
@@ -137,6 +146,7 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--latencies", default="0,50")
     parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--endpoint", choices=sorted(BODIES), default="chat")
     args = parser.parse_args()
     sim_port, gw_port = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
@@ -171,20 +181,21 @@ async def _measure(
                      "--config", config.name], serve_env)  # fmt: skip
     print(f"serve started in {time.perf_counter() - started:.2f} s; "
           f"Redis: {os.environ.get('REDIS_URL') or 'embedded'}")  # fmt: skip
-    gateway_url = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
-    direct_url = f"{sim_url}/v1/chat/completions"
+    gateway_url = f"http://127.0.0.1:{gw_port}{PATHS[args.endpoint]}"
+    direct_url = f"{sim_url}{PATHS[args.endpoint]}"
+    body = BODIES[args.endpoint].encode()
     try:
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as http:
-            await _load(http, gateway_url, 8, 1.0)  # warm up
+            await _load(http, gateway_url, 8, 1.0, body)  # warm up
             print(f"{'upstream':>8} {'conc':>4} {'direct/s':>9} {'gateway/s':>9} {'ratio':>6} "
                   f"{'added p50':>9} {'added p99':>9} {'CPU/req':>8} {'RSS':>8}")  # fmt: skip
             for latency in (int(x) for x in args.latencies.split(",")):
                 await _set_latency(http, sim_url, latency)
                 for concurrency in (int(x) for x in args.concurrency.split(",")):
-                    direct = await _load(http, direct_url, concurrency, args.seconds)
+                    direct = await _load(http, direct_url, concurrency, args.seconds, body)
                     cpu_before = _cpu_seconds(server.pid)
-                    through = await _load(http, gateway_url, concurrency, args.seconds)
+                    through = await _load(http, gateway_url, concurrency, args.seconds, body)
                     cpu_ms = (_cpu_seconds(server.pid) - cpu_before) * 1000 / through.requests
                     added50 = through.p50_ms - direct.p50_ms
                     added99 = through.p99_ms - direct.p99_ms
