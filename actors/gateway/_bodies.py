@@ -11,7 +11,15 @@ from aiohttp import web
 
 from bus import BusError, BusUnavailable, RemoteError
 
-from ..messages import Attempt, GenerateFailed, GenerateResponse, LimitState, Strategy, UserId
+from ..messages import (
+    Attempt,
+    Fallbacks,
+    GenerateFailed,
+    GenerateResponse,
+    LimitState,
+    Strategy,
+    UserId,
+)
 from ..providers import (
     CallOptions,
     ChatMessage,
@@ -78,6 +86,8 @@ class GenerateBody(CallOptions, frozen=True, kw_only=True, forbid_unknown_fields
     # The least similarity of a semantic hit (None: cache.semantic.threshold).
     cache_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
     strategy: Strategy | None = None
+    # The models to fall back to, in order (false: none): see docs/routing.md.
+    fallbacks: Fallbacks = None
     timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=600_000)] | None = None
 
     # What the field types cannot say, as JSON Schema for /openapi.json; __post_init__

@@ -11,7 +11,7 @@ import msgspec
 from aiohttp import web
 
 from ..client import GenerateError
-from ..messages import KINDS, GenerateResponse, LimitState, StreamDelta, UserId
+from ..messages import KINDS, Fallbacks, GenerateResponse, LimitState, StreamDelta, UserId
 from ..providers import (
     ChatMessage,
     Effort,
@@ -173,6 +173,8 @@ class ChatCompletionBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
     function_call: Literal["auto", "none"] | NamedFunction | None = None
     logprobs: bool | None = None
     top_logprobs: TopLogprobs | None = None
+    # Ours, not OpenAI's: the models to fall back to, in order, or false for none.
+    fallbacks: Fallbacks = None
     # Known to OpenAI, not carried yet: refused when they ask for something.
     metadata: Any = None
     store: bool | None = None

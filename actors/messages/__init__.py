@@ -66,6 +66,7 @@ from ._metrics import MetricsCommand, MetricsSnapshot, PeriodUsage, UserUsage
 from ._request import (
     FALLBACK_TEXT,
     Attempt,
+    Fallbacks,
     GenerateFailed,
     GenerateRequest,
     GenerateResponse,
@@ -117,6 +118,7 @@ __all__ = [
     "Chain",
     "DeadlineExceeded",
     "Failure",
+    "Fallbacks",
     "GenerateError",
     "GenerateFailed",
     "GenerateRequest",

@@ -33,6 +33,8 @@ from ..providers import (
 _IMAGE_AS_TEXT = "image " * 1_600
 
 Strategy = Literal["performance", "cost", "round_robin", "weighted"]
+# A request's own fallback chain: models (ids, aliases, provider/model), or false.
+Fallbacks = bool | Annotated[list[str], msgspec.Meta(max_length=16)] | None
 
 # A user or session id, wherever one enters (HTTP bodies and paths, the bus): 1 to 256
 # characters, no control character (Unicode Cc). Not `^[^...]*$`: Python's `$` also
@@ -94,6 +96,9 @@ class GenerateRequest(Message, CallOptions, tag="generate.request", frozen=True,
     # The least similarity of a semantic hit for this request (None: cache.semantic's).
     cache_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
     fallback: bool = False
+    # The models to fall back to, in order, instead of the model's configured chain;
+    # false: none (the model's own providers only). A provider/model never crosses.
+    fallbacks: Fallbacks = None
     stream: bool = False
     timeout_ms: int | None = None
     # Inputs to embed instead of a conversation: the answer is their embeddings (from
@@ -103,6 +108,8 @@ class GenerateRequest(Message, CallOptions, tag="generate.request", frozen=True,
     dimensions: Dimensions | None = None
 
     def __post_init__(self) -> None:
+        if self.fallbacks is True:
+            raise ValueError("fallbacks: give the models to fall back to, or false for none")
         if self.embed:
             check_embedding(self.prompt, self.messages, self.embed, bool(self.tools))
             if self.stream or self.fallback:

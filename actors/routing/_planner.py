@@ -15,7 +15,15 @@ from ..providers import FEATURES, TRANSLATED, Catalog, UnknownModel, estimate_pr
 from ..runtime.config import RouterConfig
 from ._breaker_state import BreakerView
 
-__all__ = ["Candidate", "HealthSource", "LatencyView", "Planner", "Unsupported", "WrongKind"]
+__all__ = [
+    "Candidate",
+    "HealthSource",
+    "LatencyView",
+    "Planner",
+    "Unsupported",
+    "WrongKind",
+    "fallback_chains",
+]
 
 
 class HealthSource(Protocol):
@@ -30,6 +38,7 @@ class HealthSource(Protocol):
 class Candidate:
     provider: str
     model: str
+    step: int = 0  # 0: the model asked for; 1, 2, ...: its fallback chain's models
 
 
 class LatencyView:
@@ -88,6 +97,7 @@ class Planner:
         self.breakers = breakers
         self.health = health
         self._turn = itertools.count()
+        self.chains = fallback_chains(catalog, config)
 
     def plan(
         self, request: GenerateRequest, prompt_tokens: int | None = None
@@ -108,15 +118,39 @@ class Planner:
         elif embedding and any(m in embedding for _p, m in pairs):
             raise WrongKind(f"model: {request.model!r} is an embedding model: it answers "
                             "/v1/embeddings, not a conversation")  # fmt: skip
+        groups = [pairs, *self._chain(request, pairs)]
         candidates = [
-            Candidate(p, m) for p, m in pairs if p in self.default_models and self._serves(p, m)
+            Candidate(p, m, step)
+            for step, group in enumerate(groups)
+            for p, m in group
+            if p in self.default_models and self._serves(p, m)
         ]
+        if not any(c.step == 0 for c in candidates):
+            # No enabled provider serves the model asked for: its chain is for failures,
+            # not a stand-in for a model this deployment does not offer.
+            candidates = []
         lacking: list[Attempt] = []
         needed = request.features()
         if needed and candidates:
-            candidates, lacking = self._able(candidates, needed)
+            # The model asked for must take what the request uses (a 400 naming it if
+            # not: a chain is for failures, not for parameters); its fallbacks that do
+            # not are left out.
+            first = candidates[0].step
+            able, lacking = self._able([c for c in candidates if c.step == first], needed)
+            rest, left_out = self._able(
+                [c for c in candidates if c.step != first], needed, strict=False
+            )
+            candidates, lacking = able + rest, lacking + left_out
         strategy: Strategy = request.strategy or self.config.strategy
-        candidates, skipped = self._order(strategy, candidates, request, prompt_tokens)
+        ordered: list[Candidate] = []
+        skipped: list[Attempt] = []
+        for step in sorted({c.step for c in candidates}):  # each model's own, in chain order
+            some, left_out = self._order(
+                strategy, [c for c in candidates if c.step == step], request, prompt_tokens
+            )
+            ordered += some
+            skipped += left_out
+        candidates = ordered
         skipped = lacking + skipped
         usable: list[Candidate] = []
         down: list[Candidate] = []
@@ -146,11 +180,42 @@ class Planner:
                             message="the health prober found it down") for c in down]  # fmt: skip
         return usable, skipped
 
+    def _chain(
+        self, request: GenerateRequest, pairs: list[tuple[str, str]]
+    ) -> list[list[tuple[str, str]]]:
+        """The fallback models' candidates, one group each in chain order: the request's
+        own ``fallbacks``, else the configured chain of the model it names. None for a
+        ``provider/model`` (it never crosses), a tier (it is a chain itself), no model,
+        or ``fallbacks: false``."""
+        name = request.model
+        if not name or "/" in name or name in self.catalog.tiers or request.fallbacks is False:
+            return []
+        if isinstance(request.fallbacks, list):
+            chain = request.fallbacks
+        else:
+            chain = self.chains.get(self.catalog.canonical(name) or name, [])
+        seen = set(pairs)
+        groups: list[list[tuple[str, str]]] = []
+        for entry in chain:
+            try:
+                found = self.catalog.resolve(entry)
+            except UnknownModel as exc:  # only a request's own list can get here
+                raise WrongKind(f"fallbacks: {exc}") from None
+            if request.embed:
+                found = [(p, m) for p, m in found if m in self.catalog.embedding_models]
+            else:
+                found = [(p, m) for p, m in found if m not in self.catalog.embedding_models]
+            group = [pair for pair in found if pair not in seen]
+            seen.update(group)
+            if group:
+                groups.append(group)
+        return groups
+
     def _able(
-        self, candidates: list[Candidate], needed: set[str]
+        self, candidates: list[Candidate], needed: set[str], *, strict: bool = True
     ) -> tuple[list[Candidate], list[Attempt]]:
         """The candidates that take every feature the request uses, and the others as
-        skipped attempts; ``Unsupported`` when none does."""
+        skipped attempts; ``Unsupported`` when none does (and ``strict``)."""
         able: list[Candidate] = []
         lacking: list[Attempt] = []
         common: set[str] | None = None  # what every candidate lacks
@@ -167,7 +232,7 @@ class Planner:
             lacking.append(Attempt(provider=candidate.provider, model=candidate.model,
                                    outcome="unsupported",
                                    message="does not take " + ", ".join(why)))  # fmt: skip
-        if not able:
+        if not able and strict:
             feature = min(common or needed)
             raise Unsupported(FEATURES[feature], feature, lacking)
         return able, lacking
@@ -240,6 +305,33 @@ class Planner:
             fitting.append((info.cost(prompt, min(output, info.max_output_tokens)), candidate))
         fitting.sort(key=lambda pair: pair[0])
         return [c for _cost, c in fitting], skipped
+
+
+def fallback_chains(catalog: Catalog, config: RouterConfig) -> dict[str, list[str]]:
+    """Each model's fallback chain: the configured one (by model or alias), else, with
+    ``default_fallbacks``, the other vendors' models of the first tier it is in, in the
+    tier's order. ``ValueError`` for a configured name the catalog does not know."""
+    chains: dict[str, list[str]] = {}
+    if config.default_fallbacks:
+        for members in catalog.tiers.values():
+            models = [m for m in (catalog.canonical(n) for n in members) if m is not None]
+            for model in models:
+                vendor = catalog.models[model].provider
+                peers = [m for m in models if catalog.models[m].provider != vendor]
+                chains.setdefault(model, peers)
+    for name, chain in config.fallbacks.items():
+        canonical = catalog.canonical(name)
+        if canonical is None:
+            raise ValueError(f"router.fallbacks: {name!r} is not a model or alias of the catalog")
+        for entry in chain:
+            try:
+                catalog.resolve(entry)
+            except UnknownModel:
+                raise ValueError(
+                    f"router.fallbacks.{name}: {entry!r} is not a model of the catalog"
+                ) from None
+        chains[canonical] = list(chain)
+    return chains
 
 
 class WrongKind(ValueError):

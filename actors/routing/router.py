@@ -98,6 +98,7 @@ class Router(Actor):
         # This process's memory of answers, asked before admission: a hit needs no
         # cache ask.
         self.recall = recall
+        self.chain_on = frozenset(config.fallback_on)
 
     async def handle(self, message: Message, delivery: Delivery) -> Message | None:
         match message:
@@ -184,16 +185,28 @@ class Router(Actor):
         # The largest context window of a model that found the request too long, and
         # what its provider said: a candidate with no larger window is not tried.
         too_long: tuple[int, str] | None = None
+        step, why = 0, ""  # the chain step being tried, and why the last attempt failed
         for index, candidate in enumerate(candidates):
+            if candidate.step != step:
+                # Down the fallback chain, to another model: only for the failures
+                # configured (router.fallback_on); any other ends the request here.
+                if why and why not in self.chain_on:
+                    break
+                step = candidate.step
             window = _window(self.planner.catalog, candidate.model)
             if too_long is not None and window is not None and window <= too_long[0]:
                 attempts.append(_not_larger(candidate, window))
                 continue
             before = len(attempts)
-            result = await self._try(course, candidate, more=index + 1 < len(candidates))
+            later = any(c.step != candidate.step for c in candidates[index + 1 :])
+            result = await self._try(
+                course, candidate, more=index + 1 < len(candidates), chained=later
+            )
             if result is not None:
                 return result
             last = attempts[-1] if len(attempts) > before else None
+            if last is not None:
+                why = _CLASS.get(last.outcome, "")
             if last is not None and last.outcome == "context_too_long" and window is not None:
                 too_long = (max(window, too_long[0] if too_long else 0), last.message)
             if course.gone.is_set():
@@ -234,9 +247,12 @@ class Router(Actor):
             return dataclasses.replace(admitted, cache=recalled, charged=True)
         return admitted
 
-    async def _try(self, course: _Course, candidate: Candidate, *, more: bool) -> Message | None:
+    async def _try(
+        self, course: _Course, candidate: Candidate, *, more: bool, chained: bool = False
+    ) -> Message | None:
         """Try one candidate (with retries); a final message, or None for the next one.
-        ``more``: other candidates remain after this one."""
+        ``more``: other candidates remain after this one; ``chained``: some of them are
+        fallback models (a content filter may send the request on to them)."""
         request, attempts, delivery = course.request, course.attempts, course.delivery
         provider, model = candidate.provider, candidate.model
         settings = self.providers.get(provider)
@@ -316,6 +332,8 @@ class Router(Actor):
                     attempts,
                 )  # fmt: skip
             chain = kind_of(reply.kind).chain
+            if chained and reply.kind == "content_filtered" and reply.kind in self.chain_on:
+                return None  # another model's filter may let it through
             if chain == "final":
                 # Final call failures are request failures of the same name.
                 return self._failed(request, reply.kind, reply.message, attempts)  # type: ignore[arg-type]
@@ -484,6 +502,16 @@ def _not_larger(candidate: Candidate, window: int) -> Attempt:
                 f"of a model that found the request too long",
     )  # fmt: skip
 
+
+# The class of failure (router.fallback_on) each attempt outcome is; outcomes not named
+# (unsupported, invalid_output) never stop a request going down its chain.
+_CLASS = {
+    "server_error": "server_error", "unavailable": "server_error",
+    "breaker_open": "server_error", "provider_down": "server_error",
+    "key_invalid": "server_error", "authentication": "server_error",
+    "timeout": "timeout", "rate_limited": "rate_limited",
+    "content_filtered": "content_filtered", "context_too_long": "context_too_long",
+}  # fmt: skip
 
 # Attempts the planner noted without a call: they say nothing of the request's length.
 _NOT_TRIED = frozenset({"unsupported", "breaker_open", "key_invalid", "provider_down"})

@@ -6,11 +6,28 @@ from typing import Annotated, Literal
 
 import msgspec
 
-__all__ = ["BreakerConfig", "NonNegative", "Percent", "Positive", "RouterConfig"]
+__all__ = [
+    "FALLBACK_CLASSES",
+    "BreakerConfig",
+    "FallbackClass",
+    "NonNegative",
+    "Percent",
+    "Positive",
+    "RouterConfig",
+]
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 Percent = Annotated[float, msgspec.Meta(gt=0, le=100)]
+
+
+# The failures that send a request down its model's fallback chain (to other models):
+# a provider's server errors (5xx, unreachable, its breaker open or its key rejected),
+# timeouts, its 429s, its content filter, a context window too small.
+FallbackClass = Literal[
+    "server_error", "timeout", "rate_limited", "content_filtered", "context_too_long"
+]
+FALLBACK_CLASSES: tuple[str, ...] = FallbackClass.__args__  # type: ignore[attr-defined]
 
 
 class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -39,6 +56,15 @@ class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # An answer that is not the JSON its response_format asked for: ask the next
     # candidate (next), or fail the request at once (fail). Never served either way.
     invalid_output: Literal["next", "fail"] = "next"
+    # Fallback chains: a model or alias -> the models to try, in order, when it fails
+    # (after every provider of the model itself). A model not named here falls back to
+    # the other vendors' models of the first catalog tier it is in (default_fallbacks).
+    fallbacks: dict[str, list[str]] = {}
+    default_fallbacks: bool = True
+    # Which failures go down the chain (any other ends the request with its error).
+    fallback_on: list[FallbackClass] = msgspec.field(
+        default_factory=lambda: ["server_error", "timeout", "rate_limited", "context_too_long"]
+    )
     # The largest request taken (a 400 beyond): what one request may cost the process.
     max_messages: Positive = 10_000
     max_prompt_chars: Positive = 4_000_000

@@ -135,8 +135,9 @@ async def test_breaker_endpoints(make_node: MakeNode, http: aiohttp.ClientSessio
     status, state, _ = await _post(http, f"{base}/openai/open", None, headers=empty_json)
     assert status == 200 and state["state"] == "open" and state["forced_open"]
     status, body, _ = await _post(
-        http, f"{node.gateway.url}/ai-orchestration/generate", {"prompt": "hi", "model": "gpt-4o"}
-    )
+        http, f"{node.gateway.url}/ai-orchestration/generate",
+        {"prompt": "hi", "model": "gpt-4o", "fallbacks": False},  # no chain to Anthropic
+    )  # fmt: skip
     assert status == 503
     assert body["error"]["attempts"][0]["outcome"] == "breaker_open"
     status, state, _ = await _post(http, f"{base}/openai/reset", {}, headers=ADMIN)
