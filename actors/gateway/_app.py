@@ -337,7 +337,10 @@ class Gateway:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self.client.generate(a)) for a in asks]
         except BaseExceptionGroup as failed:
-            raise failed.exceptions[0] from None
+            first = failed.exceptions[0]
+            if isinstance(first, GenerateError):  # it answers the caller's request id
+                first.failed = msgspec.structs.replace(first.failed, request_id=asks[0].request_id)
+            raise first from None
         return [task.result() for task in tasks]
 
     async def _stream(

@@ -267,6 +267,8 @@ def chat_tools(body: ChatCompletionBody) -> dict[str, Any]:
         choice = NamedTool(name=given.name)
     if isinstance(choice, NamedTool) and choice.name not in {t.name for t in tools}:
         raise ValueError(f"tool_choice: names {choice.name!r}, which is not one of the tools")
+    if choice == "required" and not tools:
+        raise ValueError("tool_choice: asks for a tool call, but there are no tools")
     parallel = body.parallel_tool_calls if tools else None
     if is_legacy(body):  # a legacy answer holds one function_call: one call at most
         parallel = False
@@ -322,7 +324,7 @@ def cache_threshold(request: web.Request) -> float | None:
     return value
 
 
-def _headers(answer: GenerateResponse) -> dict[str, str]:
+def _headers(answer: GenerateResponse, limits: list[LimitState] | None = None) -> dict[str, str]:
     level = answer.cache_level if answer.cache_hit else ""
     return (
         {
@@ -331,7 +333,7 @@ def _headers(answer: GenerateResponse) -> dict[str, str]:
             "X-AIO-Attempts": str(len(answer.attempts)),
         }
         | cache_headers(level, answer.similarity, answer.cache_entry)
-        | limit_headers(answer.limits)
+        | limit_headers(answer.limits if limits is None else limits)
     )
 
 
@@ -351,7 +353,19 @@ def completion_body(
         "usage": _usage(answers),
         "system_fingerprint": None,
     }
-    return json_response(body, headers=_headers(answer))
+    return json_response(body, headers=_headers(answer, _tightest(answers)))
+
+
+def _tightest(answers: list[GenerateResponse]) -> list[LimitState]:
+    """Each limit as the answer that left the least of it reported it (the last one
+    admitted, of several answered at once)."""
+    least: dict[str, LimitState] = {}
+    for answer in answers:
+        for limit in answer.limits:
+            known = least.get(limit.name)
+            if known is None or limit.remaining < known.remaining:
+                least[limit.name] = limit
+    return list(least.values())
 
 
 def _choice(index: int, answer: GenerateResponse, legacy: bool, logprobs: bool) -> dict[str, Any]:

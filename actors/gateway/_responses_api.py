@@ -158,7 +158,7 @@ class ResponsesBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         for name, why in _REFUSED.items():
             value = getattr(self, name)
-            if value not in (None, False, [], {}):
+            if value is not None and value is not False and value not in ([], {}):
                 raise ValueError(f"{name}: {why} (see docs/compatibility.md)")
 
     def conversation_of(self) -> list[ChatMessage]:
@@ -169,6 +169,8 @@ class ResponsesBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             turns.append(ChatMessage(role="system", content=self.instructions))
         if isinstance(self.input, str):
             return [*turns, ChatMessage(role="user", content=self.input)]
+        if not self.input:
+            raise ValueError("input: give a text or at least one item")
         for index, item in enumerate(self.input):
             where = f"input[{index}]"
             if item.type == "reasoning":
@@ -185,7 +187,10 @@ class ResponsesBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             elif item.type == "function_call_output":
                 if not item.call_id:
                     raise ValueError(f"{where}: a function_call_output needs its call_id")
-                output, _images = _parts(item.output, where)
+                output, images = _parts(item.output, where)
+                if images:
+                    raise ValueError(f"{where}.output: images in a function's output are not "
+                                     "carried (put them in a user message)")  # fmt: skip
                 turns.append(ChatMessage(role="tool", content=output, tool_call_id=item.call_id))
             else:
                 if item.role is None:
@@ -206,6 +211,8 @@ class ResponsesBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                                  "tools")  # fmt: skip
         elif self.tool_choice is not None:
             choice = self.tool_choice
+        if choice not in (None, "auto", "none") and not tools:
+            raise ValueError("tool_choice: asks for a tool call, but there are no tools")
         form = self.text.format if self.text is not None else None
         response_format = None
         if form is not None and form.type != "text":
@@ -279,12 +286,12 @@ class ResponsesApi:
                 timeout_ms=gateway.client.timeout_ms,
             ))  # fmt: skip
         except Refused as exc:
-            return openai_error(exc.status, "invalid_api_key" if exc.status == 401 else exc.kind,
+            return _error(exc.status, "invalid_api_key" if exc.status == 401 else exc.kind,
                                 exc.message)  # fmt: skip
         except BadInput as exc:
-            return openai_error(exc.status, exc.kind, str(exc))
+            return _error(exc.status, exc.kind, str(exc))
         except ValueError as exc:
-            return openai_error(400, "invalid_request", str(exc))
+            return _error(400, "invalid_request", str(exc))
         echo = _Echo(body, ask.request_id, time.time())
         if not body.stream:
             started = time.perf_counter()
@@ -292,11 +299,11 @@ class ResponsesApi:
                 answer = await gateway.client.generate(ask)
             except GenerateError as exc:
                 failed = exc.failed
-                return openai_error(failed.status, failed.kind, failed.message,
+                return _error(failed.status, failed.kind, failed.message,
                                     failed.request_id, failed.retry_after,
                                     failed.limits)  # fmt: skip
             except BusError as exc:
-                return openai_error(*bus_failure(exc), ask.request_id)
+                return _error(*bus_failure(exc), ask.request_id)
             gateway.observe_overhead(started, answer)
             headers = {"X-Request-ID": answer.request_id} | limit_headers(answer.limits)
             return json_response(echo.finished(answer, _items(answer, echo.ids)), headers=headers)
@@ -305,27 +312,45 @@ class ResponsesApi:
             first = await anext(replies)  # failures before any text keep their status
         except GenerateError as exc:
             failed = exc.failed
-            return openai_error(failed.status, failed.kind, failed.message, failed.request_id,
+            return _error(failed.status, failed.kind, failed.message, failed.request_id,
                                 failed.retry_after, failed.limits)  # fmt: skip
         except BusError as exc:
-            return openai_error(*bus_failure(exc), ask.request_id)
+            return _error(*bus_failure(exc), ask.request_id)
         except StopAsyncIteration:
-            return openai_error(502, "bad_gateway", "the stream ended before any answer")
+            return _error(502, "bad_gateway", "the stream ended before any answer")
         try:
             return await _Relay(request, echo).run(first, replies)
         finally:
             await replies.aclose()  # type: ignore[attr-defined]
 
 
+# Our request's field names as the Responses API calls them, for its errors.
+_RENAMED = {"reasoning_effort": "reasoning.effort", "response_format": "text.format",
+            "max_tokens": "max_output_tokens"}  # fmt: skip
+
+
+def _error(status: int, kind: str, message: str, *rest: Any) -> web.Response:
+    """OpenAI's error shape, naming the Responses API's own fields (``param``)."""
+    head, colon, tail = message.partition(":")
+    if colon and head in _RENAMED:
+        message = _RENAMED[head] + colon + tail
+    elif head.startswith("messages"):  # a turn of the conversation: an input item
+        message = f"input: {message}"
+    return openai_error(status, kind, message, *rest)
+
+
 class _Ids:
-    """The ids of one response's items."""
+    """The ids of one response's items (each its own: the SDK keys its snapshot by them)."""
 
     def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
         self.response = f"resp_{request_id}"
-        self.message = f"msg_{request_id}"
+
+    def message(self, output_index: int) -> str:
+        return f"msg_{self.request_id}" + (f"_{output_index}" if output_index else "")
 
     def call(self, index: int) -> str:
-        return f"fc_{self.response.removeprefix('resp_')}_{index}"
+        return f"fc_{self.request_id}_{index}"
 
 
 class _Echo:
@@ -367,7 +392,7 @@ class _Echo:
         usage = answer.usage
         done["usage"] = {
             "input_tokens": usage.input_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": usage.output_tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": usage.input_tokens + usage.output_tokens,
@@ -379,8 +404,8 @@ _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"
 _STATUS = {"length": "incomplete", "content_filter": "incomplete"}
 
 
-def _message(ids: _Ids, text: str, status: str) -> dict[str, Any]:
-    return {"type": "message", "id": ids.message, "status": status, "role": "assistant",
+def _message(ids: _Ids, at: int, text: str, status: str) -> dict[str, Any]:
+    return {"type": "message", "id": ids.message(at), "status": status, "role": "assistant",
             "content": [_text_part(text)] if status != "in_progress" else []}  # fmt: skip
 
 
@@ -398,7 +423,7 @@ def _items(answer: GenerateResponse, ids: _Ids) -> list[dict[str, Any]]:
     each function call."""
     items = []
     if answer.content or not answer.tool_calls:
-        items.append(_message(ids, answer.content, "completed"))
+        items.append(_message(ids, 0, answer.content, "completed"))
     items += [_call(ids, n, call, "completed") for n, call in enumerate(answer.tool_calls)]
     return items
 
@@ -458,9 +483,11 @@ class _Relay:
         await self.out.write_eof()
         return self.out
 
-    async def failed(self, code: str, message: str) -> None:
+    async def failed(self, kind: str, message: str) -> None:
         gone = self.echo.response("failed", self.model, self.items)
-        gone["error"] = {"code": code, "message": message}
+        code = "rate_limit_exceeded" if kind in ("rate_limited", "quota_exceeded") else (
+            "server_error")  # fmt: skip
+        gone["error"] = {"code": code, "message": f"{kind}: {message}"}
         await self.event("response.failed", response=gone)
 
     async def piece(self, delta: StreamDelta) -> None:
@@ -469,9 +496,10 @@ class _Relay:
                 await self.close()
                 await self.open_message()
             self.text.append(delta.text)
-            await self.event("response.output_text.delta", item_id=self.ids.message,
-                             output_index=len(self.items) - 1, content_index=0,
-                             delta=delta.text, logprobs=[])  # fmt: skip
+            at = len(self.items) - 1
+            await self.event("response.output_text.delta", item_id=self.ids.message(at),
+                             output_index=at, content_index=0, delta=delta.text,
+                             logprobs=[])  # fmt: skip
         for piece in delta.tool_calls:
             if piece.index not in self.calls:
                 await self.close()
@@ -490,24 +518,24 @@ class _Relay:
                                  delta=piece.arguments)  # fmt: skip
 
     async def open_message(self) -> None:
-        self.items.append(_message(self.ids, "", "in_progress"))
+        at = len(self.items)
+        self.items.append(_message(self.ids, at, "", "in_progress"))
         self.open = "message"
         self.text = []
-        at = len(self.items) - 1
         await self.event("response.output_item.added", output_index=at, item=self.items[-1])
-        await self.event("response.content_part.added", item_id=self.ids.message,
+        await self.event("response.content_part.added", item_id=self.ids.message(at),
                          output_index=at, content_index=0, part=_text_part(""))  # fmt: skip
 
     async def close(self) -> None:
         """The open item's done events."""
         at = len(self.items) - 1
         if self.open == "message":
-            text = "".join(self.text)
-            await self.event("response.output_text.done", item_id=self.ids.message,
-                             output_index=at, content_index=0, text=text, logprobs=[])  # fmt: skip
-            await self.event("response.content_part.done", item_id=self.ids.message,
-                             output_index=at, content_index=0, part=_text_part(text))  # fmt: skip
-            self.items[at] = _message(self.ids, text, "completed")
+            text, item_id = "".join(self.text), self.ids.message(at)
+            await self.event("response.output_text.done", item_id=item_id, output_index=at,
+                             content_index=0, text=text, logprobs=[])  # fmt: skip
+            await self.event("response.content_part.done", item_id=item_id, output_index=at,
+                             content_index=0, part=_text_part(text))  # fmt: skip
+            self.items[at] = _message(self.ids, at, text, "completed")
             await self.event("response.output_item.done", output_index=at, item=self.items[at])
         elif self.open == "function_call":
             index, (_at, call) = next((i, c) for i, c in self.calls.items() if c[0] == at)

@@ -26,6 +26,8 @@ from ..providers import (
     check_conversation,
     check_embedding,
     check_logprobs,
+    estimate_prompt_tokens,
+    estimate_tokens,
     extras_of,
     features_of,
 )
@@ -137,6 +139,17 @@ class GenerateRequest(Message, CallOptions, tag="generate.request", frozen=True,
             **extras_of(self),
         )
 
+    def prompt_estimate(self) -> int:
+        """An upper estimate of the prompt's tokens: a conversation's, or the inputs'
+        to embed (no per-message overhead; token ids counted exactly)."""
+        if self.embed:
+            return sum(self.input_estimates())
+        return estimate_prompt_tokens(self.texts())
+
+    def input_estimates(self) -> list[int]:
+        """Each input to embed's token estimate (a model's window bounds each alone)."""
+        return [estimate_tokens(t) if isinstance(t, str) else len(t) for t in self.embed]
+
     def features(self) -> set[str]:
         """The features (beyond text and sampling) the request uses."""
         return features_of(self)
@@ -169,7 +182,8 @@ class GenerateRequest(Message, CallOptions, tag="generate.request", frozen=True,
                     f"taken (router.max_messages)")  # fmt: skip
         chars = sum(len(text) for text in self.texts())
         if chars > max_prompt_chars:
-            return (f"messages: {chars} characters of prompt; at most {max_prompt_chars} are "
+            what = "input" if self.embed else "messages"
+            return (f"{what}: {chars} characters of prompt; at most {max_prompt_chars} are "
                     f"taken (router.max_prompt_chars)")  # fmt: skip
         return None
 

@@ -10,6 +10,7 @@ body here costs about a microsecond a message (``benchmarks/providers.py``).
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 import re
 import uuid
@@ -65,6 +66,7 @@ _TOO_LONG = re.compile(r"exceeds the maximum number of tokens|input token count"
 # Streams are bounded per chunk by the adapter; the SDK's aiohttp timeout is a
 # total deadline that would cut a long, healthy stream.
 _STREAM_DEADLINE_MS = 24 * 3600 * 1000
+_BATCH = 100  # inputs a batchEmbedContents call takes
 
 
 class GoogleAdapter(Adapter):
@@ -144,15 +146,28 @@ class GoogleAdapter(Adapter):
         one: dict[str, Any] = {"model": path}
         if request.dimensions is not None:
             one["outputDimensionality"] = request.dimensions
-        body: dict[str, object] = {"requests": [one | {"content": {"parts": [{"text": text}]}}
-                             for text in request.embed]}  # fmt: skip
         api = self.client._api_client
-        response = await api.async_request("post", f"{path}:batchEmbedContents", body)
-        answer = _embeddings(response.body or "{}")
+
+        async def batch(texts: list[Any]) -> list[_Values]:
+            body: dict[str, object] = {
+                "requests": [one | {"content": {"parts": [{"text": t}]}} for t in texts]
+            }
+            response = await api.async_request("post", f"{path}:batchEmbedContents", body)
+            return _embeddings(response.body or "{}").embeddings
+
+        # The Gemini API takes at most 100 inputs a batch: larger requests go as several
+        # batches at once, joined in order.
+        texts = request.embed
+        batches = await asyncio.gather(
+            *(batch(texts[at : at + _BATCH]) for at in range(0, len(texts), _BATCH))
+        )
+        vectors = [np.asarray(v.values, dtype="<f4") for found in batches for v in found]
+        if request.dimensions is not None:  # shortened vectors come unnormalized
+            vectors = [v / (np.linalg.norm(v) or 1.0) for v in vectors]
         # The Gemini API counts no tokens for embeddings: the estimate is what is charged.
-        tokens = sum(estimate_tokens(text) for text in request.embed if isinstance(text, str))
+        tokens = sum(estimate_tokens(text) for text in texts if isinstance(text, str))
         return (
-            [np.asarray(e.values, dtype="<f4").tobytes() for e in answer.embeddings],
+            [v.astype("<f4").tobytes() for v in vectors],
             Usage(input_tokens=tokens, total_tokens=tokens),
         )
 

@@ -22,7 +22,7 @@ from ..messages import (
     limiter_stream,
     quota_stream,
 )
-from ..providers import Catalog, UnknownModel, estimate_prompt_tokens
+from ..providers import Catalog, UnknownModel
 from ..runtime import AdmissionConfig, Metrics
 from ._planner import Candidate
 
@@ -87,7 +87,7 @@ class Admission:
     ) -> AdmissionAsk:
         prompt = prompt_tokens
         if prompt is None:
-            prompt = estimate_prompt_tokens(request.texts())
+            prompt = request.prompt_estimate()
         output, cost = 0, 0.0
         for candidate in candidates:
             tokens = 0 if request.embed else self.catalog.output_tokens(

@@ -11,7 +11,7 @@ from typing import Protocol
 from bus import Message
 
 from ..messages import Attempt, GenerateRequest, RequestCompleted, Strategy
-from ..providers import FEATURES, TRANSLATED, Catalog, UnknownModel, estimate_prompt_tokens
+from ..providers import FEATURES, TRANSLATED, Catalog, UnknownModel
 from ..runtime.config import RouterConfig
 from ._breaker_state import BreakerView
 
@@ -246,7 +246,7 @@ class Planner:
     ) -> tuple[list[Candidate], list[Attempt]]:
         if strategy == "cost":
             if prompt_tokens is None:
-                prompt_tokens = estimate_prompt_tokens(request.texts())
+                prompt_tokens = request.prompt_estimate()
             return self._by_cost(candidates, request, prompt_tokens)
         if strategy == "performance":
             known = [self.latency.latency(c.provider, c.model) for c in candidates]
@@ -280,7 +280,9 @@ class Planner:
     def _by_cost(
         self, candidates: list[Candidate], request: GenerateRequest, prompt: int
     ) -> tuple[list[Candidate], list[Attempt]]:
-        output = request.max_tokens or self.config.expected_output_tokens
+        output = 0 if request.embed else request.max_tokens or self.config.expected_output_tokens
+        # An embedding model's window bounds each input alone; a conversation's, all of it.
+        fit = max(request.input_estimates()) if request.embed else prompt
         fitting: list[tuple[float, Candidate]] = []
         skipped = []
         for candidate in candidates:
@@ -289,7 +291,7 @@ class Planner:
             except UnknownModel:
                 fitting.append((float("inf"), candidate))
                 continue
-            too_long = prompt + (request.max_tokens or 0) > info.context_window or (
+            too_long = fit + (request.max_tokens or 0) > info.context_window or (
                 request.max_tokens is not None and request.max_tokens > info.max_output_tokens
             )
             if too_long:

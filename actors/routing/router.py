@@ -42,7 +42,6 @@ from ..providers import (
     Completion,
     ProviderConfig,
     UnknownModel,
-    estimate_prompt_tokens,
 )
 from ..runtime import Actor, span
 from ..runtime.config import RouterConfig
@@ -125,7 +124,7 @@ class Router(Actor):
             return self._finish(request, self._failed(request, "bad_request", too_large, []),
                                 started)  # fmt: skip
         # Estimated once: the cost strategy and admission both price the prompt.
-        prompt_tokens = estimate_prompt_tokens(request.texts())
+        prompt_tokens = request.prompt_estimate()
         try:
             candidates, attempts = self.planner.plan(request, prompt_tokens)
         except UnknownModel as exc:

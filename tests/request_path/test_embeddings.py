@@ -14,6 +14,7 @@ from langchain_openai import OpenAIEmbeddings
 
 from actors.node import Node
 from actors.providers.simulator import Simulator
+from actors.runtime.config import RouterConfig
 from tests.conftest import eventually
 from tests.limits.conftest import quotas, user
 from tests.request_path.conftest import ADMIN, MakeNode
@@ -183,3 +184,27 @@ async def test_langchain_openai_embeddings(make_node: MakeNode) -> None:
     query = await embeddings.aembed_query(TEXTS[1])
     assert len(vectors) == 3 and len(query) == 1536
     assert _cosine(query, vectors[0]) > _cosine(query, vectors[2])
+
+
+async def test_many_inputs_go_to_gemini_in_batches_of_100(
+    make_node: MakeNode, simulator: Simulator
+) -> None:
+    client = _client(await make_node(providers=("google",)))
+    texts = [f"text number {n}" for n in range(250)]
+    answer = await client.embeddings.create(model="gemini-embedding-001", input=texts)
+    assert [d.index for d in answer.data] == list(range(250))
+    assert simulator.state.calls["google"] == 3  # 100 + 100 + 50, joined in order
+    single = await client.embeddings.create(model="gemini-embedding-001", input=texts[170])
+    assert single.data[0].embedding == answer.data[170].embedding
+    await client.close()
+
+
+async def test_a_large_batch_fits_under_the_cost_strategy(make_node: MakeNode) -> None:
+    """An embedding model's window bounds each input, not the batch: 300 inputs whose sum
+    is far over text-embedding-3-small's 8,191 tokens are one request."""
+    node = await make_node(providers=("openai",), router=RouterConfig(strategy="cost"))
+    client = _client(node)
+    texts = [" ".join(f"word{n}x{i}" for i in range(40)) for n in range(300)]
+    answer = await client.embeddings.create(model="text-embedding-3-small", input=texts)
+    assert len(answer.data) == 300 and answer.usage.prompt_tokens > 8_191
+    await client.close()

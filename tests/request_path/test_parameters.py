@@ -110,6 +110,20 @@ async def test_n_choices_are_n_requests(
         with pytest.raises(openai.BadRequestError) as caught:
             await client.chat.completions.create(model="gpt-4o", messages=HI, **extra)
         assert caught.value.param == "n", caught.value.body
+    simulator.state.update("openai", {"error_rate": 1})
+    with pytest.raises(openai.APIStatusError) as failed:  # one failure fails them all
+        await client.chat.completions.create(
+            model="gpt-4o", messages=HI, n=2, extra_headers={"X-Request-ID": "my-request"},
+            extra_body={"fallbacks": False},
+        )  # fmt: skip
+    assert failed.value.response.headers["X-Request-ID"] == "my-request"
+
+
+async def test_tool_choice_without_tools_is_a_400(sdk: tuple[Node, openai.AsyncOpenAI]) -> None:
+    _node, client = sdk
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model="gpt-4o", messages=HI, tool_choice="required")
+    assert caught.value.param == "tool_choice"
 
 
 async def test_defaults_that_ask_for_nothing_pass(sdk: tuple[Node, openai.AsyncOpenAI]) -> None:

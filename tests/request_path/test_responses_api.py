@@ -12,8 +12,13 @@ from typing import Any
 import openai
 import pydantic
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from langchain_openai import ChatOpenAI
 
+from actors.gateway._responses_api import ResponsesBody, _Echo, _Relay
+from actors.messages import GenerateResponse, StreamDelta
+from actors.providers import ToolCallDelta, Usage
 from actors.providers.simulator import Simulator
 from tests.request_path.conftest import MakeNode
 
@@ -161,6 +166,14 @@ async def test_structured_output_with_parse(
         ({"tool_choice": {"type": "function", "name": "nope"}, "tools": [WEATHER]},
          "tool_choice"),
         ({"unknown_field": 1}, "unknown_field"),
+        ({"input": []}, "input"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"max_tool_calls": 0}, "max_tool_calls"),
+        ({"reasoning": {"effort": "low"}}, "reasoning.effort"),  # gpt-4o reasons not
+        ({"input": [{"role": "user", "content": "hi"},
+                    {"type": "function_call_output", "call_id": "c1",
+                     "output": [{"type": "input_image", "image_url": "https://x.test/a.png"}]}],
+          "tools": [WEATHER]}, "input[1].output"),
     ],
 )  # fmt: skip
 async def test_what_is_not_carried_is_a_400_naming_it(
@@ -190,3 +203,43 @@ async def test_langchain_sends_gpt_6_with_tools_to_the_responses_api(
     assert plain.text
     structured = await chat.with_structured_output(Weather).ainvoke("Paris weather")
     assert isinstance(structured, Weather)
+
+
+async def test_text_then_a_call_then_text_stream_as_three_items() -> None:
+    """Anthropic and Gemini may write text, call a tool, and write again: each output
+    item has its own id, as the SDK's stream helper requires."""
+    body = ResponsesBody(model="claude-3-haiku", input="hi", tools=[])
+    echo = _Echo(body, "r1", 0.0)
+
+    async def replies() -> AsyncIterator[Any]:
+        yield StreamDelta(
+            tool_calls=[
+                ToolCallDelta(
+                    index=0, id="call_1", name="get_weather", arguments='{"city": "Paris"}'
+                )
+            ],
+            text="",
+        )
+        yield StreamDelta(text="And more.")
+        yield GenerateResponse(request_id="r1", content="", provider="anthropic",
+                               model="claude-3-haiku-20240307", finish_reason="tool_calls",
+                               usage=Usage(input_tokens=3, output_tokens=4, total_tokens=7),
+                               cost_usd=0.0, processing_time_ms=1.0)  # fmt: skip
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        rest = replies()
+        return await _Relay(request, echo).run(StreamDelta(text="First."), rest)
+
+    app = web.Application()
+    app.router.add_post("/v1/responses", handler)
+    async with TestServer(app) as server:
+        url = str(server.make_url("/v1"))
+        client = openai.AsyncOpenAI(api_key="k", base_url=url, max_retries=0)
+        async with client, client.responses.stream(model="claude-3-haiku", input="hi") as stream:
+            async for _event in stream:
+                pass
+            final = await stream.get_final_response()
+    kinds = [item.type for item in final.output]
+    assert kinds == ["message", "function_call", "message"]
+    assert len({item.id for item in final.output}) == 3
+    assert final.output_text == "First.And more."

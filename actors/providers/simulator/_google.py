@@ -181,7 +181,11 @@ class GoogleApi(Api):
             return refusal
         model = request.match_info["model"]
         vectors = []
-        for index, one in enumerate(_decoder.decode(await request.read()).get("requests") or []):
+        asked = _decoder.decode(await request.read()).get("requests") or []
+        if len(asked) > 100:
+            return self.error(400, "", "BatchEmbedContentsRequest.requests: at most 100 "
+                              "requests can be in one batch")  # fmt: skip
+        for index, one in enumerate(asked):
             if one.get("model") != f"models/{model}":
                 return self.error(400, "", f"requests[{index}].model must be models/{model}")
             text = _parts_text(one.get("content"))
