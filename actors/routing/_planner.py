@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -42,28 +43,47 @@ class Candidate:
 
 
 class LatencyView:
-    """Recent latency per provider and model (an exponentially weighted mean), learned
-    from every ``request.completed`` event of every process."""
+    """Recent latency per provider and model (an exponentially weighted mean), and for
+    streams the time to first token, learned from every ``request.completed`` event of
+    every process; and when each was last seen (a candidate not seen lately is explored)."""
 
-    def __init__(self, weight: float = 0.2) -> None:
+    def __init__(self, weight: float = 0.2, clock: Callable[[], float] = time.monotonic) -> None:
         self._weight = weight
+        self._clock = clock
         self._mean: dict[tuple[str, str], float] = {}
+        self._first: dict[tuple[str, str], float] = {}
+        self._seen: dict[tuple[str, str], float] = {}
 
     def on_event(self, message: Message) -> None:
         if isinstance(message, RequestCompleted):
             for attempt in message.attempts:
                 if attempt.outcome == "ok":
-                    self.observe(attempt.provider, attempt.model, attempt.latency_ms)
+                    self.observe(attempt.provider, attempt.model, attempt.latency_ms,
+                                 attempt.first_token_ms)  # fmt: skip
 
-    def observe(self, provider: str, model: str, latency_ms: float) -> None:
+    def observe(
+        self, provider: str, model: str, latency_ms: float, first_token_ms: float | None = None
+    ) -> None:
         key = (provider, model)
-        known = self._mean.get(key)
-        self._mean[key] = (
-            latency_ms if known is None else known + self._weight * (latency_ms - known)
-        )
+        self._mean[key] = self._moved(self._mean.get(key), latency_ms)
+        if first_token_ms is not None:
+            self._first[key] = self._moved(self._first.get(key), first_token_ms)
+        self._seen[key] = self._clock()
 
-    def latency(self, provider: str, model: str) -> float | None:
-        return self._mean.get((provider, model))
+    def _moved(self, known: float | None, value: float) -> float:
+        return value if known is None else known + self._weight * (value - known)
+
+    def latency(self, provider: str, model: str, stream: bool = False) -> float | None:
+        """The mean latency (a stream's: until its first token, when known)."""
+        key = (provider, model)
+        if stream and key in self._first:
+            return self._first[key]
+        return self._mean.get(key)
+
+    def stale(self, provider: str, model: str, after_s: float) -> bool:
+        """No answer seen from it for ``after_s`` seconds (or ever)."""
+        seen = self._seen.get((provider, model))
+        return seen is None or self._clock() - seen > after_s
 
 
 _NOT_CARRIED = "its adapter does not carry it"
@@ -249,21 +269,7 @@ class Planner:
                 prompt_tokens = request.prompt_estimate()
             return self._by_cost(candidates, request, prompt_tokens)
         if strategy == "performance":
-            known = [self.latency.latency(c.provider, c.model) for c in candidates]
-            if self.health is not None and all(k is None for k in known):
-                # No traffic yet: the probes' latency ranks them (unprobed last).
-                probed = [self.health.probe_latency(c.provider) for c in candidates]
-                slowest = float("inf")
-                order = sorted(zip(candidates, probed, strict=True),
-                               key=lambda cp: slowest if cp[1] is None else cp[1])  # fmt: skip
-                return [c for c, _p in order], []
-            # Untried candidates count as fast as the fastest known: they get tried.
-            floor = min((k for k in known if k is not None), default=0.0)
-            ranked = sorted(
-                zip(candidates, known, strict=True),
-                key=lambda ck: floor if ck[1] is None else ck[1],
-            )
-            return [c for c, _k in ranked], []
+            return self._explored(self._by_latency(candidates, request.stream)), []
         if strategy == "round_robin" and candidates:
             turn = next(self._turn) % len(candidates)
             return candidates[turn:] + candidates[:turn], []
@@ -276,6 +282,37 @@ class Planner:
 
             return sorted(candidates, key=key, reverse=True), []
         return candidates, []
+
+    def _by_latency(self, candidates: list[Candidate], stream: bool) -> list[Candidate]:
+        """Fastest first (a stream: by time to first token). With no traffic yet, the
+        probes' latency ranks them (unprobed last); a candidate not tried counts as fast
+        as the fastest known."""
+        known = [self.latency.latency(c.provider, c.model, stream) for c in candidates]
+        if self.health is not None and all(k is None for k in known):
+            probed = [self.health.probe_latency(c.provider) for c in candidates]
+            slowest = float("inf")
+            order = sorted(zip(candidates, probed, strict=True),
+                           key=lambda cp: slowest if cp[1] is None else cp[1])  # fmt: skip
+            return [c for c, _p in order]
+        floor = min((k for k in known if k is not None), default=0.0)
+        ranked = sorted(
+            zip(candidates, known, strict=True), key=lambda ck: floor if ck[1] is None else ck[1]
+        )
+        return [c for c, _k in ranked]
+
+    def _explored(self, ranked: list[Candidate]) -> list[Candidate]:
+        """A share of requests (``router.explore_share``) go first to a candidate with
+        no answer seen lately (``router.explore_after_s``): a provider that became
+        faster, or was never tried, is found."""
+        share = self.config.explore_share
+        if share <= 0 or len(ranked) < 2 or random.random() >= share:
+            return ranked
+        after = self.config.explore_after_s
+        unseen = [c for c in ranked[1:] if self.latency.stale(c.provider, c.model, after)]
+        if not unseen:
+            return ranked
+        chosen = random.choice(unseen)
+        return [chosen, *(c for c in ranked if c != chosen)]
 
     def _by_cost(
         self, candidates: list[Candidate], request: GenerateRequest, prompt: int

@@ -45,6 +45,10 @@ class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # for less than the provider's Retry-After.
     retry_base_ms: Positive = 100
     retry_max_ms: Positive = 2_000
+    # The performance strategy explores: this share of requests goes first to a
+    # candidate with no answer seen for explore_after_s (a faster provider is found).
+    explore_share: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.05
+    explore_after_s: Annotated[float, msgspec.Meta(gt=0)] = 300.0
     # Requests one router process handles at once.
     concurrency: Positive = 512
     # Output tokens assumed by the cost strategy when a request sets no max_tokens.

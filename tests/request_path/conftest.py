@@ -119,7 +119,9 @@ async def make_node(server_url: str, simulator: Simulator) -> AsyncIterator[Make
         config = Config(
             bus=bus_config(ns),
             providers=providers_for(simulator.url, providers, **(provider_overrides or {})),
-            router=router or RouterConfig(retry_base_ms=10, retry_max_ms=50),
+            # No exploration unless a test turns it on: the order of candidates is
+            # then what the strategy alone says.
+            router=router or RouterConfig(retry_base_ms=10, retry_max_ms=50, explore_share=0),
             breaker=breaker or BreakerConfig(refresh_ms=200),
             gateway=gateway or GatewayConfig(port=0, admin_token=Secret(ADMIN_TOKEN)),
             limits=limits,

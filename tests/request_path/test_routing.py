@@ -13,6 +13,7 @@ from actors.client import Client, DeadlineExceeded, GenerateRequest, NoProviderA
 from actors.messages import RequestCompleted
 from actors.providers import Catalog, estimate_prompt_tokens
 from actors.providers.simulator import Simulator
+from actors.routing import LatencyView
 from actors.runtime.config import RouterConfig
 from tests.conftest import eventually
 from tests.request_path.conftest import MakeNode
@@ -87,6 +88,39 @@ async def test_performance_prefers_the_fastest(
     for n in range(5):
         status, body = await _generate(http, node.gateway.url, prompt=f"q{n}")
         assert status == 200 and body["response"]["provider"] == "anthropic"
+
+
+async def test_the_performance_strategy_explores_and_finds_the_faster_provider(
+    make_node: MakeNode, http: aiohttp.ClientSession, simulator: Simulator
+) -> None:
+    """Untried, anthropic ranks with the leader it ties and never comes first by rank
+    alone; a share of requests explores the candidates not seen lately, finds it
+    faster, and from then on it leads."""
+    simulator.state.update("openai", {"latency_ms": 300})
+    simulator.state.update("google", {"latency_ms": 300})
+    router = RouterConfig(strategy="performance", explore_share=0.5, explore_after_s=600)
+    node = await make_node(router=router)
+    assert node.gateway is not None
+    chosen: list[str] = []
+    for n in range(60):  # bounded: with a share of 0.5 it takes a few requests
+        status, body = await _generate(http, node.gateway.url, prompt=f"q{n}",
+                                       model="legacy_fast")  # fmt: skip
+        assert status == 200
+        chosen.append(body["response"]["provider"])
+        if chosen[-3:] == ["anthropic"] * 3:
+            break
+    assert chosen[-3:] == ["anthropic"] * 3, chosen
+
+
+def test_streams_rank_by_time_to_first_token() -> None:
+    now = [0.0]
+    view = LatencyView(clock=lambda: now[0])
+    view.observe("openai", "m", latency_ms=900, first_token_ms=50)
+    view.observe("anthropic", "m", latency_ms=300, first_token_ms=200)
+    assert view.latency("openai", "m") == 900 and view.latency("openai", "m", stream=True) == 50
+    assert not view.stale("openai", "m", after_s=10)
+    now[0] = 11.0
+    assert view.stale("openai", "m", after_s=10) and view.stale("google", "m", after_s=10)
 
 
 @pytest.mark.parametrize(
