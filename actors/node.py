@@ -185,7 +185,10 @@ class Node:
         caching = config.cache.enabled
         admission = Admission(self.bus, config.admission, self.catalog, self.metrics,
                               cache=caching,
-                              default_max_tokens=config.router.default_max_tokens)  # fmt: skip
+                              default_max_tokens=config.router.default_max_tokens,
+                              tier_waits={name: tier.wait_on_limit
+                                          for name, tier in config.auth.tiers.items()
+                                          if tier.wait_on_limit is not None})  # fmt: skip
         counts = config.admission.count_cache_hits
         factories: list[Callable[[], Actor]] = [
             lambda: Limiter(self.bus, self.limits, concurrency=config.limits.concurrency,

@@ -29,7 +29,7 @@ from ..providers import (
 )
 from ._bodies import BadInput, bus_failure, decode, json_response
 from ._callers import Refused
-from ._openai import cache_threshold, use_cache
+from ._openai import cache_threshold, use_cache, wait_on_limit
 
 if TYPE_CHECKING:
     from ._app import Gateway
@@ -283,6 +283,7 @@ class MessagesApi:
                 **tools_of(body),
                 stream=body.stream,
                 use_cache=use_cache(request),
+                wait_on_limit=wait_on_limit(request),
                 cache_threshold=cache_threshold(request),
                 timeout_ms=gateway.client.timeout_ms,
             ))  # fmt: skip

@@ -53,6 +53,7 @@ from ._openai import (
     openai_error,
     stream_chat,
     use_cache,
+    wait_on_limit,
 )
 from ._openapi import openapi_document
 from ._responses_api import ResponsesApi
@@ -236,6 +237,7 @@ class Gateway:
             **extras_of(body),
             strategy=body.strategy,
             fallbacks=body.fallbacks,
+            wait_on_limit=wait_on_limit(request, body.wait_on_limit),
             use_cache=body.use_cache,
             cache_threshold=body.cache_threshold,
             timeout_ms=body.timeout_ms or self.client.timeout_ms,
@@ -293,6 +295,7 @@ class Gateway:
                 stop=body.stops(),
                 **(extras_of(body) | chat_tools(body)),
                 fallbacks=body.fallbacks,
+                wait_on_limit=wait_on_limit(request, body.wait_on_limit),
                 stream=body.stream,
                 use_cache=use_cache(request),
                 cache_threshold=cache_threshold(request),

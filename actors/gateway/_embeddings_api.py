@@ -23,7 +23,7 @@ from ..messages import GenerateRequest, GenerateResponse, UserId
 from ..providers import Dimensions, EmbedInputs
 from ._bodies import BadInput, bus_failure, decode, json_response, limit_headers
 from ._callers import Refused
-from ._openai import openai_error
+from ._openai import openai_error, wait_on_limit
 
 if TYPE_CHECKING:
     from ._app import Gateway
@@ -81,6 +81,7 @@ class EmbeddingsApi:
                 user_id=user_id,
                 tier=tier,
                 model=body.model,
+                wait_on_limit=wait_on_limit(request),
                 timeout_ms=gateway.client.timeout_ms,
             ))  # fmt: skip
         except Refused as exc:

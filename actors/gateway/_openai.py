@@ -175,6 +175,8 @@ class ChatCompletionBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
     top_logprobs: TopLogprobs | None = None
     # Ours, not OpenAI's: the models to fall back to, in order, or false for none.
     fallbacks: Fallbacks = None
+    # Ours: wait for a rate limit's room instead of a 429 (or X-Wait-On-Limit).
+    wait_on_limit: bool | None = None
     # Known to OpenAI, not carried yet: refused when they ask for something.
     metadata: Any = None
     store: bool | None = None
@@ -307,6 +309,21 @@ def use_cache(request: web.Request) -> bool | None:
     said = f"{request.headers.get('X-Cache', '')},{request.headers.get('Cache-Control', '')}"
     words = {word.strip().lower() for word in said.split(",")}
     return False if words & {"no-cache", "no-store"} else None
+
+
+def wait_on_limit(request: web.Request, said: bool | None = None) -> bool | None:
+    """Whether a request refused by a rate limit waits for room: the body's say
+    (``said``), else ``X-Wait-On-Limit: true`` / ``false``; None: the user's tier or
+    admission.wait_on_limit decides. ``BadInput`` for another value."""
+    if said is not None:
+        return said
+    given = request.headers.get("X-Wait-On-Limit")
+    if given is None:
+        return None
+    word = given.strip().lower()
+    if word not in ("true", "false", "1", "0"):
+        raise BadInput("X-Wait-On-Limit: true or false")
+    return word in ("true", "1")
 
 
 def cache_threshold(request: web.Request) -> float | None:

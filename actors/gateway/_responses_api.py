@@ -35,7 +35,7 @@ from ..providers import (
 )
 from ._bodies import BadInput, bus_failure, decode, json_response, limit_headers
 from ._callers import Refused
-from ._openai import cache_threshold, openai_error, use_cache
+from ._openai import cache_threshold, openai_error, use_cache, wait_on_limit
 
 if TYPE_CHECKING:
     from ._app import Gateway
@@ -282,6 +282,7 @@ class ResponsesApi:
                 **body.options(),
                 stream=body.stream,
                 use_cache=use_cache(request),
+                wait_on_limit=wait_on_limit(request),
                 cache_threshold=cache_threshold(request),
                 timeout_ms=gateway.client.timeout_ms,
             ))  # fmt: skip

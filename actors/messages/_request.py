@@ -101,6 +101,9 @@ class GenerateRequest(Message, CallOptions, tag="generate.request", frozen=True,
     # The models to fall back to, in order, instead of the model's configured chain;
     # false: none (the model's own providers only). A provider/model never crosses.
     fallbacks: Fallbacks = None
+    # Refused only by a rate limit: wait for room within the deadline instead of
+    # failing (None: as the user's tier or admission.wait_on_limit says).
+    wait_on_limit: bool | None = None
     stream: bool = False
     timeout_ms: int | None = None
     # Inputs to embed instead of a conversation: the answer is their embeddings (from

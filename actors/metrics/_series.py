@@ -118,6 +118,10 @@ def _completed(done: RequestCompleted) -> Iterator[Update]:
         yield Update("add", key_of("c", "aio_rejections_total", {
             "kind": done.error_kind, "limit_type": done.limit_type or "unknown"}), 1.0)  # fmt: skip
     for attempt in done.attempts:
+        if attempt.outcome == "waited":  # for a rate limit's room: no provider call
+            yield from _observe("aio_limit_wait_seconds", {}, attempt.latency_ms / 1000,
+                                DURATION_BUCKETS)  # fmt: skip
+            continue
         if attempt.outcome in _SKIPPED:
             continue
         labels = {"provider": attempt.provider, "model": attempt.model}

@@ -69,14 +69,23 @@ class Admission:
         *,
         cache: bool = False,
         default_max_tokens: int = 4_096,
+        tier_waits: dict[str, bool] | None = None,
     ):
         self.bus = bus
+        self.tier_waits = tier_waits or {}
         self.default_max_tokens = default_max_tokens
         self.cache = cache
         self.config = config
         self.catalog = catalog
         self.metrics = metrics
         metrics.describe("aio_admissions_total", "Admission decisions, by result")
+
+    def waits(self, request: GenerateRequest) -> bool:
+        """Whether a request refused by a rate limit waits for room (its own say, its
+        tier's, or admission.wait_on_limit)."""
+        if request.wait_on_limit is not None:
+            return request.wait_on_limit
+        return self.tier_waits.get(request.tier, self.config.wait_on_limit)
 
     def ask_for(
         self,

@@ -98,6 +98,7 @@ class Router(Actor):
         # cache ask.
         self.recall = recall
         self.chain_on = frozenset(config.fallback_on)
+        self._waiting: dict[str, _Queue] = {}  # users with requests waiting for room
 
     async def handle(self, message: Message, delivery: Delivery) -> Message | None:
         match message:
@@ -148,6 +149,11 @@ class Router(Actor):
         if candidates and self.admission is not None:
             admitted = await self._admit(request, candidates, reservation, prompt_tokens,
                                          deadline_ms)  # fmt: skip
+            if _may_wait(admitted) and self.admission.waits(request):
+                admitted = await self._wait_for_room(
+                    request, candidates, reservation, prompt_tokens, deadline_ms, admitted,
+                    delivery, attempts,
+                )  # fmt: skip
             limits = admitted.limits
             if not admitted.admitted:
                 refused = self._failed(
@@ -220,6 +226,59 @@ class Router(Actor):
         why = _why(attempts) if attempts else "no enabled provider serves this model"
         return self._failed(request, "no_provider", why, attempts, _soonest(attempts))
 
+    async def _wait_for_room(
+        self,
+        request: GenerateRequest,
+        candidates: list[Candidate],
+        reservation: str,
+        prompt_tokens: int,
+        deadline_ms: int,
+        refused: AdmissionResult,
+        delivery: Delivery,
+        attempts: list[Attempt],
+    ) -> AdmissionResult:
+        """A request refused by a rate limit asks again when the limit says it will have
+        room, while its deadline allows; its user's waiting requests in this process go
+        in the order they came (a FIFO lock per user). The last refusal when the deadline
+        would pass first, or the caller went away."""
+        started = time.perf_counter()
+        gone = asyncio.Event()
+        queue = self._waiting.setdefault(request.user_id, _Queue())
+        queue.users += 1
+        result = refused
+        try:
+            with self.inflight.track(delivery.correlation_id or "", gone.set):
+                async with queue.lock:
+                    while _may_wait(result) and not gone.is_set():
+                        wait_s = max(0.001, result.retry_after or 0.0)
+                        if self.bus.now_ms() + wait_s * 1000 >= deadline_ms:
+                            break  # the deadline would pass first: the 429 stands
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(gone.wait(), wait_s)
+                        if gone.is_set():
+                            break
+                        result = await self._admit(
+                            request,
+                            candidates,
+                            reservation,
+                            prompt_tokens,
+                            deadline_ms,
+                            lookup=False,
+                        )
+                        # The cache's first answer (a ticket to lead) stays with the request.
+                        result = dataclasses.replace(result, cache=refused.cache)  # fmt: skip
+        finally:
+            queue.users -= 1
+            if not queue.users:
+                self._waiting.pop(request.user_id, None)
+        waited_ms = (time.perf_counter() - started) * 1000
+        attempts.append(Attempt(
+            provider="admission", model="", outcome="waited", latency_ms=waited_ms,
+            message=f"waited for room under {refused.limit_type or 'a rate limit'}"
+            + ("" if result.admitted else "; the deadline would pass first"),
+        ))  # fmt: skip
+        return result
+
     async def _admit(
         self,
         request: GenerateRequest,
@@ -227,11 +286,13 @@ class Router(Actor):
         reservation: str,
         prompt_tokens: int,
         deadline_ms: int,
+        *,
+        lookup: bool = True,
     ) -> AdmissionResult:
         """Limits, quotas and the cache in one round trip; an answer in this process's
         memory needs no cache ask, nor any admission when cache hits do not count."""
         assert self.admission is not None
-        recall = self.recall if self.recall and not request.embed else None
+        recall = self.recall if self.recall and lookup and not request.embed else None
         recalled = recall(request, self.bus.now_ms()) if recall else None
         if recalled is not None and not self.admission.config.count_cache_hits:
             return AdmissionResult(admitted=True, cache=recalled, charged=True)
@@ -239,7 +300,7 @@ class Router(Actor):
         with span("admission"):
             admitted = await self.admission.admit(
                 request, candidates, reservation, prompt_tokens, lease_ms,
-                lookup=recalled is None, answered=recalled is not None,
+                lookup=lookup and recalled is None, answered=recalled is not None,
             )  # fmt: skip
         self.log.debug("router.admission", admitted=admitted.admitted, kind=admitted.kind)
         if recalled is not None and admitted.admitted:
@@ -460,6 +521,20 @@ class Router(Actor):
 
 
 @dataclass(slots=True)
+class _Queue:
+    """One user's requests waiting for a rate limit's room, in this process."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+def _may_wait(result: AdmissionResult) -> bool:
+    """Refused by a rate limit that will have room (never a quota, nor a request that
+    alone is over the limit)."""
+    return not result.admitted and result.kind == "rate_limited" and result.retry_after is not None
+
+
+@dataclass(slots=True)
 class _Course:
     """One request's way down the chain of candidates."""
 
@@ -513,4 +588,5 @@ _CLASS = {
 }  # fmt: skip
 
 # Attempts the planner noted without a call: they say nothing of the request's length.
-_NOT_TRIED = frozenset({"unsupported", "breaker_open", "key_invalid", "provider_down"})
+_NOT_TRIED = frozenset({"unsupported", "breaker_open", "key_invalid", "provider_down",
+                        "waited"})  # fmt: skip

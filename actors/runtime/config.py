@@ -164,6 +164,10 @@ class AdmissionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     timeout_ms: Positive = 500
     # A cache hit counts as a request (with no tokens and no cost) when true.
     count_cache_hits: bool = True
+    # A request refused only by a rate limit (never a quota) waits for room within its
+    # deadline instead of a 429, when it asks to (wait_on_limit, X-Wait-On-Limit), its
+    # tier says so, or this says so for everyone.
+    wait_on_limit: bool = False
 
 
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=31_536_000)]  # up to a year
@@ -253,6 +257,9 @@ class TierConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
     limits: LimitChanges = msgspec.field(default_factory=LimitChanges)  # type: ignore[valid-type]
     quota: QuotaChanges = msgspec.field(default_factory=QuotaChanges)  # type: ignore[valid-type]
+    # Its users' requests wait for a rate limit's room instead of a 429 (None: as
+    # admission.wait_on_limit says).
+    wait_on_limit: bool | None = None
 
 
 class AuthConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
