@@ -90,6 +90,8 @@ class GenerateBody(CallOptions, frozen=True, kw_only=True, forbid_unknown_fields
     fallbacks: Fallbacks = None
     # Refused by a rate limit: wait for room within the deadline instead of a 429.
     wait_on_limit: bool | None = None
+    # Call the next candidate too when the first has not answered within the hedge delay.
+    hedge: bool | None = None
     timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=600_000)] | None = None
 
     # What the field types cannot say, as JSON Schema for /openapi.json; __post_init__

@@ -177,6 +177,8 @@ class ChatCompletionBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
     fallbacks: Fallbacks = None
     # Ours: wait for a rate limit's room instead of a 429 (or X-Wait-On-Limit).
     wait_on_limit: bool | None = None
+    # Ours: hedge (call the next candidate too when the first is slow).
+    hedge: bool | None = None
     # Known to OpenAI, not carried yet: refused when they ask for something.
     metadata: Any = None
     store: bool | None = None

@@ -104,6 +104,9 @@ class GenerateRequest(Message, CallOptions, tag="generate.request", frozen=True,
     # Refused only by a rate limit: wait for room within the deadline instead of
     # failing (None: as the user's tier or admission.wait_on_limit says).
     wait_on_limit: bool | None = None
+    # Hedge: when the first call has not answered within the hedge delay, call the next
+    # candidate too and take the first answer (None: router.hedge and hedge_models).
+    hedge: bool | None = None
     stream: bool = False
     timeout_ms: int | None = None
     # Inputs to embed instead of a conversation: the answer is their embeddings (from
@@ -202,6 +205,7 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     message: str = ""
     retry_after: float | None = None
     first_token_ms: float | None = None  # a stream's: until its first text
+    hedge: bool = False  # a hedged call: made while an earlier one was still out
 
 
 class LimitState(msgspec.Struct, frozen=True, kw_only=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import time
 from collections.abc import Callable
@@ -51,6 +52,7 @@ class LatencyView:
         self._weight = weight
         self._clock = clock
         self._mean: dict[tuple[str, str], float] = {}
+        self._spread: dict[tuple[str, str], float] = {}  # exponentially weighted variance
         self._first: dict[tuple[str, str], float] = {}
         self._seen: dict[tuple[str, str], float] = {}
 
@@ -65,7 +67,12 @@ class LatencyView:
         self, provider: str, model: str, latency_ms: float, first_token_ms: float | None = None
     ) -> None:
         key = (provider, model)
-        self._mean[key] = self._moved(self._mean.get(key), latency_ms)
+        known = self._mean.get(key)
+        if known is not None:
+            gap = latency_ms - known
+            spread = self._spread.get(key, 0.0)
+            self._spread[key] = (1 - self._weight) * (spread + self._weight * gap * gap)
+        self._mean[key] = self._moved(known, latency_ms)
         if first_token_ms is not None:
             self._first[key] = self._moved(self._first.get(key), first_token_ms)
         self._seen[key] = self._clock()
@@ -79,6 +86,15 @@ class LatencyView:
         if stream and key in self._first:
             return self._first[key]
         return self._mean.get(key)
+
+    def p95(self, provider: str, model: str) -> float | None:
+        """About the 95th percentile of recent latencies (the mean plus 1.645 of their
+        exponentially weighted standard deviation), None before any answer."""
+        key = (provider, model)
+        mean = self._mean.get(key)
+        if mean is None:
+            return None
+        return mean + 1.645 * math.sqrt(self._spread.get(key, 0.0))
 
     def stale(self, provider: str, model: str, after_s: float) -> bool:
         """No answer seen from it for ``after_s`` seconds (or ever)."""

@@ -8,7 +8,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -33,6 +33,7 @@ from ..messages import (
     GenerateResponse,
     LimitState,
     ProviderCall,
+    RequestCancelled,
     RequestFailure,
     fallback_answer,
     kind_of,
@@ -99,6 +100,8 @@ class Router(Actor):
         self.recall = recall
         self.chain_on = frozenset(config.fallback_on)
         self._waiting: dict[str, _Queue] = {}  # users with requests waiting for room
+        catalog = planner.catalog
+        self._hedge_models = {catalog.canonical(m) or m for m in config.hedge_models}
 
     async def handle(self, message: Message, delivery: Delivery) -> Message | None:
         match message:
@@ -191,7 +194,10 @@ class Router(Actor):
         # what its provider said: a candidate with no larger window is not tried.
         too_long: tuple[int, str] | None = None
         step, why = 0, ""  # the chain step being tried, and why the last attempt failed
+        hedged = False  # the second candidate was called already, as the first's hedge
         for index, candidate in enumerate(candidates):
+            if index == 1 and hedged:
+                continue
             if candidate.step != step:
                 # Down the fallback chain, to another model: only for the failures
                 # configured (router.fallback_on); any other ends the request here.
@@ -204,9 +210,14 @@ class Router(Actor):
                 continue
             before = len(attempts)
             later = any(c.step != candidate.step for c in candidates[index + 1 :])
-            result = await self._try(
-                course, candidate, more=index + 1 < len(candidates), chained=later
-            )
+            if index == 0 and len(candidates) > 1 and self._hedges(course):
+                result, hedged = await self._hedged(
+                    course, candidate, candidates[1], more=len(candidates) > 2, chained=later
+                )
+            else:
+                result = await self._try(
+                    course, candidate, more=index + 1 < len(candidates), chained=later
+                )
             if result is not None:
                 return result
             last = attempts[-1] if len(attempts) > before else None
@@ -225,6 +236,100 @@ class Router(Actor):
             return self._failed(request, "context_too_long", said, attempts)
         why = _why(attempts) if attempts else "no enabled provider serves this model"
         return self._failed(request, "no_provider", why, attempts, _soonest(attempts))
+
+    def _hedges(self, course: _Course) -> bool:
+        """Whether the request is hedged: never a stream (its text goes out as it comes);
+        its own say, else router.hedge or its model in router.hedge_models."""
+        request = course.request
+        if course.stream_to is not None:
+            return False
+        if request.hedge is not None:
+            return request.hedge
+        model = self.planner.catalog.canonical(request.model) or request.model
+        return self.config.hedge or model in self._hedge_models
+
+    def _hedge_delay_s(self, candidate: Candidate) -> float:
+        delay: float | None = self.config.hedge_delay_ms
+        if delay is None:
+            delay = self.planner.latency.p95(candidate.provider, candidate.model)
+        return (delay if delay is not None else self.config.hedge_unknown_ms) / 1000
+
+    async def _hedged(
+        self, course: _Course, first: Candidate, second: Candidate, *, more: bool, chained: bool
+    ) -> tuple[Message | None, bool]:
+        """The first candidate; when it has not answered within the hedge delay, the
+        second as well, and the first answer wins (the other call is cancelled, and its
+        attempt says so). ``(result, whether the second was called)``."""
+        corr = course.delivery.correlation_id or ""
+        keys = (f"{corr}#hedge-0", f"{corr}#hedge-1")  # each call cancelled on its own
+        own = (dataclasses.replace(course, completion=None),
+               dataclasses.replace(course, completion=None))  # fmt: skip
+        tasks = {asyncio.create_task(self._try(own[0], first, more=True, chained=chained,
+                                               cancel_key=keys[0])): 0}  # fmt: skip
+        done, _pending = await asyncio.wait(tasks, timeout=self._hedge_delay_s(first))
+        if done:  # answered (or failed) in time: no hedge
+            course.completion = own[0].completion
+            return next(iter(done)).result(), False
+        mark = len(course.attempts)
+        tasks[asyncio.create_task(self._try(own[1], second, more=more, chained=chained,
+                                            cancel_key=keys[1]))] = 1  # fmt: skip
+        gone: asyncio.Task[Any] = asyncio.create_task(course.gone.wait())
+        pending: set[asyncio.Task[Any]] = set(tasks)
+        results: dict[int, Message | None] = {}
+        winner: int | None = None
+        try:
+            while pending and winner is None and not course.gone.is_set():
+                done, pending = await asyncio.wait(
+                    pending | {gone}, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending.discard(gone)
+                for task in done:
+                    if task is gone:
+                        continue
+                    results[tasks[task]] = task.result()
+                    if winner is None and isinstance(results[tasks[task]], GenerateResponse):
+                        winner = tasks[task]
+        finally:
+            gone.cancel()
+            for task in pending:  # the slower call: cancelled, here and at its breaker
+                task.cancel()
+                which = tasks[task]
+                loser = (first, second)[which]
+                self.bus.publish_soon(
+                    self.bus.names.events,
+                    RequestCancelled(
+                        request_id=course.request.request_id,
+                        cancel_key=keys[which],
+                        reason="hedge: the other call answered first",
+                        ts_ms=self.bus.now_ms(),
+                    ),
+                )
+                course.attempts.append(
+                    Attempt(
+                        provider=loser.provider,
+                        model=loser.model,
+                        outcome="cancelled",
+                        hedge=which == 1,
+                        message="the other call of its hedge answered first",
+                    )
+                )
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)  # fmt: skip
+        course.attempts[mark:] = [
+            msgspec.structs.replace(a, hedge=True)
+            if (a.provider, a.model) == (second.provider, second.model) else a
+            for a in course.attempts[mark:]
+        ]  # fmt: skip
+        if winner is not None:
+            course.completion = own[winner].completion
+            other = own[1 - winner].completion
+            if other is not None:  # both answered: the other was paid for too
+                course.spent.append(other)
+            return results[winner], True
+        if course.gone.is_set():
+            return self._cancelled(course), True
+        finals = [r for r in results.values() if r is not None]
+        return (finals[0] if finals else None), True
 
     async def _wait_for_room(
         self,
@@ -308,7 +413,13 @@ class Router(Actor):
         return admitted
 
     async def _try(
-        self, course: _Course, candidate: Candidate, *, more: bool, chained: bool = False
+        self,
+        course: _Course,
+        candidate: Candidate,
+        *,
+        more: bool,
+        chained: bool = False,
+        cancel_key: str | None = None,
     ) -> Message | None:
         """Try one candidate (with retries); a final message, or None for the next one.
         ``more``: other candidates remain after this one; ``chained``: some of them are
@@ -329,7 +440,7 @@ class Router(Actor):
             ),
             stream_to=course.stream_to,
             stream_corr=delivery.correlation_id if streaming else None,
-            cancel_key=delivery.correlation_id or "",
+            cancel_key=delivery.correlation_id or "" if cancel_key is None else cancel_key,
         )
         backoff = Backoff(self.config.retry_base_ms / 1000, self.config.retry_max_ms / 1000)
         for attempt in range(retries + 1):

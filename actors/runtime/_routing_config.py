@@ -69,6 +69,16 @@ class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     fallback_on: list[FallbackClass] = msgspec.field(
         default_factory=lambda: ["server_error", "timeout", "rate_limited", "context_too_long"]
     )
+    # Hedged requests (not streams): when the first call has not answered within the
+    # hedge delay, the next candidate is called too, and the first answer wins (the
+    # other call is cancelled). On for every request (hedge), for the models named
+    # (hedge_models: ids or aliases), or per request ("hedge": true). The delay: fixed
+    # (hedge_delay_ms), else about the provider's recent 95th percentile latency
+    # (hedge_unknown_ms before it has answered).
+    hedge: bool = False
+    hedge_models: list[str] = []
+    hedge_delay_ms: Positive | None = None
+    hedge_unknown_ms: Positive = 2_000
     # The largest request taken (a 400 beyond): what one request may cost the process.
     max_messages: Positive = 10_000
     max_prompt_chars: Positive = 4_000_000
