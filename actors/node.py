@@ -27,7 +27,7 @@ from .cache import (
 from .client import Client
 from .gateway import Gateway
 from .health import HealthDesk, HealthProber
-from .limits import Limiter, LimiterStore, QuotaKeeper, QuotaStore
+from .limits import Grants, Limiter, LimiterStore, QuotaKeeper, QuotaStore
 from .messages import CODEC
 from .metrics import MetricsActor
 from .providers import Adapter, Catalog, ModelDirectory, build_adapters
@@ -180,7 +180,8 @@ class Node:
         if config.health.enabled and self.adapters:
             self.prober = HealthProber(self.adapters, config.health, bus=self.bus)
         planner = Planner(self.catalog, self.default_models, self.serves, config.router,
-                          self.latency, self.breakers, self.prober)  # fmt: skip
+                          self.latency, self.breakers, self.prober,
+                          deployments=self.models.deployments)  # fmt: skip
         providers = {name: p for name, p in config.providers.items() if name in self.enabled}
         caching = config.cache.enabled
         admission = Admission(self.bus, config.admission, self.catalog, self.metrics,
@@ -251,10 +252,17 @@ class Node:
         return build
 
     def _breaker_factory(self, adapter: Adapter) -> Callable[[], Actor]:
+        settings = self.config.providers.get(adapter.name)
+        grants = None
+        if settings.requests_per_minute is not None or settings.tokens_per_minute is not None:
+            grants = Grants(self.bus, adapter.name, settings.requests_per_minute,
+                            settings.tokens_per_minute)  # fmt: skip
+
         def build() -> Actor:
             return Breaker(
                 self.bus, adapter, self.store, self.breakers,
                 concurrency=self.config.breaker.concurrency, inflight=self.inflight,
+                grants=grants,
             )  # fmt: skip
 
         return build

@@ -5,6 +5,7 @@ key                            what (the Lua scripts' headers say each part's la
 =============================  ======================================================
 ``{ns}:limits:{{u}}:{part}``   user u's rate limits (``lua/limiter_*.lua``)
 ``{ns}:quota:{{u}}:{part}``    user u's quotas (``lua/quota_*.lua``)
+``{ns}:grants:{{d}}:{part}``   provider deployment d's own limits (as the limits')
 =============================  ======================================================
 """
 
@@ -30,8 +31,8 @@ class LimiterKeys(NamedTuple):
     alerts: str
 
     @classmethod
-    def of(cls, names: Names, user_id: str) -> LimiterKeys:
-        return cls(*(limits_key(names, user_id, part) for part in cls._fields))
+    def of(cls, names: Names, user_id: str, root: str = "limits") -> LimiterKeys:
+        return cls(*(limits_key(names, user_id, part, root) for part in cls._fields))
 
     @property
     def settled(self) -> list[str]:
@@ -58,9 +59,9 @@ class QuotaKeys(NamedTuple):
     sessions: str
 
 
-def limits_key(names: Names, user_id: str, part: str) -> str:
-    """A key of one user's rate limits."""
-    return f"{names.ns}:limits:{{{user_tag(user_id)}}}:{part}"
+def limits_key(names: Names, user_id: str, part: str, root: str = "limits") -> str:
+    """A key of one user's rate limits (``root`` "grants": a provider deployment's)."""
+    return f"{names.ns}:{root}:{{{user_tag(user_id)}}}:{part}"
 
 
 def quotas_key(names: Names, user_id: str, part: str) -> str:

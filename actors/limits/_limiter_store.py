@@ -51,9 +51,14 @@ class LimiterStore:
     fields: tuple[str, ...] = LIMIT_FIELDS
 
     def __init__(
-        self, bus: Bus, config: LimitsConfig, tiers: Mapping[str, LimitsConfig] | None = None
+        self,
+        bus: Bus,
+        config: LimitsConfig,
+        tiers: Mapping[str, LimitsConfig] | None = None,
+        root: str = "limits",
     ) -> None:
         self.bus = bus
+        self.root = root  # the keys' part after the namespace ("grants": deployments')
         self.config = config
         self.admit_script = bus.redis.register_script(lua_source("actors.limits", "limiter_admit"))
         self._settle = bus.redis.register_script(lua_source("actors.limits", "limiter_settle"))
@@ -63,7 +68,7 @@ class LimiterStore:
         self._tier_configs = dict(tiers or {})
 
     def _keys(self, user_id: str) -> LimiterKeys:
-        return LimiterKeys.of(self.bus.names, user_id)
+        return LimiterKeys.of(self.bus.names, user_id, self.root)
 
     def admit_args(
         self, user_id: str, request_id: str, tokens: int, cost_usd: float, mode: str = "reserve",
@@ -156,7 +161,9 @@ class LimiterStore:
 
     async def config_of(self, user_id: str, tier: str = "") -> dict[str, float | None]:
         """The user's limits: overrides where set, else its tier's (or the defaults)."""
-        stored = await self.bus.redis.hgetall(limits_key(self.bus.names, user_id, "config"))
+        stored = await self.bus.redis.hgetall(
+            limits_key(self.bus.names, user_id, "config", self.root)
+        )
         return from_redis(stored, LIMIT_FIELDS, self._tier_configs.get(tier, self.config))
 
     async def set_config(self, user_id: str, changes: dict[str, float | None]) -> None:
@@ -164,7 +171,7 @@ class LimiterStore:
         values = to_redis(changes, LIMIT_FIELDS)
         if values:
             await self.bus.redis.hset(
-                limits_key(self.bus.names, user_id, "config"),
+                limits_key(self.bus.names, user_id, "config", self.root),
                 mapping=values,  # type: ignore[arg-type]
             )
 

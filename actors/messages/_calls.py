@@ -27,6 +27,7 @@ class ProviderCall(Message, tag="provider.call", frozen=True, kw_only=True):
     stream_corr: str | None = None
     attempt_deadline_ms: int | None = None
     cancel_key: str = ""
+    tokens: int = 0  # an upper estimate of its tokens (prompt and max_tokens): its grant
 
 
 class CallFailed(Message, tag="provider.failed", frozen=True, kw_only=True):

@@ -11,12 +11,14 @@ from ._catalog import Catalog, CatalogData, ModelInfo, UnknownModel
 from ._config import (
     DEFAULT_MODELS,
     ENV,
+    Account,
     AzureConfig,
     ProviderConfig,
     ProvidersConfig,
     Secret,
     apply_env,
     decode_hook,
+    vendor_of,
 )
 from ._directory import ModelDirectory
 from ._errors import (
@@ -85,6 +87,7 @@ __all__ = [
     "EXTRA_FIELDS",
     "FEATURES",
     "TRANSLATED",
+    "Account",
     "Adapter",
     "AnthropicAdapter",
     "AuthenticationFailed",
@@ -152,6 +155,7 @@ __all__ = [
     "extras_of",
     "features_of",
     "portable_id",
+    "vendor_of",
 ]
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import structlog
 
 from ._catalog import Catalog
-from ._config import ProviderConfig
+from ._config import ProviderConfig, vendor_of
 from ._errors import (
     AuthenticationFailed,
     BadRequest,
@@ -113,7 +113,7 @@ class Adapter(abc.ABC):
     def _carried(self, request: ProviderRequest) -> None:
         """``BadRequest`` when the request uses a parameter this adapter does not carry
         to its API: it is refused, never dropped."""
-        unknown = features_of(request) - TRANSLATED.get(self.name, frozenset())
+        unknown = features_of(request) - TRANSLATED.get(vendor_of(self.name), frozenset())
         if unknown:
             names = ", ".join(FEATURES[f] + ("" if FEATURES[f] == f else f" {f}")
                               for f in sorted(unknown))  # fmt: skip

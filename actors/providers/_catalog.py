@@ -136,7 +136,8 @@ class Catalog:
             model = self.canonical(rest)
             if model is None:
                 raise UnknownModel(rest)
-            if provider not in SERVED_BY[self.models[model].provider]:
+            # A provider, or one of its deployments (provider:account).
+            if provider.partition(":")[0] not in SERVED_BY[self.models[model].provider]:
                 raise UnknownModel(name)
             return [(provider, model)]
         if name in self.tiers:

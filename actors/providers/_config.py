@@ -9,10 +9,12 @@ import msgspec
 __all__ = [
     "DEFAULT_MODELS",
     "ENV",
+    "Account",
     "AzureConfig",
     "ProviderConfig",
     "ProvidersConfig",
     "Secret",
+    "vendor_of",
 ]
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
@@ -44,10 +46,56 @@ class ProviderConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     first_token_timeout_ms: Positive = 30_000
     # The SDK's own retries stay off; this many retries are the breaker's to make.
     max_retries: NonNegative = 2
+    # What the provider grants this key or resource (its own rate limits): calls that
+    # would go over are never made, counted across processes (None: no limit known).
+    requests_per_minute: Grant | None = None
+    tokens_per_minute: Grant | None = None
+    # More deployments of this provider (other keys, organizations, resources or
+    # regions), each named "provider:name", with its own breaker, health and limits:
+    # each table changes what it names of this section.
+    accounts: dict[AccountName, Account] = {}
 
     @property
     def enabled(self) -> bool:
         return bool(self.api_key)
+
+    def account(self, name: str, given: Account) -> ProviderConfig:
+        """This section with one account's changes (``ValueError`` naming the field
+        the provider does not have)."""
+        changes = {f: v for f in given.__struct_fields__
+                   if (v := getattr(given, f)) is not msgspec.UNSET}  # fmt: skip
+        try:
+            return msgspec.structs.replace(self, accounts={}, **changes)
+        except TypeError:
+            own = set(self.__struct_fields__)
+            wrong = sorted(set(changes) - own)
+            raise ValueError(f"accounts.{name}: {', '.join(wrong)} is Azure's only") from None
+
+
+Grant = Annotated[float, msgspec.Meta(gt=0, le=1e12, multiple_of=1)]
+AccountName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$")]
+
+
+class Account(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Another deployment of a provider: what it changes of the provider's section."""
+
+    api_key: Secret | msgspec.UnsetType = msgspec.UNSET
+    base_url: str | msgspec.UnsetType = msgspec.UNSET
+    default_model: str | msgspec.UnsetType = msgspec.UNSET
+    timeout_ms: Positive | msgspec.UnsetType = msgspec.UNSET
+    first_token_timeout_ms: Positive | msgspec.UnsetType = msgspec.UNSET
+    max_retries: NonNegative | msgspec.UnsetType = msgspec.UNSET
+    requests_per_minute: Grant | msgspec.UnsetType | None = msgspec.UNSET
+    tokens_per_minute: Grant | msgspec.UnsetType | None = msgspec.UNSET
+    # Azure's only: its deployments there, and its API version.
+    deployment: str | msgspec.UnsetType = msgspec.UNSET
+    deployments: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
+    api_version: str | msgspec.UnsetType = msgspec.UNSET
+
+
+def vendor_of(name: str) -> str:
+    """The provider of a deployment's name (``azure:eastus`` -> ``azure``)."""
+    return name.partition(":")[0]
 
 
 class AzureConfig(ProviderConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -88,12 +136,34 @@ class ProvidersConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     anthropic: ProviderConfig = ProviderConfig()
     google: ProviderConfig = ProviderConfig()
 
+    def __post_init__(self) -> None:
+        for name in DEFAULT_MODELS:
+            config: ProviderConfig = getattr(self, name)
+            for account, given in config.accounts.items():
+                try:
+                    config.account(account, given)
+                except ValueError as exc:
+                    raise ValueError(f"providers.{name}.{exc}") from None
+
     def items(self) -> list[tuple[str, ProviderConfig]]:
-        return [(name, getattr(self, name)) for name in DEFAULT_MODELS]
+        """Every deployment: each provider's own section, then its accounts
+        (``provider:account``)."""
+        found: list[tuple[str, ProviderConfig]] = []
+        for name in DEFAULT_MODELS:
+            config: ProviderConfig = getattr(self, name)
+            found.append((name, config))
+            found += [(f"{name}:{account}", config.account(account, given))
+                      for account, given in config.accounts.items()]  # fmt: skip
+        return found
+
+    def get(self, name: str) -> ProviderConfig:
+        """A deployment's settings (a provider's, or one of its accounts')."""
+        vendor, _colon, account = name.partition(":")
+        config: ProviderConfig = getattr(self, vendor)
+        return config.account(account, config.accounts[account]) if account else config
 
     def default_model(self, name: str) -> str:
-        config: ProviderConfig = getattr(self, name)
-        return config.default_model or DEFAULT_MODELS[name]
+        return self.get(name).default_model or DEFAULT_MODELS[vendor_of(name)]
 
 
 # Environment variable -> (provider, field). They override the config file.

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from ._catalog import Catalog, UnknownModel
-from ._config import AzureConfig, ProvidersConfig
+from ._config import AzureConfig, ProvidersConfig, vendor_of
 
 __all__ = ["ModelDirectory"]
 
@@ -27,11 +27,18 @@ class ModelDirectory:
         self.enabled = [name for name, p in providers.items() if p.enabled]
         self.default_models = {name: providers.default_model(name) for name in self.enabled}
 
+    def deployments(self, vendor: str) -> list[str]:
+        """The enabled deployments of a provider (or the one a ``provider:account``
+        names), in the config's order."""
+        if ":" in vendor:
+            return [vendor] if vendor in self.default_models else []
+        return [name for name in self.enabled if vendor_of(name) == vendor]
+
     def serves(self, provider: str, model: str) -> bool:
         """Whether an enabled provider can serve a model (Azure through a deployment)."""
         if provider not in self.default_models:
             return False
-        config = getattr(self._providers, provider)
+        config = self._providers.get(provider)
         if isinstance(config, AzureConfig):
             return config.deployment_for(model, self.default_models[provider]) is not None
         return True

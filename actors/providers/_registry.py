@@ -12,7 +12,7 @@ import structlog
 
 from ._adapter import Adapter
 from ._catalog import Catalog
-from ._config import AzureConfig, ProvidersConfig
+from ._config import AzureConfig, ProvidersConfig, vendor_of
 
 __all__ = ["ADAPTER_CLASSES", "adapter_class", "build_adapters"]
 
@@ -44,7 +44,9 @@ def build_adapters(config: ProvidersConfig, catalog: Catalog) -> dict[str, Adapt
             log.info("provider.disabled", provider=name, reason=f"no {missing} configured")
             continue
         default_model = config.default_model(name)
-        adapters[name] = adapter_class(name)(provider, catalog, default_model)
+        adapter = adapter_class(vendor_of(name))(provider, catalog, default_model)
+        adapter.name = name  # a deployment's own: its breaker, health and errors name it
+        adapters[name] = adapter
         log.info(
             "provider.enabled",
             provider=name,

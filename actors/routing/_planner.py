@@ -13,7 +13,7 @@ from typing import Protocol
 from bus import Message
 
 from ..messages import Attempt, GenerateRequest, RequestCompleted, Strategy
-from ..providers import FEATURES, TRANSLATED, Catalog, UnknownModel
+from ..providers import FEATURES, TRANSLATED, Catalog, UnknownModel, vendor_of
 from ..runtime.config import RouterConfig
 from ._breaker_state import BreakerView
 
@@ -124,6 +124,7 @@ class Planner:
         latency: LatencyView,
         breakers: BreakerView,
         health: HealthSource | None = None,
+        deployments: Callable[[str], list[str]] | None = None,
     ) -> None:
         self.catalog = catalog
         self.default_models = default_models  # enabled providers only
@@ -134,6 +135,8 @@ class Planner:
         self.health = health
         self._turn = itertools.count()
         self.chains = fallback_chains(catalog, config)
+        # The enabled deployments of a provider (or of a provider:account pin).
+        self.deployments = deployments or (lambda p: [p] if p in default_models else [])
 
     def plan(
         self, request: GenerateRequest, prompt_tokens: int | None = None
@@ -156,10 +159,12 @@ class Planner:
                             "/v1/embeddings, not a conversation")  # fmt: skip
         groups = [pairs, *self._chain(request, pairs)]
         candidates = [
-            Candidate(p, m, step)
+            Candidate(d, m, step)
             for step, group in enumerate(groups)
             for p, m in group
-            if p in self.default_models and self._serves(p, m)
+            # A model's provider: each of its deployments (the defaults are deployments).
+            for d in (self.deployments(p) if request.model else [p])
+            if self._serves(d, m)
         ]
         if not any(c.step == 0 for c in candidates):
             # No enabled provider serves the model asked for: its chain is for failures,
@@ -257,7 +262,7 @@ class Planner:
         common: set[str] | None = None  # what every candidate lacks
         for candidate in candidates:
             model_has = self.catalog.features(candidate.model)
-            carried = TRANSLATED.get(candidate.provider, frozenset())
+            carried = TRANSLATED.get(vendor_of(candidate.provider), frozenset())
             missing = needed - (model_has & carried)
             if not missing:
                 able.append(candidate)
@@ -293,7 +298,8 @@ class Planner:
             weights = self.config.weights
 
             def key(candidate: Candidate) -> float:
-                weight = weights.get(candidate.provider, 1.0)
+                provider = candidate.provider  # a deployment's own weight, else its vendor's
+                weight = weights.get(provider, weights.get(vendor_of(provider), 1.0))
                 return random.random() ** (1 / weight) if weight > 0 else -1.0
 
             return sorted(candidates, key=key, reverse=True), []

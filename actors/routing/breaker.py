@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from bus import REDIS_DOWN, Bus, BusUnavailable, Delivery, Message, Rejected, added_ms
 
@@ -55,9 +55,11 @@ class Breaker(Actor):
         *,
         concurrency: int,
         inflight: InFlight | None = None,
+        grants: GrantSource | None = None,
     ) -> None:
         super().__init__(bus, stream=bus.names.calls(adapter.name), concurrency=concurrency)
         self.adapter = adapter
+        self.grants = grants  # the deployment's own limits, when its provider has some
         self.provider = adapter.name
         self.store = store
         self.view = view
@@ -99,6 +101,38 @@ class Breaker(Actor):
                 "the attempt's budget ran out before the call could start (the breaker "
                 "was busy)",
             )  # fmt: skip
+        grant = ""
+        if self.grants is not None:  # within what the provider grants, or not made
+            grant, granted = await self.grants.take(call.tokens)
+            if not granted.admitted:
+                return CallFailed(
+                    provider=self.provider, model=model, kind="rate_limited",
+                    message=f"{self.provider}: its {granted.limit_type} grant "
+                    f"({granted.limit:g}) is used up for now; not called",
+                    retry_after=granted.retry_after_s,
+                )  # fmt: skip
+        try:
+            reply = await self._permitted(call, delivery, model)
+        except BaseException:
+            await self._settle(grant, 0, made=True)  # it may have reached the provider
+            raise
+        made = not (isinstance(reply, CallFailed) and reply.kind in _NOT_MADE)
+        await self._settle(grant, reply.usage.total_tokens if isinstance(reply, Completion)
+                           else 0, made=made)  # fmt: skip
+        return reply
+
+    async def _settle(self, grant: str, tokens: int, *, made: bool) -> None:
+        """A grant settled to what its call used; a grant that cannot be settled (Redis
+        failing) is released when its reservation expires."""
+        if not grant or self.grants is None:
+            return
+        try:
+            await self.grants.settle(grant, tokens, made=made)
+        except Exception as exc:
+            self.log.warning("breaker.grant_unsettled", error=repr(exc))
+
+    async def _permitted(self, call: ProviderCall, delivery: Delivery, model: str) -> Message:
+        """The call, if the breaker lets it go."""
         decision = await self._permit()
         if decision.verdict == "reject":
             self.log.debug("breaker.rejected", state=decision.state, reason=decision.reason)
@@ -275,6 +309,19 @@ class Breaker(Actor):
             )
             await self._moved(state, moved.moved, failure_rate=moved.failure_rate,
                               slow_call_rate=moved.slow_call_rate, calls=moved.calls)  # fmt: skip
+
+
+class GrantSource(Protocol):
+    """A deployment's own limits (``actors.limits.Grants``): a grant before each call,
+    settled to what it used."""
+
+    async def take(self, tokens: int) -> tuple[str, Any]: ...
+
+    async def settle(self, call_id: str, tokens: int, *, made: bool = True) -> None: ...
+
+
+# Breaker refusals: the call was never made, so no grant is used.
+_NOT_MADE = frozenset({"breaker_open", "key_invalid"})
 
 
 class _Cutoff:

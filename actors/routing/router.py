@@ -181,6 +181,7 @@ class Router(Actor):
             deadline_ms=deadline_ms,
             attempts=attempts,
             stream_to=delivery.reply_to if request.stream else None,
+            prompt_tokens=prompt_tokens,
         )
         with self.inflight.track(delivery.correlation_id or "", course.gone.set):
             result = await self._down_the_chain(course, candidates)
@@ -429,17 +430,17 @@ class Router(Actor):
         settings = self.providers.get(provider)
         retries = settings.max_retries if settings is not None else 0
         streaming = course.stream_to is not None
+        # The same max_tokens as admission reserved for (router.default_max_tokens).
+        max_tokens = self.planner.catalog.output_tokens(
+            model, request.max_tokens, self.config.default_max_tokens
+        )
         call = ProviderCall(
             request_id=request.request_id,
             # The same max_tokens as admission reserved for (router.default_max_tokens).
-            request=request.provider_request(
-                model,
-                self.planner.catalog.output_tokens(
-                    model, request.max_tokens, self.config.default_max_tokens
-                ),
-            ),
+            request=request.provider_request(model, max_tokens),
             stream_to=course.stream_to,
             stream_corr=delivery.correlation_id if streaming else None,
+            tokens=course.prompt_tokens + (0 if request.embed else max_tokens),
             cancel_key=delivery.correlation_id or "" if cancel_key is None else cancel_key,
         )
         backoff = Backoff(self.config.retry_base_ms / 1000, self.config.retry_max_ms / 1000)
@@ -655,6 +656,7 @@ class _Course:
     attempts: list[Attempt]
     stream_to: str | None
     gone: asyncio.Event = field(default_factory=asyncio.Event)  # its caller went away
+    prompt_tokens: int = 0  # its estimate
     completion: Completion | None = None  # the answer, with its text even when streamed
     # Answers a provider gave (and charged for) that were not served: not the JSON asked.
     spent: list[Completion] = field(default_factory=list)

@@ -58,6 +58,7 @@ def providers_for(url: str, names: tuple[str, ...], **overrides: Any) -> Provide
     timeout = overrides.pop("timeout_ms", 10_000)
     retries = overrides.pop("max_retries", 1)
     deployments = overrides.pop("azure_deployments", {})  # model -> deployment
+    azure_extra = overrides.pop("azure", {})  # more of Azure's own settings
     common: dict[str, Any] = {"timeout_ms": timeout, "max_retries": retries}
     configs: dict[str, Any] = {}
     if "openai" in names:
@@ -67,7 +68,7 @@ def providers_for(url: str, names: tuple[str, ...], **overrides: Any) -> Provide
     if "azure" in names:
         configs["azure"] = AzureConfig(
             api_key=Secret(secret("az")), base_url=url, deployment="gpt4o", default_model="gpt-4o",
-            deployments=deployments, **common,
+            deployments=deployments, **common, **azure_extra,
         )  # fmt: skip
     if "anthropic" in names:
         configs["anthropic"] = ProviderConfig(
