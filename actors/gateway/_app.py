@@ -51,6 +51,7 @@ from ._openai import (
     completion_body,
     is_legacy,
     openai_error,
+    route_headers,
     stream_chat,
     use_cache,
     wait_on_limit,
@@ -215,7 +216,7 @@ class Gateway:
             return error_response(status, kind, message, request_id=ask.request_id)
         total_ms = self.observe_overhead(started, answer)
         body_out = response_body(answer, total_ms)
-        headers = {"X-Request-ID": answer.request_id} | limit_headers(answer.limits)
+        headers = route_headers(answer) | limit_headers(answer.limits)
         return json_response(body_out, headers=headers)
 
     def _request(

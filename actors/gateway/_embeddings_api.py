@@ -23,7 +23,7 @@ from ..messages import GenerateRequest, GenerateResponse, UserId
 from ..providers import Dimensions, EmbedInputs
 from ._bodies import BadInput, bus_failure, decode, json_response, limit_headers
 from ._callers import Refused
-from ._openai import openai_error, wait_on_limit
+from ._openai import openai_error, route_headers, wait_on_limit
 
 if TYPE_CHECKING:
     from ._app import Gateway
@@ -101,7 +101,7 @@ class EmbeddingsApi:
         except BusError as exc:
             return openai_error(*bus_failure(exc), ask.request_id)
         gateway.observe_overhead(started, answer)
-        headers = {"X-Request-ID": answer.request_id} | limit_headers(answer.limits)
+        headers = route_headers(answer) | limit_headers(answer.limits)
         return json_response(embeddings_body(answer, body.encoding_format), headers=headers)
 
 

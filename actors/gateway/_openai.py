@@ -48,6 +48,7 @@ __all__ = [
     "completion_body",
     "is_legacy",
     "openai_error",
+    "route_headers",
     "stream_chat",
 ]
 
@@ -346,14 +347,30 @@ def cache_threshold(request: web.Request) -> float | None:
 def _headers(answer: GenerateResponse, limits: list[LimitState] | None = None) -> dict[str, str]:
     level = answer.cache_level if answer.cache_hit else ""
     return (
-        {
-            "X-Request-ID": answer.request_id,
-            "X-AIO-Provider": answer.provider,
-            "X-AIO-Attempts": str(len(answer.attempts)),
-        }
+        route_headers(answer)
         | cache_headers(level, answer.similarity, answer.cache_entry)
         | limit_headers(answer.limits if limits is None else limits)
     )
+
+
+def route_headers(answer: GenerateResponse) -> dict[str, str]:
+    """How the answer was routed: the deployment and model that answered, the number of
+    attempts, and whether it came from a fallback model, a hedge, or after a wait."""
+    headers = {
+        "X-Request-ID": answer.request_id,
+        "X-AIO-Provider": answer.provider,
+        "X-AIO-Model": answer.model,
+        "X-AIO-Attempts": str(len(answer.attempts)),
+    }
+    tried = [a for a in answer.attempts if a.outcome != "waited"]
+    if tried and tried[0].model != answer.model:
+        headers["X-AIO-Fallback"] = "true"  # another model than the first candidate's
+    if any(a.hedge and a.outcome == "ok" for a in answer.attempts):
+        headers["X-AIO-Hedged"] = "true"  # the hedge's call answered
+    waited = sum(a.latency_ms for a in answer.attempts if a.outcome == "waited")
+    if waited:
+        headers["X-AIO-Waited-Ms"] = str(round(waited))
+    return headers
 
 
 def completion_body(

@@ -35,7 +35,13 @@ from ..providers import (
 )
 from ._bodies import BadInput, bus_failure, decode, json_response, limit_headers
 from ._callers import Refused
-from ._openai import cache_threshold, openai_error, use_cache, wait_on_limit
+from ._openai import (
+    cache_threshold,
+    openai_error,
+    route_headers,
+    use_cache,
+    wait_on_limit,
+)
 
 if TYPE_CHECKING:
     from ._app import Gateway
@@ -306,7 +312,7 @@ class ResponsesApi:
             except BusError as exc:
                 return _error(*bus_failure(exc), ask.request_id)
             gateway.observe_overhead(started, answer)
-            headers = {"X-Request-ID": answer.request_id} | limit_headers(answer.limits)
+            headers = route_headers(answer) | limit_headers(answer.limits)
             return json_response(echo.finished(answer, _items(answer, echo.ids)), headers=headers)
         replies = gateway.client.stream(ask)
         try:

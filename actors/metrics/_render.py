@@ -33,6 +33,8 @@ _HELP = {
     "aio_cache_hits_total": "Requests answered from the cache, by level",
     "aio_rejections_total": "Requests refused for a rate limit or quota, by limit",
     "aio_limit_wait_seconds": "Time requests waited for a rate limit's room (wait_on_limit)",
+    "aio_fallbacks_total": "Requests answered by another model than their first candidate's",
+    "aio_hedges_total": "Hedged calls (made while an earlier call was out), by outcome",
     "aio_breaker_state": "Circuit breaker state: 0 closed, 1 half open, 2 open",
     "aio_provider_health": "Provider health: 0 down, 1 degraded, 2 healthy",
     "aio_provider_probe_latency_seconds": "The health prober's last probe latency",

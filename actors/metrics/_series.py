@@ -117,7 +117,14 @@ def _completed(done: RequestCompleted) -> Iterator[Update]:
     if done.error_kind in ("rate_limited", "quota_exceeded"):
         yield Update("add", key_of("c", "aio_rejections_total", {
             "kind": done.error_kind, "limit_type": done.limit_type or "unknown"}), 1.0)  # fmt: skip
+    tried = [a for a in done.attempts if a.outcome != "waited"]
+    if done.outcome == "ok" and tried and tried[0].model != done.model:
+        yield Update("add", key_of("c", "aio_fallbacks_total",
+                                   {"model": tried[0].model, "to_model": model}), 1.0)  # fmt: skip
     for attempt in done.attempts:
+        if attempt.hedge:
+            yield Update("add", key_of("c", "aio_hedges_total", {
+                "provider": attempt.provider, "outcome": attempt.outcome}), 1.0)  # fmt: skip
         if attempt.outcome == "waited":  # for a rate limit's room: no provider call
             yield from _observe("aio_limit_wait_seconds", {}, attempt.latency_ms / 1000,
                                 DURATION_BUCKETS)  # fmt: skip

@@ -14,6 +14,7 @@ from actors.providers import Catalog
 from actors.providers.simulator import BLOCKED_MARKER, Simulator
 from actors.routing._planner import fallback_chains
 from actors.runtime.config import RouterConfig
+from tests.conftest import eventually
 from tests.request_path.conftest import MakeNode
 
 ALL = ("openai", "anthropic", "google")
@@ -55,6 +56,22 @@ async def test_a_model_whose_vendor_fails_is_answered_by_its_default_chain(
         assert tried, body
         assert tried[0][:2] == ("openai", "gpt-4o-mini") and tried[0][2] == "server_error"
         assert tried[-1] == ("anthropic", "claude-3-5-haiku-20241022", "ok")
+    # Under /v1 the headers say so, and the metrics count it.
+    async with http.post(
+        f"{node.gateway.url}/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+    ) as response:
+        assert response.status == 200
+        assert response.headers["X-AIO-Fallback"] == "true"
+        assert response.headers["X-AIO-Model"] == "claude-3-5-haiku-20241022"
+        assert response.headers["X-AIO-Provider"] == "anthropic"
+
+    async def counted() -> bool:
+        async with http.get(f"{node.gateway.url}/metrics") as response:
+            text = await response.text()
+        return 'aio_fallbacks_total{model="gpt-4o-mini",to_model="claude-3-5-haiku' in text
+
+    await eventually(counted)
 
 
 async def test_a_configured_chain_is_followed_in_order(

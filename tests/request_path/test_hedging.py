@@ -39,6 +39,7 @@ async def test_a_slow_first_call_is_hedged_and_cancelled(
              for a in body["orchestration"]["attempts"]}  # fmt: skip
     assert tried == {("azure", "ok", True), ("openai", "cancelled", False)}
     assert simulator.state.calls["openai"] == simulator.state.calls["azure"] == 1
+    assert body["orchestration"]["provider_selected"] == "azure"
     used = body["response"]["usage"]["total_tokens"]
 
     async def charged() -> bool:
