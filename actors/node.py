@@ -36,6 +36,7 @@ from .routing import (
     Breaker,
     BreakerStore,
     BreakerView,
+    DeploymentLoad,
     InFlight,
     LatencyView,
     Planner,
@@ -179,9 +180,17 @@ class Node:
         config = self.config
         if config.health.enabled and self.adapters:
             self.prober = HealthProber(self.adapters, config.health, bus=self.bus)
+        load = None
+        if config.router.balance != "strategy":
+            headroom = {name: grants.headroom for name, grants in self.grants.items()}
+            steps = {name: 1 / rpm for name in self.grants
+                     if (rpm := config.providers.get(name).requests_per_minute)}  # fmt: skip
+            load = DeploymentLoad(self.bus, self.enabled, headroom, steps=steps)
+            await load.start()
+            self._cleanup.push_async_callback(load.stop)
         planner = Planner(self.catalog, self.default_models, self.serves, config.router,
                           self.latency, self.breakers, self.prober,
-                          deployments=self.models.deployments)  # fmt: skip
+                          deployments=self.models.deployments, load=load)  # fmt: skip
         providers = {name: p for name, p in config.providers.items() if name in self.enabled}
         caching = config.cache.enabled
         admission = Admission(self.bus, config.admission, self.catalog, self.metrics,
@@ -251,12 +260,19 @@ class Node:
 
         return build
 
+    @functools.cached_property
+    def grants(self) -> dict[str, Grants]:
+        """The deployments with limits of their own, and those limits."""
+        found = {}
+        for name in self.enabled:
+            settings = self.config.providers.get(name)
+            if settings.requests_per_minute is not None or settings.tokens_per_minute is not None:
+                found[name] = Grants(self.bus, name, settings.requests_per_minute,
+                                     settings.tokens_per_minute)  # fmt: skip
+        return found
+
     def _breaker_factory(self, adapter: Adapter) -> Callable[[], Actor]:
-        settings = self.config.providers.get(adapter.name)
-        grants = None
-        if settings.requests_per_minute is not None or settings.tokens_per_minute is not None:
-            grants = Grants(self.bus, adapter.name, settings.requests_per_minute,
-                            settings.tokens_per_minute)  # fmt: skip
+        grants = self.grants.get(adapter.name)
 
         def build() -> Actor:
             return Breaker(

@@ -43,3 +43,10 @@ class Grants:
     async def settle(self, call_id: str, tokens: int, *, made: bool = True) -> None:
         """What the call used (``made`` false: it was never made, nothing counts)."""
         await self._store.settle(self.deployment, call_id, tokens, 0.0, counted=made)
+
+    async def headroom(self) -> float:
+        """The share left of the tightest grant now, 0 to 1 (a check: changes nothing)."""
+        verdict = await self._store.check_rate_limit(self.deployment)
+        shares = [max(0.0, limit.remaining) / limit.limit for limit in verdict.limits
+                  if limit.limit > 0]  # fmt: skip
+        return min(shares, default=1.0)

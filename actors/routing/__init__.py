@@ -5,6 +5,7 @@ state, and the registry of in-flight work that a cancellation stops."""
 from ._admission import Admission, AdmissionResult
 from ._breaker_state import BreakerState, BreakerStore, BreakerView
 from ._inflight import InFlight
+from ._load import DeploymentLoad
 from ._planner import Candidate, HealthSource, LatencyView, Planner
 from .breaker import Breaker
 from .router import Router
@@ -17,6 +18,7 @@ __all__ = [
     "BreakerStore",
     "BreakerView",
     "Candidate",
+    "DeploymentLoad",
     "HealthSource",
     "InFlight",
     "LatencyView",

@@ -16,6 +16,7 @@ from ..messages import Attempt, GenerateRequest, RequestCompleted, Strategy
 from ..providers import FEATURES, TRANSLATED, Catalog, UnknownModel, vendor_of
 from ..runtime.config import RouterConfig
 from ._breaker_state import BreakerView
+from ._load import DeploymentLoad
 
 __all__ = [
     "Candidate",
@@ -125,6 +126,7 @@ class Planner:
         breakers: BreakerView,
         health: HealthSource | None = None,
         deployments: Callable[[str], list[str]] | None = None,
+        load: DeploymentLoad | None = None,
     ) -> None:
         self.catalog = catalog
         self.default_models = default_models  # enabled providers only
@@ -135,6 +137,7 @@ class Planner:
         self.health = health
         self._turn = itertools.count()
         self.chains = fallback_chains(catalog, config)
+        self.load = load  # with router.balance least_busy or headroom
         # The enabled deployments of a provider (or of a provider:account pin).
         self.deployments = deployments or (lambda p: [p] if p in default_models else [])
 
@@ -189,7 +192,7 @@ class Planner:
             some, left_out = self._order(
                 strategy, [c for c in candidates if c.step == step], request, prompt_tokens
             )
-            ordered += some
+            ordered += self._balanced(some)
             skipped += left_out
         candidates = ordered
         skipped = lacking + skipped
@@ -217,6 +220,8 @@ class Planner:
                 usable.append(candidate)
         if not usable:  # the prober may be wrong: a last resort rather than no answer
             return down, skipped
+        if self.load is not None and self.config.balance != "strategy":
+            self.load.sent(usable[0].provider)  # most likely where it goes
         skipped += [Attempt(provider=c.provider, model=c.model, outcome="provider_down",
                             message="the health prober found it down") for c in down]  # fmt: skip
         return usable, skipped
@@ -304,6 +309,30 @@ class Planner:
 
             return sorted(candidates, key=key, reverse=True), []
         return candidates, []
+
+    def _balanced(self, ranked: list[Candidate]) -> list[Candidate]:
+        """Each model's deployments reordered among themselves by load
+        (``router.balance``), in the places the strategy gave that model."""
+        load, balance = self.load, self.config.balance
+        if load is None or balance == "strategy" or len(ranked) < 2:
+            return ranked
+        if balance == "least_busy":
+
+            def key(c: Candidate) -> float:
+                return load.busy(c.provider)
+        else:
+
+            def key(c: Candidate) -> float:
+                return -load.headroom(c.provider)
+
+        out = list(ranked)
+        for model in {c.model for c in ranked}:
+            places = [i for i, c in enumerate(ranked) if c.model == model]
+            if len(places) > 1:
+                for place, candidate in zip(places, sorted((ranked[i] for i in places), key=key),
+                                            strict=True):  # fmt: skip
+                    out[place] = candidate
+        return out
 
     def _by_latency(self, candidates: list[Candidate], stream: bool) -> list[Candidate]:
         """Fastest first (a stream: by time to first token). With no traffic yet, the

@@ -69,6 +69,10 @@ class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     fallback_on: list[FallbackClass] = msgspec.field(
         default_factory=lambda: ["server_error", "timeout", "rate_limited", "context_too_long"]
     )
+    # How a model's deployments (a provider's accounts, Azure beside OpenAI) are ordered
+    # among themselves: as the strategy says, the fewest calls in flight across every
+    # process first (least_busy), or the most left of their grants first (headroom).
+    balance: Literal["strategy", "least_busy", "headroom"] = "strategy"
     # Hedged requests (not streams): when the first call has not answered within the
     # hedge delay, the next candidate is called too, and the first answer wins (the
     # other call is cancelled). On for every request (hedge), for the models named

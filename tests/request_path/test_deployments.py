@@ -74,3 +74,19 @@ async def test_two_processes_never_send_a_deployment_more_than_it_grants(
     status, body = more[-1]
     assert status == 503 and {a["outcome"] for a in body["error"]["attempts"]} == {"rate_limited"}
     assert body["error"]["attempts"][0]["retry_after"] > 0
+
+
+async def test_headroom_balance_sends_each_call_where_most_is_left(
+    make_node: MakeNode, http: aiohttp.ClientSession
+) -> None:
+    """With router.balance = headroom, the deployments share the load as their grants
+    allow (the strategy alone would use the first until it is used up)."""
+    overrides = {"max_retries": 0, "azure": _east()}
+    router = RouterConfig(explore_share=0, balance="headroom")
+    node = await make_node(providers=("azure",), provider_overrides=overrides, router=router)
+    served: collections.Counter[str] = collections.Counter()
+    for n in range(20):  # one at a time: each sees the load the last one left
+        status, body = await _generate(http, node, prompt=f"q{n}", model="gpt-4o")
+        assert status == 200
+        served[body["response"]["provider"]] += 1
+    assert served["azure"] >= 5 and served["azure:east"] >= 5, served
