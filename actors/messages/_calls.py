@@ -28,6 +28,9 @@ class ProviderCall(Message, tag="provider.call", frozen=True, kw_only=True):
     attempt_deadline_ms: int | None = None
     cancel_key: str = ""
     tokens: int = 0  # an upper estimate of its tokens (prompt and max_tokens): its grant
+    # A hedged stream's claim key: of two calls, the first to have text claims it and
+    # streams; the other stops there (it never sends text).
+    claim: str = ""
 
 
 class CallFailed(Message, tag="provider.failed", frozen=True, kw_only=True):

@@ -192,8 +192,12 @@ class Breaker(Actor):
         first_token_ms: float | None = None
         text: list[str] = []
         calls: dict[int, list[str]] = {}  # index -> id, name, arguments so far
+        claimed = not call.claim
         async for chunk in self.adapter.stream(call.request):
             if not chunk.final:
+                if not claimed and (chunk.delta or chunk.tool_call is not None):
+                    await self._claim(call)  # a hedged stream: the first with text goes on
+                    claimed = True
                 piece = chunk.tool_call
                 if piece is not None:
                     known = calls.setdefault(piece.index, ["", "", ""])
@@ -229,6 +233,16 @@ class Breaker(Actor):
                 ],
             )
         raise AssertionError("adapter streams end with a final chunk or raise")
+
+    async def _claim(self, call: ProviderCall) -> None:
+        """Claims a hedged stream before its first text is sent; ``_Cancelled`` when the
+        other call of the hedge claimed it first."""
+        try:
+            won = await self.bus.redis.set(call.claim, self.provider, nx=True, px=_CLAIM_MS)
+        except REDIS_DOWN as exc:
+            raise _LostStream(self.provider, f"its hedge's claim could not be made: {exc}") from exc
+        if not won:
+            raise _Cancelled(self.provider, "the other call of its hedge streamed first")
 
     async def _permit(self) -> Decision:
         known = self.view.get(self.provider)
@@ -319,6 +333,9 @@ class GrantSource(Protocol):
 
     async def settle(self, call_id: str, tokens: int, *, made: bool = True) -> None: ...
 
+
+# How long a hedged stream's claim is kept (longer than any request).
+_CLAIM_MS = 3_600_000
 
 # Breaker refusals: the call was never made, so no grant is used.
 _NOT_MADE = frozenset({"breaker_open", "key_invalid"})

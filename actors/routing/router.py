@@ -239,11 +239,9 @@ class Router(Actor):
         return self._failed(request, "no_provider", why, attempts, _soonest(attempts))
 
     def _hedges(self, course: _Course) -> bool:
-        """Whether the request is hedged: never a stream (its text goes out as it comes);
-        its own say, else router.hedge or its model in router.hedge_models."""
+        """Whether the request is hedged: its own say, else router.hedge or its model in
+        router.hedge_models."""
         request = course.request
-        if course.stream_to is not None:
-            return False
         if request.hedge is not None:
             return request.hedge
         model = self.planner.catalog.canonical(request.model) or request.model
@@ -265,15 +263,20 @@ class Router(Actor):
         keys = (f"{corr}#hedge-0", f"{corr}#hedge-1")  # each call cancelled on its own
         own = (dataclasses.replace(course, completion=None),
                dataclasses.replace(course, completion=None))  # fmt: skip
+        # A stream: the first call with text claims it; the other stops before any text.
+        claim = f"{self.bus.names.ns}:claim:{corr or course.request.request_id}"
+        claim = claim if course.stream_to is not None else ""
         tasks = {asyncio.create_task(self._try(own[0], first, more=True, chained=chained,
-                                               cancel_key=keys[0])): 0}  # fmt: skip
+                                               cancel_key=keys[0], claim=claim)): 0}  # fmt: skip
         done, _pending = await asyncio.wait(tasks, timeout=self._hedge_delay_s(first))
+        if not done and claim and await self.bus.redis.exists(claim):
+            done, _pending = await asyncio.wait(tasks)  # streaming already: no hedge
         if done:  # answered (or failed) in time: no hedge
             course.completion = own[0].completion
             return next(iter(done)).result(), False
         mark = len(course.attempts)
         tasks[asyncio.create_task(self._try(own[1], second, more=more, chained=chained,
-                                            cancel_key=keys[1]))] = 1  # fmt: skip
+                                            cancel_key=keys[1], claim=claim))] = 1  # fmt: skip
         gone: asyncio.Task[Any] = asyncio.create_task(course.gone.wait())
         pending: set[asyncio.Task[Any]] = set(tasks)
         results: dict[int, Message | None] = {}
@@ -330,6 +333,8 @@ class Router(Actor):
         if course.gone.is_set():
             return self._cancelled(course), True
         finals = [r for r in results.values() if r is not None]
+        # The other call's "cancelled" (it lost a stream's claim) is not the request's end.
+        finals.sort(key=lambda r: isinstance(r, GenerateFailed) and r.kind == "cancelled")
         return (finals[0] if finals else None), True
 
     async def _wait_for_room(
@@ -421,6 +426,7 @@ class Router(Actor):
         more: bool,
         chained: bool = False,
         cancel_key: str | None = None,
+        claim: str = "",
     ) -> Message | None:
         """Try one candidate (with retries); a final message, or None for the next one.
         ``more``: other candidates remain after this one; ``chained``: some of them are
@@ -441,6 +447,7 @@ class Router(Actor):
             stream_to=course.stream_to,
             stream_corr=delivery.correlation_id if streaming else None,
             tokens=course.prompt_tokens + (0 if request.embed else max_tokens),
+            claim=claim,
             cancel_key=delivery.correlation_id or "" if cancel_key is None else cancel_key,
         )
         backoff = Backoff(self.config.retry_base_ms / 1000, self.config.retry_max_ms / 1000)

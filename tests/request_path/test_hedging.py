@@ -4,6 +4,8 @@ answer that was made is charged. A first call that answers in time is never hedg
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import aiohttp
@@ -60,3 +62,43 @@ async def test_a_call_that_answers_in_time_is_not_hedged(
     assert status == 200 and body["response"]["provider"] == "openai"
     assert simulator.state.calls["azure"] == 0
     assert len(body["orchestration"]["attempts"]) == 1
+
+
+async def _stream_text(http: aiohttp.ClientSession, node: Any) -> str:
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Tell me a story"}],
+            "stream": True, "hedge": True}  # fmt: skip
+    text = ""
+    async with http.post(f"{node.gateway.url}/v1/chat/completions", json=body) as response:
+        assert response.status == 200
+        async for line in response.content:
+            if line.startswith(b"data: {"):
+                chunk = json.loads(line[6:])
+                for choice in chunk.get("choices") or []:
+                    text += (choice.get("delta") or {}).get("content") or ""
+    return text
+
+
+async def test_a_stream_is_hedged_until_its_first_text_only(
+    make_node: MakeNode, http: aiohttp.ClientSession, simulator: Simulator
+) -> None:
+    """No first text from OpenAI within the delay: Azure is called too, its text is the
+    stream's, and OpenAI's call never sends any."""
+    simulator.state.update("openai", {"latency_ms": 30_000})
+    node = await make_node(providers=("openai", "azure"), router=HEDGED)
+    text = await _stream_text(http, node)
+    assert text and simulator.state.calls["azure"] == 1 and simulator.state.calls["openai"] == 1
+
+
+async def test_a_stream_already_sending_is_not_hedged(
+    make_node: MakeNode, http: aiohttp.ClientSession, simulator: Simulator
+) -> None:
+    """Its first text came before the delay ended: however long the rest takes, the
+    stream is the first call's."""
+    # A quick start, then a stream that lasts well past the delay (about 30 pieces).
+    simulator.state.update("openai", {"chunk_delay_ms": 100})
+    router = RouterConfig(hedge_delay_ms=1_000, explore_share=0)
+    node = await make_node(providers=("openai", "azure"), router=router)
+    started = asyncio.get_running_loop().time()
+    text = await _stream_text(http, node)
+    assert asyncio.get_running_loop().time() - started > 1.0  # it was still going
+    assert text and simulator.state.calls["azure"] == 0
