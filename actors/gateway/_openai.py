@@ -362,9 +362,8 @@ def route_headers(answer: GenerateResponse) -> dict[str, str]:
         "X-AIO-Model": answer.model,
         "X-AIO-Attempts": str(len(answer.attempts)),
     }
-    tried = [a for a in answer.attempts if a.outcome != "waited"]
-    if tried and tried[0].model != answer.model:
-        headers["X-AIO-Fallback"] = "true"  # another model than the first candidate's
+    if answer.fallback_from:
+        headers["X-AIO-Fallback"] = answer.fallback_from  # the model asked for
     if any(a.hedge and a.outcome == "ok" for a in answer.attempts):
         headers["X-AIO-Hedged"] = "true"  # the hedge's call answered
     waited = sum(a.latency_ms for a in answer.attempts if a.outcome == "waited")

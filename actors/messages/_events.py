@@ -36,6 +36,7 @@ class RequestCompleted(Message, tag="request.completed", frozen=True, kw_only=Tr
     cache_ticket: CacheTicket | None = None
     content: str = ""
     finish_reason: str = ""
+    fallback_from: str = ""  # the model asked for, when a fallback model answered
 
 
 class RequestCancelled(Message, tag="request.cancelled", frozen=True, kw_only=True):

@@ -233,6 +233,8 @@ class GenerateResponse(Message, tag="generate.response", frozen=True, kw_only=Tr
     logprobs: list[TokenLogprob] = []  # the answer's tokens, when asked for
     # An embedding request's vectors, one per input in order: little-endian float32.
     embeddings: list[bytes] = []
+    # The model asked for, when a model of its fallback chain answered instead.
+    fallback_from: str = ""
     cache_hit: bool = False
     cache_level: str = ""  # l1, l2, semantic or coalesced, for a hit
     similarity: float | None = None  # a semantic hit's

@@ -117,10 +117,9 @@ def _completed(done: RequestCompleted) -> Iterator[Update]:
     if done.error_kind in ("rate_limited", "quota_exceeded"):
         yield Update("add", key_of("c", "aio_rejections_total", {
             "kind": done.error_kind, "limit_type": done.limit_type or "unknown"}), 1.0)  # fmt: skip
-    tried = [a for a in done.attempts if a.outcome != "waited"]
-    if done.outcome == "ok" and tried and tried[0].model != done.model:
-        yield Update("add", key_of("c", "aio_fallbacks_total",
-                                   {"model": tried[0].model, "to_model": model}), 1.0)  # fmt: skip
+    if done.fallback_from:
+        labels = {"model": done.fallback_from, "to_model": model}
+        yield Update("add", key_of("c", "aio_fallbacks_total", labels), 1.0)
     for attempt in done.attempts:
         if attempt.hedge:
             yield Update("add", key_of("c", "aio_hedges_total", {

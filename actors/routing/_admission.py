@@ -44,6 +44,7 @@ class AdmissionResult:
     limits: list[LimitState] = field(default_factory=list)
     cache: CacheAnswer | None = None  # the cache's answer, when it was asked
     charged: bool = False  # charged for good (an answer in hand): nothing to settle
+    quota_refused: bool = False  # a quota refused it too (waiting for a rate limit won't do)
 
 
 class Admission:
@@ -98,6 +99,9 @@ class Admission:
         if prompt is None:
             prompt = request.prompt_estimate()
         output, cost = 0, 0.0
+        if candidates:  # the model asked for: a fallback model, if it answers, settles
+            first = min(c.step for c in candidates)
+            candidates = [c for c in candidates if c.step == first]
         for candidate in candidates:
             tokens = 0 if request.embed else self.catalog.output_tokens(
                 candidate.model, request.max_tokens, self.default_max_tokens
@@ -175,9 +179,12 @@ class Admission:
             kind: RequestFailure = (
                 "quota_exceeded" if refused.kind == "quota_exceeded" else "rate_limited"
             )
+            over_quota = any(isinstance(a, AdmissionVerdict) and not a.admitted
+                             and a.kind == "quota_exceeded" for a in answers)  # fmt: skip
             return AdmissionResult(
                 admitted=False,
                 kind=kind,
+                quota_refused=over_quota,
                 limit_type=refused.limit_type,
                 message=refused.message,
                 status=kind_of(kind).status,

@@ -130,6 +130,7 @@ def completed(
             ts_ms=now_ms, reservation_id=reservation, cache_ticket=ticket,
             content=completion.content if keep and completion else "",
             finish_reason=result.finish_reason, charged=charged,
+            fallback_from=result.fallback_from,
         )  # fmt: skip
     assert isinstance(result, GenerateFailed)
     return RequestCompleted(

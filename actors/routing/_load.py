@@ -83,5 +83,5 @@ class DeploymentLoad:
             await asyncio.sleep(self.refresh_s)
             try:
                 await self.refresh()
-            except REDIS_DOWN as exc:
+            except Exception as exc:  # stale until the next read, never stopped
                 log.warning("routing.load_stale", error=repr(exc))

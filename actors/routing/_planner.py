@@ -55,6 +55,7 @@ class LatencyView:
         self._mean: dict[tuple[str, str], float] = {}
         self._spread: dict[tuple[str, str], float] = {}  # exponentially weighted variance
         self._first: dict[tuple[str, str], float] = {}
+        self._first_spread: dict[tuple[str, str], float] = {}
         self._seen: dict[tuple[str, str], float] = {}
 
     def on_event(self, message: Message) -> None:
@@ -68,18 +69,26 @@ class LatencyView:
         self, provider: str, model: str, latency_ms: float, first_token_ms: float | None = None
     ) -> None:
         key = (provider, model)
-        known = self._mean.get(key)
-        if known is not None:
-            gap = latency_ms - known
-            spread = self._spread.get(key, 0.0)
-            self._spread[key] = (1 - self._weight) * (spread + self._weight * gap * gap)
-        self._mean[key] = self._moved(known, latency_ms)
+        self._move(self._mean, self._spread, key, latency_ms)
         if first_token_ms is not None:
-            self._first[key] = self._moved(self._first.get(key), first_token_ms)
+            self._move(self._first, self._first_spread, key, first_token_ms)
         self._seen[key] = self._clock()
 
-    def _moved(self, known: float | None, value: float) -> float:
-        return value if known is None else known + self._weight * (value - known)
+    def _move(
+        self,
+        means: dict[tuple[str, str], float],
+        spreads: dict[tuple[str, str], float],
+        key: tuple[str, str],
+        value: float,
+    ) -> None:
+        """The exponentially weighted mean and variance, moved by one observation."""
+        known = means.get(key)
+        if known is None:
+            means[key] = value
+            return
+        gap = value - known
+        spreads[key] = (1 - self._weight) * (spreads.get(key, 0.0) + self._weight * gap * gap)
+        means[key] = known + self._weight * gap
 
     def latency(self, provider: str, model: str, stream: bool = False) -> float | None:
         """The mean latency (a stream's: until its first token, when known)."""
@@ -88,14 +97,17 @@ class LatencyView:
             return self._first[key]
         return self._mean.get(key)
 
-    def p95(self, provider: str, model: str) -> float | None:
-        """About the 95th percentile of recent latencies (the mean plus 1.645 of their
-        exponentially weighted standard deviation), None before any answer."""
+    def p95(self, provider: str, model: str, stream: bool = False) -> float | None:
+        """About the 95th percentile of recent latencies (a stream's: of its first
+        token), the mean plus 1.645 of their exponentially weighted standard deviation;
+        None before any answer."""
         key = (provider, model)
-        mean = self._mean.get(key)
+        means, spreads = (self._first, self._first_spread) if stream else (
+            self._mean, self._spread)  # fmt: skip
+        mean = means.get(key)
         if mean is None:
             return None
-        return mean + 1.645 * math.sqrt(self._spread.get(key, 0.0))
+        return mean + 1.645 * math.sqrt(spreads.get(key, 0.0))
 
     def stale(self, provider: str, model: str, after_s: float) -> bool:
         """No answer seen from it for ``after_s`` seconds (or ever)."""
@@ -146,20 +158,7 @@ class Planner:
     ) -> tuple[list[Candidate], list[Attempt]]:
         """Candidates to try, in order, and the ones skipped (with why); ``prompt_tokens``
         is the prompt's estimate when the caller has it already."""
-        if request.model:
-            pairs = self.catalog.resolve(request.model)  # UnknownModel: a bad request
-        elif request.embed:
-            raise WrongKind("model: name the embedding model (text-embedding-3-small, ...)")
-        else:
-            pairs = list(self.default_models.items())
-        embedding = self.catalog.embedding_models
-        if request.embed:
-            pairs = [(p, m) for p, m in pairs if m in embedding]
-            if not pairs:
-                raise WrongKind(f"model: {request.model!r} is not an embedding model")
-        elif embedding and any(m in embedding for _p, m in pairs):
-            raise WrongKind(f"model: {request.model!r} is an embedding model: it answers "
-                            "/v1/embeddings, not a conversation")  # fmt: skip
+        pairs = self._asked(request)
         groups = [pairs, *self._chain(request, pairs)]
         candidates = [
             Candidate(d, m, step)
@@ -226,6 +225,28 @@ class Planner:
                             message="the health prober found it down") for c in down]  # fmt: skip
         return usable, skipped
 
+    def _asked(self, request: GenerateRequest) -> list[tuple[str, str]]:
+        """``(provider, model)`` of what the request names; ``UnknownModel`` for a name
+        or deployment that is none, ``WrongKind`` for a model of the other kind."""
+        if request.model:
+            pairs = self.catalog.resolve(request.model)
+            pinned = request.model.partition("/")[0]
+            if ":" in pinned and not self.deployments(pinned):  # no such deployment
+                raise UnknownModel(request.model)
+        elif request.embed:
+            raise WrongKind("model: name the embedding model (text-embedding-3-small, ...)")
+        else:
+            pairs = list(self.default_models.items())
+        embedding = self.catalog.embedding_models
+        if request.embed:
+            pairs = [(p, m) for p, m in pairs if m in embedding]
+            if not pairs:
+                raise WrongKind(f"model: {request.model!r} is not an embedding model")
+        elif embedding and any(m in embedding for _p, m in pairs):
+            raise WrongKind(f"model: {request.model!r} is an embedding model: it answers "
+                            "/v1/embeddings, not a conversation")  # fmt: skip
+        return pairs
+
     def _chain(
         self, request: GenerateRequest, pairs: list[tuple[str, str]]
     ) -> list[list[tuple[str, str]]]:
@@ -234,8 +255,15 @@ class Planner:
         ``provider/model`` (it never crosses), a tier (it is a chain itself), no model,
         or ``fallbacks: false``."""
         name = request.model
-        if not name or "/" in name or name in self.catalog.tiers or request.fallbacks is False:
+        own = request.fallbacks
+        if own and (not name or "/" in name or name in self.catalog.tiers or request.embed):
+            raise WrongKind("fallbacks: only a model (an id or an alias) has a fallback chain; "
+                            "not a tier, a provider/model pin, no model, nor an embedding "
+                            "model (another's vectors are not comparable)")  # fmt: skip
+        if not name or "/" in name or name in self.catalog.tiers or own is False:
             return []
+        if request.embed and not own:
+            return []  # an embedding model's vectors are its own: no default chain
         if isinstance(request.fallbacks, list):
             chain = request.fallbacks
         else:

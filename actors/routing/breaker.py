@@ -90,10 +90,11 @@ class Breaker(Actor):
 
     async def _call(self, call: ProviderCall, delivery: Delivery) -> Message:
         model = self.adapter.model_for(call.request)
-        if self.inflight.cancelled(call.cancel_key) or _spent(self.bus, call):
+        parent = call.cancel_key.partition("#hedge")[0]
+        gone = self.inflight.cancelled(call.cancel_key) or self.inflight.cancelled(parent)
+        if gone or _spent(self.bus, call):
             # Its caller left, or its budget went by while it waited here (this breaker
             # was busy): no call, and nothing against the provider.
-            gone = self.inflight.cancelled(call.cancel_key)
             return CallFailed(
                 provider=self.provider, model=model,
                 kind="cancelled" if gone else "timeout",
@@ -156,7 +157,12 @@ class Breaker(Actor):
         try:
             async with asyncio.timeout_at(cutoff.first) as scope:
                 cutoff.scope = scope
-                with self.inflight.track(call.cancel_key, cutoff.cancel):
+                # A hedged call is also cancelled when its caller goes away (the key
+                # the gateway cancels is the hedge's own without its suffix).
+                parent = call.cancel_key.partition("#hedge")[0]
+                also = (self.inflight.track(parent, cutoff.cancel)
+                        if parent != call.cancel_key else contextlib.nullcontext())  # fmt: skip
+                with self.inflight.track(call.cancel_key, cutoff.cancel), also:
                     if call.request.embed:
                         completion = await self.adapter.embed(call.request)
                     elif call.stream_to is None:

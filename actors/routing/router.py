@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from bus import (
+    REDIS_DOWN,
     AskTimeout,
     Backoff,
     Bus,
@@ -194,7 +195,13 @@ class Router(Actor):
         # The largest context window of a model that found the request too long, and
         # what its provider said: a candidate with no larger window is not tried.
         too_long: tuple[int, str] | None = None
-        step, why = 0, ""  # the chain step being tried, and why the last attempt failed
+        # The chain step being tried, and why the last attempt failed: at first, why the
+        # planner left out the model asked for (its breakers open, say), if it did.
+        step, why = 0, ""
+        asked = self.planner.catalog.canonical(request.model) or request.model
+        for skip in attempts:
+            if skip.model == asked and skip.outcome in _CLASS:
+                why = _CLASS[skip.outcome]
         hedged = False  # the second candidate was called already, as the first's hedge
         for index, candidate in enumerate(candidates):
             if index == 1 and hedged:
@@ -211,7 +218,9 @@ class Router(Actor):
                 continue
             before = len(attempts)
             later = any(c.step != candidate.step for c in candidates[index + 1 :])
-            if index == 0 and len(candidates) > 1 and self._hedges(course):
+            # A hedge: the same model elsewhere (or a tier's next), never a chain's model.
+            hedge = index == 0 and len(candidates) > 1 and candidates[1].step == candidate.step
+            if hedge and self._hedges(course):
                 result, hedged = await self._hedged(
                     course, candidate, candidates[1], more=len(candidates) > 2, chained=later
                 )
@@ -247,10 +256,10 @@ class Router(Actor):
         model = self.planner.catalog.canonical(request.model) or request.model
         return self.config.hedge or model in self._hedge_models
 
-    def _hedge_delay_s(self, candidate: Candidate) -> float:
+    def _hedge_delay_s(self, candidate: Candidate, *, stream: bool = False) -> float:
         delay: float | None = self.config.hedge_delay_ms
-        if delay is None:
-            delay = self.planner.latency.p95(candidate.provider, candidate.model)
+        if delay is None:  # a stream: until its first text
+            delay = self.planner.latency.p95(candidate.provider, candidate.model, stream)
         return (delay if delay is not None else self.config.hedge_unknown_ms) / 1000
 
     async def _hedged(
@@ -258,67 +267,63 @@ class Router(Actor):
     ) -> tuple[Message | None, bool]:
         """The first candidate; when it has not answered within the hedge delay, the
         second as well, and the first answer wins (the other call is cancelled, and its
-        attempt says so). ``(result, whether the second was called)``."""
+        attempt says so). ``(result, whether the second was called)``. A stream is
+        hedged only until its first text: the first call with text claims it."""
         corr = course.delivery.correlation_id or ""
-        keys = (f"{corr}#hedge-0", f"{corr}#hedge-1")  # each call cancelled on its own
+        # Each call cancelled on its own key (a breaker also hears the caller's own).
+        keys = (f"{corr}#hedge-0", f"{corr}#hedge-1")
         own = (dataclasses.replace(course, completion=None),
                dataclasses.replace(course, completion=None))  # fmt: skip
-        # A stream: the first call with text claims it; the other stops before any text.
-        claim = f"{self.bus.names.ns}:claim:{corr or course.request.request_id}"
-        claim = claim if course.stream_to is not None else ""
+        claim = ""
+        if course.stream_to is not None:
+            claim = f"{self.bus.names.ns}:claim:{corr or course.request.request_id}"
         tasks = {asyncio.create_task(self._try(own[0], first, more=True, chained=chained,
                                                cancel_key=keys[0], claim=claim)): 0}  # fmt: skip
-        done, _pending = await asyncio.wait(tasks, timeout=self._hedge_delay_s(first))
-        if not done and claim and await self.bus.redis.exists(claim):
-            done, _pending = await asyncio.wait(tasks)  # streaming already: no hedge
-        if done:  # answered (or failed) in time: no hedge
-            course.completion = own[0].completion
-            return next(iter(done)).result(), False
-        mark = len(course.attempts)
-        tasks[asyncio.create_task(self._try(own[1], second, more=more, chained=chained,
-                                            cancel_key=keys[1], claim=claim))] = 1  # fmt: skip
         gone: asyncio.Task[Any] = asyncio.create_task(course.gone.wait())
         pending: set[asyncio.Task[Any]] = set(tasks)
         results: dict[int, Message | None] = {}
         winner: int | None = None
+        hedged = False
+        mark = len(course.attempts)
         try:
-            while pending and winner is None and not course.gone.is_set():
+            done, _rest = await asyncio.wait(
+                pending | {gone}, timeout=self._hedge_delay_s(first, stream=bool(claim)),
+                return_when=asyncio.FIRST_COMPLETED,
+            )  # fmt: skip
+            first_done = bool(done - {gone})
+            if not first_done and not gone.done() and claim and await self._claimed(claim):
+                # Streaming already: no hedge.
+                await asyncio.wait(pending | {gone}, return_when=asyncio.FIRST_COMPLETED)
+                first_done = all(t.done() for t in pending)
+            if first_done:  # answered (or failed) in time: no hedge
+                (task,) = pending
+                pending = set()
+                course.completion = own[0].completion
+                return task.result(), False
+            if gone.done():
+                return self._cancelled(course), False
+            hedged = True
+            mark = len(course.attempts)
+            second_task = asyncio.create_task(
+                self._try(
+                    own[1], second, more=more, chained=chained, cancel_key=keys[1], claim=claim
+                )
+            )
+            tasks[second_task] = 1  # fmt: skip
+            pending.add(second_task)
+            while pending and winner is None and not gone.done():
                 done, pending = await asyncio.wait(
                     pending | {gone}, return_when=asyncio.FIRST_COMPLETED
                 )
                 pending.discard(gone)
-                for task in done:
-                    if task is gone:
-                        continue
+                for task in done - {gone}:
                     results[tasks[task]] = task.result()
                     if winner is None and isinstance(results[tasks[task]], GenerateResponse):
                         winner = tasks[task]
         finally:
             gone.cancel()
-            for task in pending:  # the slower call: cancelled, here and at its breaker
-                task.cancel()
-                which = tasks[task]
-                loser = (first, second)[which]
-                self.bus.publish_soon(
-                    self.bus.names.events,
-                    RequestCancelled(
-                        request_id=course.request.request_id,
-                        cancel_key=keys[which],
-                        reason="hedge: the other call answered first",
-                        ts_ms=self.bus.now_ms(),
-                    ),
-                )
-                course.attempts.append(
-                    Attempt(
-                        provider=loser.provider,
-                        model=loser.model,
-                        outcome="cancelled",
-                        hedge=which == 1,
-                        message="the other call of its hedge answered first",
-                    )
-                )
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)  # fmt: skip
+            await self._let_go(course, {t: tasks[t] for t in pending}, keys, (first, second),
+                               noted=hedged, claim=claim)  # fmt: skip
         course.attempts[mark:] = [
             msgspec.structs.replace(a, hedge=True)
             if (a.provider, a.model) == (second.provider, second.model) else a
@@ -337,6 +342,43 @@ class Router(Actor):
         finals.sort(key=lambda r: isinstance(r, GenerateFailed) and r.kind == "cancelled")
         return (finals[0] if finals else None), True
 
+    async def _claimed(self, claim: str) -> bool:
+        """Whether a hedged stream's first call has claimed it (has sent text)."""
+        try:
+            return bool(await self.bus.redis.exists(claim))
+        except REDIS_DOWN:
+            return False
+
+    async def _let_go(
+        self,
+        course: _Course,
+        calls: dict[asyncio.Task[Any], int],
+        keys: tuple[str, str],
+        pair: tuple[Candidate, Candidate],
+        *,
+        noted: bool,
+        claim: str,
+    ) -> None:
+        """A hedge's calls still out, cancelled here and at their breakers (and, once the
+        hedge was made, each an attempt that says why); its stream's claim let go."""
+        why = ("its caller went away" if course.gone.is_set()
+               else "the other call of its hedge answered first")  # fmt: skip
+        for task, which in calls.items():
+            task.cancel()
+            self.bus.publish_soon(self.bus.names.events, RequestCancelled(
+                request_id=course.request.request_id, cancel_key=keys[which],
+                reason=f"hedge: {why}", ts_ms=self.bus.now_ms()))  # fmt: skip
+            if noted:
+                loser = pair[which]
+                course.attempts.append(Attempt(
+                    provider=loser.provider, model=loser.model, outcome="cancelled",
+                    hedge=which == 1, message=why))  # fmt: skip
+        if calls:
+            await asyncio.gather(*calls, return_exceptions=True)
+        if claim:
+            with contextlib.suppress(*REDIS_DOWN):
+                await self.bus.redis.delete(claim)
+
     async def _wait_for_room(
         self,
         request: GenerateRequest,
@@ -350,45 +392,65 @@ class Router(Actor):
     ) -> AdmissionResult:
         """A request refused by a rate limit asks again when the limit says it will have
         room, while its deadline allows; its user's waiting requests in this process go
-        in the order they came (a FIFO lock per user). The last refusal when the deadline
-        would pass first, or the caller went away."""
+        in the order they came (a FIFO lock per user, waited for within the deadline too).
+        The last refusal when the deadline would pass first, or the caller went away."""
         started = time.perf_counter()
         gone = asyncio.Event()
         queue = self._waiting.setdefault(request.user_id, _Queue())
         queue.users += 1
-        result = refused
+        result, why = refused, "the deadline would pass first"
         try:
             with self.inflight.track(delivery.correlation_id or "", gone.set):
-                async with queue.lock:
-                    while _may_wait(result) and not gone.is_set():
-                        wait_s = max(0.001, result.retry_after or 0.0)
-                        if self.bus.now_ms() + wait_s * 1000 >= deadline_ms:
-                            break  # the deadline would pass first: the 429 stands
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(gone.wait(), wait_s)
-                        if gone.is_set():
-                            break
-                        result = await self._admit(
-                            request,
-                            candidates,
-                            reservation,
-                            prompt_tokens,
-                            deadline_ms,
-                            lookup=False,
-                        )
-                        # The cache's first answer (a ticket to lead) stays with the request.
-                        result = dataclasses.replace(result, cache=refused.cache)  # fmt: skip
+                if await _acquired(queue.lock, gone, (deadline_ms - self.bus.now_ms()) / 1000):
+                    try:
+                        result, why = await self._asked_again(
+                            request, candidates, reservation, prompt_tokens, deadline_ms,
+                            refused, gone,
+                        )  # fmt: skip
+                    finally:
+                        queue.lock.release()
+                elif gone.is_set():
+                    why = "its caller went away"
         finally:
             queue.users -= 1
             if not queue.users:
                 self._waiting.pop(request.user_id, None)
         waited_ms = (time.perf_counter() - started) * 1000
-        attempts.append(Attempt(
-            provider="admission", model="", outcome="waited", latency_ms=waited_ms,
-            message=f"waited for room under {refused.limit_type or 'a rate limit'}"
-            + ("" if result.admitted else "; the deadline would pass first"),
-        ))  # fmt: skip
+        said = f"waited for room under {refused.limit_type or 'a rate limit'}"
+        attempts.append(Attempt(provider="admission", model="", outcome="waited",
+                                latency_ms=waited_ms,
+                                message=said if result.admitted else f"{said}; {why}"))  # fmt: skip
         return result
+
+    async def _asked_again(
+        self,
+        request: GenerateRequest,
+        candidates: list[Candidate],
+        reservation: str,
+        prompt_tokens: int,
+        deadline_ms: int,
+        refused: AdmissionResult,
+        gone: asyncio.Event,
+    ) -> tuple[AdmissionResult, str]:
+        """Admission asked again each time the limit says it has room; the last answer
+        and, if it is a refusal, why waiting stopped."""
+        result = refused
+        while _may_wait(result):
+            wait_s = max(0.001, result.retry_after or 0.0)
+            if self.bus.now_ms() + wait_s * 1000 >= deadline_ms:
+                return result, "the deadline would pass first"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gone.wait(), wait_s)
+            if gone.is_set():
+                return result, "its caller went away"
+            again = await self._admit(request, candidates, reservation, prompt_tokens,
+                                      deadline_ms, lookup=False)  # fmt: skip
+            # The cache's first answer (a ticket to lead) stays with the request; the
+            # quotas' figures too (asked again, the quota keeper has charged it once).
+            result = dataclasses.replace(again, cache=refused.cache,
+                                         limits=_merged(refused.limits, again.limits))  # fmt: skip
+        why = "a quota refused it" if result.quota_refused else f"refused: {result.kind}"
+        return result, why
 
     async def _admit(
         self,
@@ -495,7 +557,9 @@ class Router(Actor):
                     Attempt(provider=provider, model=model, outcome="ok",
                             latency_ms=reply.latency_ms, first_token_ms=reply.first_token_ms)
                 )  # fmt: skip
-                return self._answered(request, reply, attempts, streamed=streaming)
+                named = self.planner.catalog.canonical(request.model) or request.model
+                return self._answered(request, reply, attempts, streamed=streaming,
+                                      fallback_from=named if candidate.step else "")  # fmt: skip
             assert isinstance(reply, CallFailed)
             attempts.append(
                 Attempt(provider=provider, model=model, outcome=reply.kind,
@@ -561,7 +625,13 @@ class Router(Actor):
         return self._failed(course.request, "invalid_output", said, course.attempts)
 
     def _answered(
-        self, request: GenerateRequest, done: Completion, attempts: list[Attempt], *, streamed: bool
+        self,
+        request: GenerateRequest,
+        done: Completion,
+        attempts: list[Attempt],
+        *,
+        streamed: bool,
+        fallback_from: str = "",
     ) -> GenerateResponse:
         return GenerateResponse(
             request_id=request.request_id,
@@ -576,6 +646,7 @@ class Router(Actor):
             tool_calls=[] if streamed else done.tool_calls,  # a stream's went as deltas
             logprobs=[] if streamed else done.logprobs,
             embeddings=done.embeddings,
+            fallback_from=fallback_from,
         )
 
     def _deadline(self, request: GenerateRequest, attempts: list[Attempt]) -> GenerateFailed:
@@ -647,10 +718,44 @@ class _Queue:
     users: int = 0
 
 
+async def _acquired(lock: asyncio.Lock, gone: asyncio.Event, within_s: float) -> bool:
+    """The lock, unless the caller goes away or ``within_s`` passes first."""
+    if within_s <= 0:
+        return False
+    taking = asyncio.ensure_future(lock.acquire())
+    leaving = asyncio.ensure_future(gone.wait())
+    try:
+        await asyncio.wait({taking, leaving}, timeout=within_s,
+                           return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+    finally:
+        leaving.cancel()
+        if not taking.done():
+            taking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await taking
+    got = taking.done() and not taking.cancelled() and taking.result()
+    if got and gone.is_set():
+        lock.release()
+        return False
+    return bool(got)
+
+
+def _merged(before: list[LimitState], now: list[LimitState]) -> list[LimitState]:
+    """Limits by name, the latest figures winning."""
+    by_name = {limit.name: limit for limit in before}
+    by_name.update((limit.name, limit) for limit in now)
+    return list(by_name.values())
+
+
 def _may_wait(result: AdmissionResult) -> bool:
     """Refused by a rate limit that will have room (never a quota, nor a request that
     alone is over the limit)."""
-    return not result.admitted and result.kind == "rate_limited" and result.retry_after is not None
+    return (
+        not result.admitted
+        and result.kind == "rate_limited"
+        and result.retry_after is not None
+        and not result.quota_refused
+    )
 
 
 @dataclass(slots=True)

@@ -11,7 +11,9 @@ from typing import Any
 
 import aiohttp
 
+from actors.routing import Router
 from actors.runtime.config import AdmissionConfig, AuthConfig, KeyConfig, TierConfig
+from tests.conftest import eventually
 from tests.limits.conftest import limits, quotas, user
 from tests.request_path.conftest import MakeNode
 
@@ -95,3 +97,53 @@ async def test_a_tier_may_wait_for_its_users(
         first = await _generate(http, node, headers, prompt="a")
         second = await _generate(http, node, headers, prompt="b")
         assert [first[0], second[0]] == expected, (key, second)
+
+
+async def test_a_waiter_in_the_queue_keeps_its_own_deadline(
+    make_node: MakeNode, http: aiohttp.ClientSession
+) -> None:
+    """Queued behind a request of the same user that waits long, a request with a short
+    deadline gets its 429 when its own deadline would pass, not after the other's wait."""
+    node = await make_node(providers=("openai",),
+                           limits=limits(burst_limit=1, burst_window_ms=5_000))  # fmt: skip
+    uid = user()
+    assert (await _generate(http, node, prompt="first", user_id=uid))[0] == 200
+    patient = asyncio.create_task(_generate(http, node, prompt="patient", user_id=uid,
+                                            wait_on_limit=True, timeout_ms=30_000))  # fmt: skip
+    assert node.supervisor is not None
+    (router,) = [a for a in node.supervisor.actors if isinstance(a, Router)]
+    await eventually(lambda: uid in router._waiting)  # it waits, holding its user's queue
+    hasty = asyncio.create_task(_generate(http, node, prompt="hasty", user_id=uid,
+                                          wait_on_limit=True, timeout_ms=1_500))  # fmt: skip
+    done, _pending = await asyncio.wait({patient, hasty}, return_when=asyncio.FIRST_COMPLETED)
+    assert done == {hasty}, "the hasty one waited behind the patient one"
+    status, body = hasty.result()
+    assert status == 429 and body["error"]["type"] == "rate_limited"
+    status, body = await patient
+    assert status == 200 and _waited(body)
+
+
+async def test_over_a_quota_too_it_never_waits(
+    make_node: MakeNode, http: aiohttp.ClientSession
+) -> None:
+    node = await make_node(providers=("openai",), quota=quotas(daily_request_limit=1),
+                           limits=limits(burst_limit=1, burst_window_ms=60_000))  # fmt: skip
+    uid = user()
+    assert (await _generate(http, node, prompt="first", user_id=uid))[0] == 200
+    status, body = await _generate(http, node, prompt="second", user_id=uid, wait_on_limit=True)
+    assert status == 429 and not _waited(body), body
+
+
+async def test_an_answer_after_a_wait_keeps_its_quota_headers(
+    make_node: MakeNode, http: aiohttp.ClientSession
+) -> None:
+    node = await make_node(providers=("openai",), limits=ONE_A_SECOND,
+                           quota=quotas(daily_token_limit=10**6))  # fmt: skip
+    uid = user()
+    url = f"{node.gateway.url}/ai-orchestration/generate"  # type: ignore[union-attr]
+    assert (await _generate(http, node, prompt="first", user_id=uid))[0] == 200
+    async with http.post(url, json={"prompt": "second", "user_id": uid,
+                                    "wait_on_limit": True}) as response:  # fmt: skip
+        assert response.status == 200
+        assert _waited(await response.json())
+        assert "X-RateLimit-Limit-Daily-Tokens" in response.headers

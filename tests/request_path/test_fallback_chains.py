@@ -15,7 +15,8 @@ from actors.providers.simulator import BLOCKED_MARKER, Simulator
 from actors.routing._planner import fallback_chains
 from actors.runtime.config import RouterConfig
 from tests.conftest import eventually
-from tests.request_path.conftest import MakeNode
+from tests.limits.conftest import limits
+from tests.request_path.conftest import ADMIN, MakeNode
 
 ALL = ("openai", "anthropic", "google")
 FAST = dict(retry_base_ms=10, retry_max_ms=50)
@@ -62,7 +63,7 @@ async def test_a_model_whose_vendor_fails_is_answered_by_its_default_chain(
         json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
     ) as response:
         assert response.status == 200
-        assert response.headers["X-AIO-Fallback"] == "true"
+        assert response.headers["X-AIO-Fallback"] == "gpt-4o-mini"  # the model asked for
         assert response.headers["X-AIO-Model"] == "claude-3-5-haiku-20241022"
         assert response.headers["X-AIO-Provider"] == "anthropic"
 
@@ -146,3 +147,36 @@ async def test_a_request_too_long_for_its_model_goes_to_a_larger_window(
     tried = _tried(body)
     assert tried[0] == ("openai", "gpt-4o-mini", "context_too_long")
     assert tried[-1] == ("anthropic", "claude-3-5-haiku-20241022", "ok")  # 200k tokens
+
+
+async def test_a_model_left_out_by_the_planner_chains_only_as_configured(
+    make_node: MakeNode, http: aiohttp.ClientSession
+) -> None:
+    """Its breaker open is a server error: with fallback_on naming only timeouts, the
+    request ends there rather than going down the chain."""
+    node = await make_node(providers=ALL, router=RouterConfig(fallback_on=["timeout"], **FAST))
+    url = f"{node.gateway.url}/ai-orchestration/circuit-breakers/openai/open"  # type: ignore[union-attr]
+    async with http.post(url, json={}, headers=ADMIN) as response:
+        assert response.status == 200
+    status, body = await _generate(http, node, prompt="hi", model="gpt-4o-mini")
+    assert status == 503 and {p for p, _m, _o in _tried(body)} == {"openai"}, body
+
+
+async def test_own_fallbacks_only_for_a_model(
+    make_node: MakeNode, http: aiohttp.ClientSession
+) -> None:
+    node = await make_node(providers=ALL)
+    for model in ("legacy_fast", "openai/gpt-4o"):
+        status, body = await _generate(http, node, prompt="hi", model=model,
+                                       fallbacks=["claude-3-haiku"])  # fmt: skip
+        assert status == 400 and body["error"]["message"].startswith("fallbacks:"), body
+
+
+async def test_admission_reserves_for_the_model_asked_for(
+    make_node: MakeNode, http: aiohttp.ClientSession
+) -> None:
+    """gpt-6-luna's chain has dearer models: the reservation is luna's own (a fallback
+    that answers settles to its real cost), so a tight cost limit admits it."""
+    node = await make_node(providers=ALL, limits=limits(cost_per_minute=0.005))
+    status, body = await _generate(http, node, prompt="hi", model="gpt-6-luna")
+    assert status == 200, body

@@ -5,6 +5,7 @@ answer that was made is charged. A first call that answers in time is never hedg
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -102,3 +103,23 @@ async def test_a_stream_already_sending_is_not_hedged(
     text = await _stream_text(http, node)
     assert asyncio.get_running_loop().time() - started > 1.0  # it was still going
     assert text and simulator.state.calls["azure"] == 0
+
+
+async def test_a_caller_leaving_before_the_hedge_delay_frees_the_call(
+    make_node: MakeNode, simulator: Simulator
+) -> None:
+    simulator.state.update("openai", {"hang_rate": 1})
+    router = RouterConfig(hedge_delay_ms=120_000, explore_share=0, request_timeout_ms=300_000)
+    node = await make_node(providers=("openai", "azure"), router=router)
+    assert node.gateway is not None
+    url = f"{node.gateway.url}/ai-orchestration/generate"
+    async with aiohttp.ClientSession() as session:
+        asking = asyncio.create_task(
+            session.post(url, json={"prompt": "hi", "model": "gpt-4o", "hedge": True})
+        )
+        await eventually(lambda: simulator.state.hanging["openai"] == 1)
+        asking.cancel()  # the caller goes away long before the hedge delay
+        with contextlib.suppress(asyncio.CancelledError):
+            await asking
+    await eventually(lambda: simulator.state.hanging["openai"] == 0)  # its call let go
+    assert simulator.state.calls["azure"] == 0
