@@ -201,6 +201,14 @@ class _Demo:
                           for a in answer["orchestration"]["attempts"])  # fmt: skip
         self.say("fallback", f"model=gpt-4o -> answered by {answer['response']['provider']} "
                  f"after: {tries}")  # fmt: skip
+        # gpt-4o-mini has no Azure deployment here: its fallback chain (its tier's other
+        # vendors) crosses to another vendor's model.
+        _, answer = await self.post({"prompt": "any gpt-4o-mini", "model": "gpt-4o-mini",
+                                     "use_cache": False, "user_id": "gus"})  # fmt: skip
+        tries = ", ".join(f"{a['provider']}/{a['model']} {a['outcome']}"
+                          for a in answer["orchestration"]["attempts"])  # fmt: skip
+        self.say("fallback", f"model=gpt-4o-mini -> answered by {answer['response']['provider']}"
+                 f"/{answer['response']['model']}, down its fallback chain: {tries}")  # fmt: skip
         self.simulator.state.update("openai", {"error_rate": 0.0})
         healthy = await self.until(lambda: not prober.is_down("openai"), 5)
         await self.post({}, "/ai-orchestration/circuit-breakers/openai/reset", self.admin)
