@@ -155,9 +155,10 @@ async def test_serve_at_debug_follows_a_request_through_every_actor(
     config.write_text(
         f'log_level = "debug"\nsdk_log_level = "debug"\nredis_url = "{server_url}"\n'
         f'[bus]\nnamespace = "{ns}"\n[gateway]\nport = 0\n'
-        # No prober: its probe latencies would let the performance strategy put
-        # Anthropic first, and this test follows OpenAI's refusal, then Anthropic.
-        f"[health]\nenabled = false\n"
+        # No prober (its probe latencies would let the performance strategy put
+        # Anthropic first) and no exploration (it might too): this test follows
+        # OpenAI's refusal, then Anthropic.
+        f"[health]\nenabled = false\n[router]\nexplore_share = 0\n"
         f'[auth.keys.{client_hash}]\nuser_id = "carl"\n'
     )
     env = {k: v for k, v in _env(simulator).items() if k != "REDIS_URL"}
