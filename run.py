@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 import msgspec
+import structlog
 
 from actors import CODEC, configure_logging
 from actors.demo import run_demo
@@ -23,6 +24,9 @@ from actors.providers.simulator import PROVIDERS, Knobs, Simulator
 from actors.runtime import redis_for
 from actors.runtime._logging import secrets_of
 from actors.runtime.config import Config, ConfigError, load_config
+from bus import BusUnavailable
+
+log = structlog.get_logger("serve")
 
 
 def _schema(_args: argparse.Namespace) -> int:
@@ -52,8 +56,33 @@ def _run_serve(args: argparse.Namespace) -> int:
     if args.role != "worker" and not config.gateway.admin_token:
         config, made = _with_new_admin_token(config)
     _logging(args, args.log_level or config.log_level, config)  # the token made is masked too
-    asyncio.run(_serve(config, args.role, args.data_dir, made))
+    try:
+        asyncio.run(_serve(config, args.role, args.data_dir, made, args.wait_for_redis))
+    except BusUnavailable as exc:
+        print(f"error: {exc} (tried for {args.wait_for_redis:g} s; --wait-for-redis)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     return 0
+
+
+async def _started(config: Config, url: str, role: Role, wait_s: float) -> Node:
+    """A started node; while Redis cannot be reached (it is starting, restarting or
+    paused), tried again with backoff for ``wait_s`` seconds, then ``BusUnavailable``."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + wait_s
+    delay = 0.25
+    while True:
+        node = Node(config, url, role)
+        try:
+            await node.start()
+        except BusUnavailable as exc:
+            if loop.time() + delay > give_up:
+                raise
+            log.warning("serve.redis_unreachable", error=str(exc), retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        return node
 
 
 def _with_new_admin_token(config: Config) -> tuple[Config, str]:
@@ -79,10 +108,11 @@ def _loopback(host: str) -> bool:
         return False
 
 
-async def _serve(config: Config, role: Role, data_dir: str | None, made: str | None) -> None:
+async def _serve(
+    config: Config, role: Role, data_dir: str | None, made: str | None, wait_s: float = 30.0
+) -> None:
     async with redis_for(config, data_dir) as url:
-        node = Node(config, url, role)
-        await node.start()
+        node = await _started(config, url, role, wait_s)
         where = node.gateway.url if node.gateway else "no HTTP (worker)"
         if made is not None:  # once, on the terminal: never into the log
             print(f"admin token (made for this run; set AIO_ADMIN_TOKEN to choose one): {made}",
@@ -265,6 +295,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--sdk-log-level", choices=["debug", "info", "warning", "error"], help=SDK_LEVEL_HELP
     )
+    serve.add_argument(
+        "--wait-for-redis", type=float, default=30.0, metavar="SECONDS",
+        help="how long to keep trying to reach Redis at start before giving up (exit 2)",
+    )  # fmt: skip
     serve.set_defaults(run=_run_serve)
 
     probe = commands.add_parser(

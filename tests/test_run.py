@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -204,3 +205,15 @@ def test_serve_requires_the_admin_token_it_makes_or_is_given(
     assert server.returncode == 0, err
     printed = "".join(seen) + out + err
     assert token is not None and printed.count(token) == (1 if chosen is None else 0)
+
+
+def test_serve_waits_for_redis_then_says_why_it_gave_up() -> None:
+    """No Redis where it is told to look: it keeps trying for --wait-for-redis seconds,
+    then exits 2 with one line that says so (no traceback)."""
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = os.environ | {"REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    result = _run("serve", "--port", "0", "--wait-for-redis", "0.5", env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Redis is unreachable" in result.stderr and "Traceback" not in result.stderr
