@@ -85,6 +85,7 @@ class Soak:
         self.done = 0
         self.restarted: set[str] = set()
         self.marks: list[tuple[int, asyncio.Event]] = []  # when each fault may start
+        self.refused_ids: dict[str, tuple[str, str]] = {}  # never run: id -> user, why
 
     async def run(self) -> None:
         data = tempfile.mkdtemp(prefix="soak-redis-")
@@ -181,6 +182,7 @@ class Soak:
         self.statuses[f"{status} {code}".strip()] += 1
         if status == 503 and code in ("unavailable", "admission_unavailable"):
             self.not_run[user] += 1  # never run (the bus or admission refused): not charged
+            self.refused_ids[response.headers.get("X-Request-ID", "")] = (user, code)
         now = time.perf_counter()
         self.samples.append((now - self.started, (now - started) * 1000))
         self.done += 1
@@ -274,6 +276,18 @@ class Soak:
         verdict = "each once" if charged == expected else "MISMATCH"
         print(f"accounting: {expected} requests ran, {charged} charged "
               f"({charged - expected:+d}: {verdict})")  # fmt: skip
+        # A request refused (never run) that holds a quota reservation all the same (open:
+        # charged until it expires; settled: it ran), by why it was refused.
+        held: collections.Counter[str] = collections.Counter()
+        for request_id, (user, why) in self.refused_ids.items():
+            for _held_id, value in client.hscan_iter(
+                f"{self.ns}:quota:{{{user}}}:reservations", match=f"{request_id}@*"
+            ):
+                state = value.rsplit(b" ", 1)[-1].decode()
+                if state != "released":
+                    held[f"{why} {state}"] += 1
+        if held:
+            print(f"refused requests with a quota reservation (why, its state): {dict(held)}")
         dead = client.xlen(f"{self.ns}:dead") if client.exists(f"{self.ns}:dead") else 0
         print(f"dead-lettered entries: {dead}")
         keys = list(client.scan_iter(match=f"{self.ns}:*", count=1000))

@@ -40,6 +40,7 @@ class Model:
     used: dict[str, list[int]] = field(default_factory=dict)  # period key -> req, tok, nano
     held: dict[str, tuple[str | None, int, int, bool]] = field(default_factory=dict)
     warned: set[tuple[str, str]] = field(default_factory=set)
+    released: set[str] = field(default_factory=set)  # released before they were reserved
 
     def keys(self, session: str | None) -> list[tuple[str, str, str]]:
         out = [("monthly", "monthly", "month"), ("daily", "daily", "day")]
@@ -85,6 +86,8 @@ class Model:
         return broken, warnings
 
     def settle(self, rid: str, tokens: int, cost: int, counted: bool) -> bool:
+        if rid not in self.held and not counted:
+            self.released.add(rid)  # released before reserved: a late ask is a duplicate
         if rid not in self.held or not self.held[rid][3]:
             return False
         session, held_tokens, held_cost, _open = self.held[rid]
@@ -144,7 +147,7 @@ async def test_the_quota_keeper_agrees_with_the_reference_model(
             broken = {n for n, lim, used, amount, _k in checks if used + amount > lim}
             assert verdict.admitted == (not broken)
             continue
-        if rid in model.held:
+        if rid in model.held or rid in model.released:
             verdict = await store.admit(uid, session, rid, tokens, cost)
             assert verdict.admitted and verdict.duplicate  # charged once
             continue
@@ -262,3 +265,17 @@ async def test_bad_quotas_are_refused_by_name(
     store, uid = make_quotas(), user()
     with pytest.raises(ValueError, match=named):
         await store.set_config(uid, changes)
+
+
+async def test_a_release_before_its_reservation_leaves_the_late_ask_uncharged(
+    make_quotas: MakeQuotas,
+) -> None:
+    """Redis stalled: the router gave up on admission and released the request before
+    the quota keeper ran its ask. The ask, when it runs, is a duplicate: nothing is
+    charged (the soak found such requests counted until their reservation expired)."""
+    store, uid = make_quotas(daily_request_limit=10, daily_token_limit=1_000), user()
+    assert not await store.settle(uid, "gave-up", 0, 0.0, counted=False)
+    late = await store.admit(uid, None, "gave-up", 500, 0.0)
+    assert late.admitted and late.duplicate
+    rows = {row["quota_type"]: row for row in (await store.get_usage(uid))["quotas"]}
+    assert rows["daily_requests"]["used"] == 0 and rows["daily_tokens"]["used"] == 0

@@ -1,14 +1,30 @@
 -- Settle one reservation to the request's real usage (refund or extra charge in the
 -- periods it was charged to), or release it; once: a settled reservation stays as a
 -- marker until it expires, so a redelivered request is neither charged nor settled
--- twice. A released one (a request refused elsewhere) is forgotten at once.
+-- twice. A released one (a request refused elsewhere) is forgotten at once; one
+-- released before it was reserved leaves a "released" marker instead (see below).
 -- KEYS[1] reservations (hash), KEYS[2] their expiry times (zset)
 -- ARGV[1] request id, ARGV[2] real tokens, ARGV[3] real cost (nano),
 -- ARGV[4] counted (1: the request counts; 0: release it entirely),
 -- ARGV[5] how long to keep the settled marker (ms)
 -- Returns 1 if it settled something.
 local held = redis.call('HGET', KEYS[1], ARGV[1])
-if not held then return 0 end
+if not held then
+  if ARGV[4] == '0' then
+    -- Released before its ask was even answered (the router gave up on a late quota
+    -- keeper: Redis stalled): a marker, so that the late ask, when it comes, is a
+    -- duplicate and charges nothing. It goes when the marker expires.
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local ttl = tonumber(ARGV[5])
+    redis.call('HSET', KEYS[1], ARGV[1], '- - - 0 0 released')
+    redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
+    for _, key in ipairs({KEYS[1], KEYS[2]}) do
+      if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+    end
+  end
+  return 0
+end
 local m, d, s, tokens, cost, state = string.match(held, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%a+)$')
 if state ~= 'open' then return 0 end
 local counted = ARGV[4] ~= '0'
