@@ -134,7 +134,7 @@ class LimiterStore:
         """Replace a reservation by the real usage (or release it); True if one was held."""
         check_usage(tokens, cost_usd)
         keys = self._keys(user_id).settled
-        args = [request_id, tokens, nano(cost_usd), int(counted)]
+        args = [request_id, tokens, nano(cost_usd), int(counted), self.config.reservation_ttl_ms]
         return bool(await self.bus.run_script(self._settle, keys, args))
 
     async def report(

@@ -44,7 +44,9 @@ if #stale > 0 then
   redis.call('ZREM', KEYS[6], unpack(stale))
 end
 -- Admitted in the last hour already (a redelivered request): charged once.
-if mode ~= 'check' and redis.call('ZSCORE', KEYS[2], rid) then
+-- Or released before it got here (its router gave up on it): it counts nowhere.
+if mode ~= 'check' and (redis.call('ZSCORE', KEYS[2], rid)
+    or redis.call('HGET', KEYS[5], rid) == 'released') then
   return cjson.encode({verdict = 'dup'})
 end
 

@@ -5,10 +5,28 @@
 -- KEYS[1] requests (zset), KEYS[2] tokens (hash), KEYS[3] cost (hash),
 -- KEYS[4] reservations (hash: request id -> "at_ms tokens cost"), KEYS[5] their expiry
 -- ARGV[1] request id, ARGV[2] real tokens, ARGV[3] real cost (nano-dollars),
--- ARGV[4] counted (1: the request counts; 0: release it, as if never made)
+-- ARGV[4] counted (1: the request counts; 0: release it, as if never made),
+-- ARGV[5] how long a "released" marker is kept (ms): one released before it was
+-- reserved (see below)
 -- Returns 1 if it settled something.
 local held = redis.call('HGET', KEYS[4], ARGV[1])
-if not held then return 0 end
+if not held then
+  if ARGV[4] == '0' and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+    -- Released before its ask was even answered (the router gave up on a late
+    -- limiter: Redis stalled): a marker, so that the late ask, when it comes, is a
+    -- duplicate and counts in no window. It goes when the marker expires.
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local ttl = tonumber(ARGV[5])
+    redis.call('HSET', KEYS[4], ARGV[1], 'released')
+    redis.call('ZADD', KEYS[5], now + ttl, ARGV[1])
+    for _, key in ipairs({KEYS[4], KEYS[5]}) do
+      if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+    end
+  end
+  return 0
+end
+if held == 'released' then return 0 end
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 local at, tokens, cost = string.match(held, '^(%d+) (-?%d+) (-?%d+)$')
