@@ -267,9 +267,7 @@ class MessagesApi:
             body: MessagesBody = decode(await request.read(), MessagesBody)
             gateway.check_model(body.model)
             named = body.metadata.user_id if body.metadata else None
-            user_id, tier = await gateway.callers.who(
-                request, None if gateway.callers.config.required else named
-            )
+            user_id, tier = await gateway.callers.end_user(request, named)
             ask = gateway.bounded(GenerateRequest(
                 request_id=gateway.new_request_id(request),
                 messages=conversation(body.system, body.messages),

@@ -49,6 +49,7 @@ from ._openai import (
     chat_messages,
     chat_tools,
     completion_body,
+    failure_args,
     is_legacy,
     openai_error,
     route_headers,
@@ -280,10 +281,8 @@ class Gateway:
         try:
             body: ChatCompletionBody = decode(await request.read(), ChatCompletionBody)
             self.check_model(body.model)
-            # With a key, `user` (OpenAI's end-user id) is the key's user's business.
-            user_id, tier = await self.callers.who(
-                request,
-                None if self.callers.config.required else body.user or body.safety_identifier,
+            user_id, tier = await self.callers.end_user(
+                request, body.user or body.safety_identifier
             )
             ask = self.bounded(GenerateRequest(
                 request_id=self.new_request_id(request),
@@ -376,9 +375,7 @@ class Gateway:
             await replies.aclose()  # type: ignore[attr-defined]
 
     def _openai_failure(self, exc: GenerateError) -> web.Response:
-        failed = exc.failed
-        return openai_error(failed.status, failed.kind, failed.message, failed.request_id,
-                            failed.retry_after, failed.limits)  # fmt: skip
+        return openai_error(*failure_args(exc.failed))
 
     async def list_models(self, _request: web.Request) -> web.Response:
         return json_response({"object": "list", "data": self.models.listing()})

@@ -67,6 +67,12 @@ class Callers:
             raise Refused(403, "forbidden", why)
         return who
 
+    async def end_user(self, request: web.Request, named: str | None) -> tuple[str, str]:
+        """``who``, with a provider API's own end-user id (OpenAI's ``user``, Anthropic's
+        ``metadata.user_id``) as the user only when no key is required: with a key, that
+        id is the key's user's business, not who is calling."""
+        return await self.who(request, None if self.config.required else named)
+
     async def _lookup(self, digest: str) -> tuple[str, str] | None:
         if digest in self._configured:
             return self._configured[digest]

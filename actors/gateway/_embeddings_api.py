@@ -23,7 +23,7 @@ from ..messages import GenerateRequest, GenerateResponse, UserId
 from ..providers import Dimensions, EmbedInputs
 from ._bodies import BadInput, bus_failure, decode, json_response, limit_headers
 from ._callers import Refused
-from ._openai import openai_error, route_headers, wait_on_limit
+from ._openai import failure_args, openai_error, route_headers, wait_on_limit
 
 if TYPE_CHECKING:
     from ._app import Gateway
@@ -71,9 +71,7 @@ class EmbeddingsApi:
         try:
             body: EmbeddingsBody = decode(await request.read(), EmbeddingsBody)
             gateway.check_model(body.model)
-            user_id, tier = await gateway.callers.who(
-                request, None if gateway.callers.config.required else body.user
-            )
+            user_id, tier = await gateway.callers.end_user(request, body.user)
             ask = gateway.bounded(GenerateRequest(
                 request_id=gateway.new_request_id(request),
                 embed=body.inputs(),
@@ -95,9 +93,7 @@ class EmbeddingsApi:
         try:
             answer = await gateway.client.generate(ask)
         except GenerateError as exc:
-            failed = exc.failed
-            return openai_error(failed.status, failed.kind, failed.message, failed.request_id,
-                                failed.retry_after, failed.limits)  # fmt: skip
+            return openai_error(*failure_args(exc.failed))
         except BusError as exc:
             return openai_error(*bus_failure(exc), ask.request_id)
         gateway.observe_overhead(started, answer)

@@ -11,7 +11,15 @@ import msgspec
 from aiohttp import web
 
 from ..client import GenerateError
-from ..messages import KINDS, Fallbacks, GenerateResponse, LimitState, StreamDelta, UserId
+from ..messages import (
+    KINDS,
+    Fallbacks,
+    GenerateFailed,
+    GenerateResponse,
+    LimitState,
+    StreamDelta,
+    UserId,
+)
 from ..providers import (
     ChatMessage,
     Effort,
@@ -46,6 +54,7 @@ __all__ = [
     "chat_messages",
     "chat_tools",
     "completion_body",
+    "failure_args",
     "is_legacy",
     "openai_error",
     "route_headers",
@@ -453,6 +462,14 @@ def _call(call: ToolCall) -> dict[str, Any]:
 
 
 _ERROR_TYPES = {400: "invalid_request_error", 429: "rate_limit_error", 504: "timeout"}
+
+
+def failure_args(
+    failed: GenerateFailed,
+) -> tuple[int, str, str, str, float | None, list[LimitState]]:
+    """``openai_error``'s arguments for a request that got no answer."""
+    return (failed.status, failed.kind, failed.message, failed.request_id, failed.retry_after,
+            failed.limits)  # fmt: skip
 
 
 def openai_error(status: int, kind: str, message: str, request_id: str = "",

@@ -37,6 +37,7 @@ from ._bodies import BadInput, bus_failure, decode, json_response, limit_headers
 from ._callers import Refused
 from ._openai import (
     cache_threshold,
+    failure_args,
     openai_error,
     route_headers,
     use_cache,
@@ -273,9 +274,7 @@ class ResponsesApi:
             body: ResponsesBody = decode(await request.read(), ResponsesBody)
             gateway.check_model(body.model)
             named = body.user or body.safety_identifier
-            user_id, tier = await gateway.callers.who(
-                request, None if gateway.callers.config.required else named
-            )
+            user_id, tier = await gateway.callers.end_user(request, named)
             ask = gateway.bounded(GenerateRequest(
                 request_id=gateway.new_request_id(request),
                 messages=body.conversation_of(),
@@ -305,10 +304,7 @@ class ResponsesApi:
             try:
                 answer = await gateway.client.generate(ask)
             except GenerateError as exc:
-                failed = exc.failed
-                return _error(failed.status, failed.kind, failed.message,
-                                    failed.request_id, failed.retry_after,
-                                    failed.limits)  # fmt: skip
+                return _error(*failure_args(exc.failed))
             except BusError as exc:
                 return _error(*bus_failure(exc), ask.request_id)
             gateway.observe_overhead(started, answer)
@@ -318,9 +314,7 @@ class ResponsesApi:
         try:
             first = await anext(replies)  # failures before any text keep their status
         except GenerateError as exc:
-            failed = exc.failed
-            return _error(failed.status, failed.kind, failed.message, failed.request_id,
-                                failed.retry_after, failed.limits)  # fmt: skip
+            return _error(*failure_args(exc.failed))
         except BusError as exc:
             return _error(*bus_failure(exc), ask.request_id)
         except StopAsyncIteration:
