@@ -9,20 +9,11 @@
 -- ARGV[5] how long a "released" marker is kept (ms): one released before it was
 -- reserved (see below)
 -- Returns 1 if it settled something.
+--#include release_marker
 local held = redis.call('HGET', KEYS[4], ARGV[1])
 if not held then
   if ARGV[4] == '0' and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-    -- Released before its ask was even answered (the router gave up on a late
-    -- limiter: Redis stalled): a marker, so that the late ask, when it comes, is a
-    -- duplicate and counts in no window. It goes when the marker expires.
-    local t = redis.call('TIME')
-    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    local ttl = tonumber(ARGV[5])
-    redis.call('HSET', KEYS[4], ARGV[1], 'released')
-    redis.call('ZADD', KEYS[5], now + ttl, ARGV[1])
-    for _, key in ipairs({KEYS[4], KEYS[5]}) do
-      if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
-    end
+    mark_released(KEYS[4], KEYS[5], ARGV[1], 'released', tonumber(ARGV[5]))
   end
   return 0
 end

@@ -8,20 +8,11 @@
 -- ARGV[4] counted (1: the request counts; 0: release it entirely),
 -- ARGV[5] how long to keep the settled marker (ms)
 -- Returns 1 if it settled something.
+--#include release_marker
 local held = redis.call('HGET', KEYS[1], ARGV[1])
 if not held then
-  if ARGV[4] == '0' then
-    -- Released before its ask was even answered (the router gave up on a late quota
-    -- keeper: Redis stalled): a marker, so that the late ask, when it comes, is a
-    -- duplicate and charges nothing. It goes when the marker expires.
-    local t = redis.call('TIME')
-    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    local ttl = tonumber(ARGV[5])
-    redis.call('HSET', KEYS[1], ARGV[1], '- - - 0 0 released')
-    redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
-    for _, key in ipairs({KEYS[1], KEYS[2]}) do
-      if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
-    end
+  if ARGV[4] == '0' then  -- the quota's own format: a state that is not "open"
+    mark_released(KEYS[1], KEYS[2], ARGV[1], '- - - 0 0 released', tonumber(ARGV[5]))
   end
   return 0
 end
