@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -154,10 +155,11 @@ class Router(Actor):
             admitted = await self._admit(request, candidates, reservation, prompt_tokens,
                                          deadline_ms)  # fmt: skip
             if _may_wait(admitted) and self.admission.waits(request):
+                ask_again = functools.partial(self._admit, request, candidates, reservation,
+                                              prompt_tokens, deadline_ms, lookup=False)  # fmt: skip
                 admitted = await self._wait_for_room(
-                    request, candidates, reservation, prompt_tokens, deadline_ms, admitted,
-                    delivery, attempts,
-                )  # fmt: skip
+                    request, ask_again, deadline_ms, admitted, delivery, attempts
+                )
             limits = admitted.limits
             if not admitted.admitted:
                 refused = self._failed(
@@ -382,9 +384,7 @@ class Router(Actor):
     async def _wait_for_room(
         self,
         request: GenerateRequest,
-        candidates: list[Candidate],
-        reservation: str,
-        prompt_tokens: int,
+        ask_again: Callable[[], Awaitable[AdmissionResult]],
         deadline_ms: int,
         refused: AdmissionResult,
         delivery: Delivery,
@@ -403,10 +403,7 @@ class Router(Actor):
             with self.inflight.track(delivery.correlation_id or "", gone.set):
                 if await _acquired(queue.lock, gone, (deadline_ms - self.bus.now_ms()) / 1000):
                     try:
-                        result, why = await self._asked_again(
-                            request, candidates, reservation, prompt_tokens, deadline_ms,
-                            refused, gone,
-                        )  # fmt: skip
+                        result, why = await self._asked_again(ask_again, deadline_ms, refused, gone)
                     finally:
                         queue.lock.release()
                 elif gone.is_set():
@@ -424,10 +421,7 @@ class Router(Actor):
 
     async def _asked_again(
         self,
-        request: GenerateRequest,
-        candidates: list[Candidate],
-        reservation: str,
-        prompt_tokens: int,
+        ask_again: Callable[[], Awaitable[AdmissionResult]],
         deadline_ms: int,
         refused: AdmissionResult,
         gone: asyncio.Event,
@@ -443,8 +437,7 @@ class Router(Actor):
                 await asyncio.wait_for(gone.wait(), wait_s)
             if gone.is_set():
                 return result, "its caller went away"
-            again = await self._admit(request, candidates, reservation, prompt_tokens,
-                                      deadline_ms, lookup=False)  # fmt: skip
+            again = await ask_again()
             # The cache's first answer (a ticket to lead) stays with the request; the
             # quotas' figures too (asked again, the quota keeper has charged it once).
             result = dataclasses.replace(again, cache=refused.cache,
