@@ -9,13 +9,13 @@ is skipped.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 
 import openai
 import pydantic
 import pytest
 
-from tests.request_path.conftest import MakeNode
+from actors.node import Node
 
 instructor = pytest.importorskip("instructor")
 
@@ -29,39 +29,35 @@ class Weather(pydantic.BaseModel):
 
 
 @pytest.fixture
-async def sdk(make_node: MakeNode) -> AsyncIterator[openai.AsyncOpenAI]:
-    node = await make_node(providers=("openai", "anthropic", "google"))
-    assert node.gateway is not None
-    client = openai.AsyncOpenAI(api_key="unused", base_url=f"{node.gateway.url}/v1", max_retries=0)
-    yield client
-    await client.close()
+def client(sdk: tuple[Node, openai.AsyncOpenAI]) -> openai.AsyncOpenAI:
+    return sdk[1]
 
 
 @MODELS
 @pytest.mark.parametrize("mode", ["TOOLS", "JSON_SCHEMA"])
 async def test_a_model_back_from_every_provider(
-    sdk: openai.AsyncOpenAI, model: str, mode: str
+    client: openai.AsyncOpenAI, model: str, mode: str
 ) -> None:
-    client = instructor.from_openai(sdk, mode=instructor.Mode[mode])
-    answer = await client.chat.completions.create(
+    patched = instructor.from_openai(client, mode=instructor.Mode[mode])
+    answer = await patched.chat.completions.create(
         model=model, response_model=Weather, messages=ASK, max_retries=0
     )
     assert isinstance(answer, Weather)
 
 
 @MODELS
-async def test_parallel_tools(sdk: openai.AsyncOpenAI, model: str) -> None:
-    client = instructor.from_openai(sdk, mode=instructor.Mode.PARALLEL_TOOLS)
-    answers = await client.chat.completions.create(
+async def test_parallel_tools(client: openai.AsyncOpenAI, model: str) -> None:
+    patched = instructor.from_openai(client, mode=instructor.Mode.PARALLEL_TOOLS)
+    answers = await patched.chat.completions.create(
         model=model, response_model=Iterable[Weather], messages=ASK, max_retries=0
     )
     found = list(answers)
     assert found and all(isinstance(a, Weather) for a in found)
 
 
-async def test_responses_tools(sdk: openai.AsyncOpenAI) -> None:
-    client = instructor.from_openai(sdk, mode=instructor.Mode.RESPONSES_TOOLS)
-    answer = await client.responses.create(
+async def test_responses_tools(client: openai.AsyncOpenAI) -> None:
+    patched = instructor.from_openai(client, mode=instructor.Mode.RESPONSES_TOOLS)
+    answer = await patched.responses.create(
         model="gpt-4o", response_model=Weather, input="The weather in Paris", max_retries=0
     )
     assert isinstance(answer, Weather)

@@ -18,6 +18,7 @@ from langchain_openai import ChatOpenAI
 
 from actors.gateway._responses_api import ResponsesBody, _Echo, _Relay
 from actors.messages import GenerateResponse, StreamDelta
+from actors.node import Node
 from actors.providers import ToolCallDelta, Usage
 from actors.providers.simulator import Simulator
 from tests.request_path.conftest import MakeNode
@@ -44,12 +45,8 @@ class Weather(pydantic.BaseModel):
 
 
 @pytest.fixture
-async def client(make_node: MakeNode) -> AsyncIterator[openai.AsyncOpenAI]:
-    node = await make_node(providers=("openai", "anthropic", "google"))
-    assert node.gateway is not None
-    sdk = openai.AsyncOpenAI(api_key="unused", base_url=f"{node.gateway.url}/v1", max_retries=0)
-    yield sdk
-    await sdk.close()
+def client(sdk: tuple[Node, openai.AsyncOpenAI]) -> openai.AsyncOpenAI:
+    return sdk[1]
 
 
 @MODELS
