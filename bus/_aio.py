@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import redis.exceptions
 import structlog
-
-from ._line import Line
 
 __all__ = ["Backoff", "WriteBatcher", "cancel_and_wait"]
 
@@ -61,6 +59,16 @@ async def cancel_and_wait(task: asyncio.Task[Any], timeout: float | None = None)
 Command = Sequence[Any]
 
 
+class Writes(Protocol):
+    """Where a ``WriteBatcher`` sends: a ``Line`` (one server), a ``ClusterWriter``."""
+
+    async def call(self, *args: Any) -> Any: ...
+
+    async def call_many(self, commands: Sequence[Sequence[Any]]) -> list[Any]: ...
+
+    async def close(self) -> None: ...
+
+
 Batch = list[tuple[Sequence[Command], "asyncio.Future[list[Any]] | None"]]
 
 
@@ -78,7 +86,7 @@ class WriteBatcher:
     place; a connection failure is raised to every waiting caller.
     """
 
-    def __init__(self, line: Line) -> None:
+    def __init__(self, line: Writes) -> None:
         self._line = line
         self._queue: Batch = []
         self._busy = False

@@ -10,7 +10,7 @@ import re
 import socket
 import time
 from collections.abc import AsyncGenerator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis.exceptions
 import structlog
@@ -21,6 +21,7 @@ from redis.commands.core import AsyncScript
 
 from . import _asks
 from ._aio import Backoff, WriteBatcher, cancel_and_wait
+from ._cluster import ClusterTopology, ClusterWriter, cluster_client, command_key, plain_url
 from ._codec import Codec, Message, xadd_command
 from ._config import BusConfig
 from ._errors import (
@@ -77,15 +78,25 @@ class Bus:
         self.codec = codec
         self.names = Names(self.config.namespace)
         cfg = self.config
-        self.redis = _client(
-            redis_url, cfg.command_timeout_ms / 1000, cfg.connect_timeout_ms / 1000
-        )
-        # Blocking reads get their own pool, with a socket timeout longer than BLOCK.
-        self.blocking = _client(
-            redis_url, (cfg.block_ms + cfg.command_timeout_ms) / 1000, cfg.connect_timeout_ms / 1000
-        )
+        timeout, connect = cfg.command_timeout_ms / 1000, cfg.connect_timeout_ms / 1000
+        # Blocking reads get their own connections, with a timeout longer than BLOCK.
+        self._read_timeout = (cfg.block_ms + cfg.command_timeout_ms) / 1000
+        self.blocking: Redis | None = None
+        self.topology: ClusterTopology | None = None
+        cluster_url = plain_url(redis_url)
+        if cluster_url is None:
+            self.redis = _client(redis_url, timeout, connect)
+            self.blocking = _client(redis_url, self._read_timeout, connect)
+            pool = self.redis.connection_pool
+            self.writer = WriteBatcher(Line(lambda: pool))
+        else:
+            cluster = cluster_client(cluster_url, timeout, connect)
+            # The cluster client carries every command the actors send (each keyed
+            # command to its slot's primary): typed as the plain client they use.
+            self.redis = cast(Redis, cluster)
+            self.topology = ClusterTopology(cluster, timeout, connect)
+            self.writer = WriteBatcher(ClusterWriter(self.topology))
         self.scripts = Scripts(self.redis)
-        self.writer = WriteBatcher(Line(self.redis.connection_pool))
         prefix = node_prefix or socket.gethostname() or "node"
         self._node_prefix = re.sub(r"[^A-Za-z0-9_.-]", "_", prefix)
         self.node = ""
@@ -98,6 +109,7 @@ class Bus:
         self._subscriptions: list[Subscription] = []
         self._tails: list[Tail] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self._keepalive: Keepalive | None = None
         # Redis failures this process met, by where (publish, read, ask, handler, ...):
         # counted here, in the process, since Redis is what would have kept them.
@@ -158,7 +170,61 @@ class Bus:
 
     async def _close_clients(self) -> None:
         await self.redis.aclose()
-        await self.blocking.aclose()
+        if self.blocking is not None:
+            await self.blocking.aclose()
+        if self.topology is not None:
+            await self.topology.aclose()
+
+    def reader(self, stream: str) -> Line:
+        """A connection of its own for blocking reads of ``stream`` (close it after)."""
+        if self.topology is not None:
+            return self.topology.reader(stream, self._read_timeout)
+        assert self.blocking is not None
+        pool = self.blocking.connection_pool
+        return Line(lambda: pool)
+
+    async def in_order(self, *commands: Sequence[Any]) -> list[Any]:
+        """Run commands in this order, each only after the one before it ran, in one
+        round trip on one server; on a cluster, one round trip per run of commands
+        that go to the same primary (a reply is on the asker's node, the entry it
+        answers on its stream's). Results as ``writer.execute`` gives them."""
+        results: list[Any] = []
+        for step in self._steps(commands):
+            results.extend(await self.writer.execute(*step))
+        return results
+
+    def in_order_soon(self, *commands: Sequence[Any]) -> None:
+        """``in_order`` without waiting for it: sent with the next writes, a failure
+        logged (on a cluster, a task sends the steps one after another)."""
+        steps = self._steps(commands)
+        if len(steps) == 1:
+            self.writer.submit(*steps[0])
+            return
+        task = asyncio.get_running_loop().create_task(self._send_steps(steps))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send_steps(self, steps: list[list[Sequence[Any]]]) -> None:
+        try:
+            for step in steps:
+                for result in await self.writer.execute(*step):
+                    if isinstance(result, Exception):
+                        log.warning("bus.write_failed", error=repr(result))
+        except REDIS_DOWN as exc:
+            log.warning("bus.write_failed", commands=sum(map(len, steps)), error=repr(exc))
+
+    def _steps(self, commands: Sequence[Sequence[Any]]) -> list[list[Sequence[Any]]]:
+        if self.topology is None:
+            return [list(commands)]
+        steps: list[list[Sequence[Any]]] = []
+        last: tuple[str, int] | None = None
+        for command in commands:
+            address = self.topology.address(command_key(command))
+            if address != last or not steps:
+                steps.append([])
+                last = address
+            steps[-1].append(command)
+        return steps
 
     async def __aenter__(self) -> Bus:
         await self.start()
@@ -166,6 +232,11 @@ class Bus:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def clustered(self) -> bool:
+        """Whether Redis is a cluster (no MULTI across keys of different slots)."""
+        return self.topology is not None
 
     @property
     def reply_stream(self) -> str:

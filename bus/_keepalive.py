@@ -8,8 +8,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
+import redis.cluster
 import structlog
 
+from ._cluster import plain_url
 from ._config import BusConfig
 from ._errors import REDIS_DOWN
 from ._scripts import lua_source
@@ -41,12 +43,17 @@ class Keepalive:
         lease_token: str,
         subscriptions: Callable[[], Sequence[Subscription]],
     ) -> None:
-        self._client = redis.Redis.from_url(
-            url,
-            protocol=2,
-            socket_timeout=config.command_timeout_ms / 1000,
-            socket_connect_timeout=config.connect_timeout_ms / 1000,
-            health_check_interval=0,
+        settings: dict[str, Any] = {
+            "protocol": 2,
+            "socket_timeout": config.command_timeout_ms / 1000,
+            "socket_connect_timeout": config.connect_timeout_ms / 1000,
+            "health_check_interval": 0,
+        }
+        cluster_url = plain_url(url)
+        self._client: redis.Redis | redis.cluster.RedisCluster = (
+            redis.Redis.from_url(url, **settings)
+            if cluster_url is None
+            else redis.cluster.RedisCluster.from_url(cluster_url, **settings)
         )
         self._heartbeat = self._client.register_script(lua_source("bus", "heartbeat"))
         self._lease = self._client.register_script(lua_source("bus", "lease"))

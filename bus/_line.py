@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.exceptions
@@ -21,9 +21,27 @@ from redis.asyncio.connection import AbstractConnection
 
 from ._errors import NotSent
 
-__all__ = ["Entries", "Line", "parse_entries"]
+__all__ = ["Entries", "Line", "elsewhere", "parse_entries"]
 
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
+
+# Error replies of a cluster node that no longer serves the key: the command ran
+# nowhere (its slot moved, the cluster is between owners, the node turned replica
+# under a blocked read); sent again to the slot's owner now, it runs once. (redis-py
+# parses the first four into their classes, without the code in the message.)
+_ELSEWHERE_ERRORS = (
+    redis.exceptions.AskError,  # MovedError included
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.ReadOnlyError,
+)
+
+
+def elsewhere(reply: object) -> bool:
+    """Whether an error reply says the command ran nowhere (see ``_ELSEWHERE_ERRORS``)."""
+    return isinstance(reply, _ELSEWHERE_ERRORS) or (
+        isinstance(reply, redis.exceptions.ResponseError) and str(reply).startswith("UNBLOCKED")
+    )
 
 
 class Line:
@@ -32,16 +50,29 @@ class Line:
     Any failure but a Redis error reply leaves the connection disconnected (redis-py
     does so when a read fails or is cancelled), so the next call starts on a fresh,
     in-sync connection.
+
+    ``source`` gives the pool to take the connection from, asked again whenever the
+    line has none: on a Redis Cluster, a line that reads one stream follows it to
+    the node that serves it now. There, a ``MOVED`` reply (the command ran nowhere)
+    drops the connection, runs ``on_moved`` (a refresh of the slot map) and is
+    raised as a ``ConnectionError``, which callers already back off and retry on.
     """
 
-    def __init__(self, pool: ConnectionPool) -> None:
-        self._pool = pool
+    def __init__(
+        self,
+        source: Callable[[], ConnectionPool],
+        on_moved: Callable[[Exception | None], Awaitable[None]] | None = None,
+    ) -> None:
+        self._source = source
+        self._on_moved = on_moved
+        self._pool: ConnectionPool | None = None
         self._conn: AbstractConnection | None = None
 
     async def _connection(self) -> AbstractConnection:
         """The connection, connected; ``NotSent`` when it cannot be (nothing went out)."""
         try:
             if self._conn is None:
+                self._pool = self._source()
                 self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
             else:
                 reader = getattr(self._conn, "_reader", None)
@@ -53,6 +84,9 @@ class Line:
                 if not self._conn.is_connected:
                     await self._conn.connect()  # type: ignore[no-untyped-call]
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            if self._on_moved is not None:  # a cluster node gone: its slots move
+                await self.close()
+                await self._on_moved(None)
             raise NotSent(f"could not connect to Redis: {exc}") from exc
         return self._conn
 
@@ -60,7 +94,14 @@ class Line:
         """One command; an error reply is raised as ``redis.exceptions.ResponseError``."""
         conn = await self._connection()
         await conn.send_packed_command(pack_command(args), check_health=False)
-        return await conn.read_response()
+        try:
+            return await conn.read_response()
+        except redis.exceptions.ResponseError as exc:
+            if self._on_moved is None or not elsewhere(exc):
+                raise
+            await self.close()
+            await self._on_moved(exc)
+            raise redis.exceptions.ConnectionError(f"the slot moved: {exc}") from exc
 
     async def call_many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Several commands in one round trip; an error reply is returned in its place.
@@ -88,7 +129,7 @@ class Line:
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
+        if conn is not None and self._pool is not None:
             await conn.disconnect()
             await self._pool.release(conn)
 

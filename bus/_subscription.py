@@ -159,7 +159,7 @@ class Subscription:
         cfg = self._bus.config
         backoff = self._bus._backoff()
         block = min(cfg.block_ms, cfg.claim_interval_ms)
-        line = Line(self._bus.blocking.connection_pool)
+        line = self._bus.reader(self.stream)
         try:
             await self._consume(line, block, backoff)
         finally:
@@ -294,7 +294,7 @@ class Subscription:
                 failure = Failure(
                     kind="stopped", message=f"{self.group} stopped before it finished"
                 )
-                self._bus.writer.submit(
+                self._bus.in_order_soon(
                     self._reply_command(envelope, failure),
                     *self._ack_commands(entry_id, deliveries),
                 )
@@ -330,7 +330,7 @@ class Subscription:
         self._log.debug("bus.replied", to=envelope.reply_to, type=type(reply).__name__)
         try:
             # The reply first, then the acknowledgement, in one round trip.
-            await self._bus.writer.execute(
+            await self._bus.in_order(
                 self._reply_command(envelope, reply), *self._ack_commands(entry_id, deliveries)
             )
         except REDIS_DOWN as exc:
@@ -389,7 +389,7 @@ class Subscription:
             )
         commands.append(["XACK", self.stream, self.group, entry_id])
         commands.append(["HDEL", self._errors_key, self._error_field(entry_id)])
-        bus.writer.submit(*commands)
+        bus.in_order_soon(*commands)
 
     async def prune(self) -> list[str]:
         """Delete this group's consumers idle for ``prune_idle_ms`` with nothing pending."""

@@ -11,7 +11,7 @@ import structlog
 from ._aio import cancel_and_wait
 from ._codec import Message
 from ._errors import REDIS_DOWN, DecodeError
-from ._line import Line, parse_entries
+from ._line import parse_entries
 
 if TYPE_CHECKING:
     from ._bus import Bus
@@ -74,7 +74,7 @@ async def follow(
     On a connection of its own; while Redis is unreachable it backs off and says so.
     """
     backoff = bus._backoff()
-    line = Line(bus.blocking.connection_pool)
+    line = bus.reader(stream)
     block = bus.config.block_ms
     try:
         while True:

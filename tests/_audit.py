@@ -71,7 +71,7 @@ _READERS = {
 
 def scan_namespace(client: redis.Redis, ns: str) -> list[bytes]:
     """Scan every key of ``ns`` for secrets; its keys (to delete)."""
-    keys = list(client.scan_iter(match=f"{ns}:*", count=1000))
+    keys = sorted(set(client.scan_iter(match=f"{ns}:*", count=1000)))
     for key in keys:
         kind = client.type(key)
         reader = _READERS.get(kind)
@@ -81,7 +81,7 @@ def scan_namespace(client: redis.Redis, ns: str) -> list[bytes]:
 
 
 async def scan_namespace_async(client: redis.asyncio.Redis, ns: str) -> list[bytes]:
-    keys = [k async for k in client.scan_iter(match=f"{ns}:*", count=1000)]
+    keys = sorted({k async for k in client.scan_iter(match=f"{ns}:*", count=1000)})
     for key in keys:
         kind = await client.type(key)
         reader = _READERS.get(kind)

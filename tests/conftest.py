@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, settings
 from actors.runtime import configure_logging
 from bus import Bus, BusConfig, Codec, EmbeddedRedis, find_redis_server
 from tests._audit import AUDIT, LogSink, scan_namespace, secret
+from tests._cluster import sync_client
 
 EXTERNAL = os.environ.get("REDIS_URL")
 
@@ -138,7 +139,7 @@ def _no_secret_leaks() -> Iterator[None]:
 
 
 def _delete_namespace(url: str, ns: str) -> None:
-    client = redis.Redis.from_url(url)
+    client = sync_client(url)
     try:
         keys = scan_namespace(client, ns)
         if keys:

@@ -242,9 +242,12 @@ class CacheStore:
         self, entries: list[tuple[str, CachedAnswer, int, str, str, Vector | None]]
     ) -> None:
         """Store checked entries ``(entry, answer, ttl_ms, scope, model, vector)`` all
-        at once (one MULTI: all or nothing)."""
+        at once: one MULTI, all or nothing, on one Redis server. On a cluster the
+        entries live on several primaries, where no MULTI reaches: there a Redis failure
+        midway may leave some stored (each whole, with its TTL), and the same batch
+        sent again stores the rest."""
         now = self.bus.now_ms()
-        pipe = self.bus.redis.pipeline(transaction=True)
+        pipe = self.bus.redis.pipeline(transaction=not self.bus.clustered)
         for entry, answer, ttl_ms, scope, model, vector in entries:
             value = _encode(answer)
             pipe.set(self.key(entry), value, px=ttl_ms)

@@ -26,8 +26,6 @@ if _settings.get("skew_s"):
 import asyncio  # noqa: E402
 import collections  # noqa: E402
 
-import redis.asyncio  # noqa: E402
-
 from actors.client import Client, GenerateError, GenerateRequest  # noqa: E402
 from actors.node import Node  # noqa: E402
 from actors.runtime._logging import configure_logging  # noqa: E402
@@ -39,6 +37,7 @@ from actors.runtime.config import (  # noqa: E402
     LimitsConfig,
     QuotaConfig,
 )
+from tests._cluster import async_client  # noqa: E402
 from tests.request_path.conftest import (  # noqa: E402
     PATIENT_ADMISSION,
     bus_config,
@@ -97,7 +96,7 @@ async def main(settings: dict[str, object]) -> None:
 async def _settled(url: str, events: str) -> None:
     """Wait until the limiter's and the quota keeper's groups have read and acknowledged
     every event (of both processes: the groups are shared)."""
-    client = redis.asyncio.Redis.from_url(url)
+    client = async_client(url)
     try:
         async with asyncio.timeout(120):
             while True:
@@ -118,7 +117,7 @@ async def _wait_for_start(url: str, key: str) -> None:
     Not on the bus's clients: their socket timeouts (about a second in the tests) are
     shorter than this wait, which lasts as long as the other workers take to start.
     """
-    client = redis.asyncio.Redis.from_url(url, socket_timeout=None)
+    client = async_client(url, socket_timeout=None)
     try:
         if await client.blpop([key], timeout=120) is None:
             raise TimeoutError(f"no start signal on {key} within 120 s")

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio
 
 from actors.client import Client, GenerateRequest, QuotaError, RateLimitError
 from actors.messages import AdmissionAsk, AdmissionVerdict, limiter_stream, quota_stream
@@ -20,6 +19,7 @@ from actors.providers import Catalog
 from actors.providers.simulator import Simulator
 from actors.runtime.config import LIMIT_FIELDS, QUOTA_FIELDS
 from bus import lua_source
+from tests._cluster import async_client
 from tests.conftest import PATIENCE, eventually
 from tests.limits.conftest import limits, quotas, user
 from tests.request_path.conftest import MakeNode
@@ -57,7 +57,7 @@ async def test_two_processes_admit_exactly_the_limit(
         "quota": dict.fromkeys(QUOTA_FIELDS),
     }  # fmt: skip
     processes = [await _hammer(common), await _hammer(common | {"skew_s": skew_s})]
-    client = redis.asyncio.Redis.from_url(server_url)
+    client = async_client(server_url)
     try:
         await client.rpush(f"{ns}:go", 1, 1)  # one start signal for each
         results = [await _result(p) for p in processes]
@@ -79,7 +79,7 @@ async def test_two_processes_admit_exactly_the_limit(
         for process in processes:
             if process.poll() is None:
                 process.kill()
-        keys = [k async for k in client.scan_iter(match=f"{ns}:*", count=1000)]
+        keys = list({k async for k in client.scan_iter(match=f"{ns}:*", count=1000)})
         if keys:
             await client.delete(*keys)
         await client.aclose()

@@ -10,7 +10,6 @@ import aiohttp
 import msgspec
 import openai
 import pytest
-import redis.asyncio
 
 from actors.node import Node, Role
 from actors.providers import AzureConfig, ProviderConfig, ProvidersConfig, Secret
@@ -31,6 +30,7 @@ from actors.runtime.config import (
 )
 from bus import BusConfig
 from tests._audit import AUDIT, scan_namespace_async, secret
+from tests._cluster import async_client
 from tests.conftest import FAST
 
 MakeNode = Callable[..., Awaitable[Node]]
@@ -145,7 +145,7 @@ async def make_node(server_url: str, simulator: Simulator) -> AsyncIterator[Make
 
 
 async def _clean(url: str, ns: str) -> None:
-    client = redis.asyncio.Redis.from_url(url)
+    client = async_client(url)
     keys = await scan_namespace_async(client, ns)  # no secret may be left in Redis
     if keys:
         await client.delete(*keys)
