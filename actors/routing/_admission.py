@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import msgspec
 import structlog
 
-from bus import Bus, BusError, Message
+from bus import AskTimeout, Bus, BusError, Message
 
 from ..messages import (
     AdmissionAsk,
@@ -55,7 +55,9 @@ class Admission:
     (the request's, else ``default_max_tokens``, as the router sets it on the call),
     the most of any candidate; the cost: the dearest candidate's price for that. Refused
     by either: refused (the other's reservation is released when the router reports
-    the request refused). No answer within ``timeout_ms``: the policy decides.
+    the request refused). No answer within ``timeout_ms``: the unanswered ask is sent
+    once more (same reservation id: charged once, whoever runs it); no answer to that
+    within ``timeout_ms`` either: the policy decides.
 
     With ``cache``, the cache is asked in the same round trip (``cache.lookup``); no
     answer from it is a miss that will not be stored.
@@ -80,6 +82,9 @@ class Admission:
         self.catalog = catalog
         self.metrics = metrics
         metrics.describe("aio_admissions_total", "Admission decisions, by result")
+        metrics.describe(
+            "aio_admission_retries_total", "Admission asks sent again after going unanswered"
+        )
 
     def waits(self, request: GenerateRequest) -> bool:
         """Whether a request refused by a rate limit waits for room (its own say, its
@@ -154,6 +159,8 @@ class Admission:
             answers = list(await self.bus.ask_all(asks, timeout))
         except BusError as exc:  # Redis is down
             answers = [exc, exc]
+        if ask.reservation_id:
+            await self._ask_again(asks, answers, timeout, request.request_id)
         cached: CacheAnswer | None = None
         if cache and len(answers) == 3:
             found = answers.pop()
@@ -211,3 +218,30 @@ class Admission:
             return AdmissionResult(admitted=True, limits=limits, cache=cached)
         self.metrics.inc("aio_admissions_total", result="admitted")
         return AdmissionResult(admitted=True, limits=limits, cache=cached)
+
+    async def _ask_again(
+        self,
+        asks: list[tuple[str, Message]],
+        answers: list[Message | Exception],
+        timeout: float,
+        request_id: str,
+    ) -> None:
+        """Send the limiter's or quota keeper's ask once more when it went unanswered.
+
+        The process that took it may have died with it (its entry is taken over only
+        after the bus's claim idle time, past this timeout) or be stalled; a live one
+        answers the new entry. Both carry the reservation id, so whichever runs second
+        finds the first's reservation (or its release) and charges nothing more.
+        """
+        again = [i for i in (0, 1) if isinstance(answers[i], AskTimeout)]
+        if not again:
+            return
+        log.info("admission.asked_again", request_id=request_id,
+                 of=[asks[i][0] for i in again])  # fmt: skip
+        self.metrics.inc("aio_admission_retries_total")
+        try:
+            second = await self.bus.ask_all([asks[i] for i in again], timeout)
+        except BusError as exc:
+            second = [exc for _ in again]
+        for i, answer in zip(again, second, strict=True):
+            answers[i] = answer
