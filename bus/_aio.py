@@ -121,6 +121,16 @@ class WriteBatcher:
 
     def submit(self, *commands: Command) -> None:
         self._queue.append((commands, None))
+        self._schedule()
+
+    def submit_watched(self, *commands: Command) -> asyncio.Future[list[Any]]:
+        """``submit``, with a future for the results (or the connection failure)."""
+        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._queue.append((commands, fut))
+        self._schedule()
+        return fut
+
+    def _schedule(self) -> None:
         if not self._busy and not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)

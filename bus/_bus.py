@@ -42,6 +42,9 @@ __all__ = ["Bus"]
 
 log = structlog.get_logger("bus")
 
+# How often a write that must not be lost is tried again while Redis is unreachable.
+_RESEND_S = 0.25
+
 # A clock sample whose round trip took longer is not trusted (its error is half that).
 _CLOCK_MAX_RTT_S = 0.1
 
@@ -285,13 +288,44 @@ class Bus:
         """
         return await self._append(stream, self.codec.fields(message, deadline_ms=deadline_ms))
 
-    def publish_soon(self, stream: str, message: Message) -> None:
+    def publish_soon(self, stream: str, message: Message, *, keep_trying_s: float = 0) -> None:
         """Append ``message`` with this process's next write, without waiting for it.
 
         For events nobody waits on: it rides on the next batched round trip (often a
-        reply's), and a failure is logged, not raised.
+        reply's), and a failure is logged, not raised. With ``keep_trying_s``, a write
+        that fails because Redis is unreachable is sent again (every quarter second,
+        in this process) until it goes through or that time has passed: for events
+        that settle what was charged. A write whose answer was lost may so land twice.
         """
-        self.writer.submit(self._xadd(stream, self.codec.fields(message)))
+        command = self._xadd(stream, self.codec.fields(message))
+        if keep_trying_s <= 0:
+            self.writer.submit(command)
+            return
+        give_up = asyncio.get_running_loop().time() + keep_trying_s
+        self._submit_until(command, give_up)
+
+    def _submit_until(self, command: list[Any], give_up: float) -> None:
+        if not self._started:
+            log.warning("bus.event_lost", stream=command[1], why="the bus was closed")
+            return
+        sent = self.writer.submit_watched(command)
+        sent.add_done_callback(lambda done: self._sent_or_again(done, command, give_up))
+
+    def _sent_or_again(
+        self, done: asyncio.Future[list[Any]], command: list[Any], give_up: float
+    ) -> None:
+        failure = done.exception() if not done.cancelled() else None
+        if failure is None and not done.cancelled():
+            (result,) = done.result()
+            if isinstance(result, Exception):  # Redis refused the command itself
+                log.warning("bus.write_failed", error=repr(result))
+            return
+        loop = asyncio.get_running_loop()
+        if isinstance(failure, REDIS_DOWN) and loop.time() < give_up:
+            self.redis_errors["publish"] += 1
+            loop.call_later(_RESEND_S, self._submit_until, command, give_up)
+        else:
+            log.warning("bus.event_lost", stream=command[1], error=repr(failure))
 
     def _xadd(self, stream: str, fields: dict[bytes, bytes]) -> list[Any]:
         self._streams.add(stream)  # trimmed by this process from now on

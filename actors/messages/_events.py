@@ -29,7 +29,7 @@ class RequestCompleted(Message, tag="request.completed", frozen=True, kw_only=Tr
     error_kind: str = ""
     ts_ms: int = 0
     reservation_id: str = ""  # the admission reservation to settle ("": the request id)
-    charged: bool = False  # admission charged it for good ("record"): nothing to settle
+    charged: bool = False  # admission reserved nothing for it: nothing to settle
     limit_type: str = ""  # a refusal's limit or quota (rate_limited, quota_exceeded)
     cache_level: str = ""  # a hit's level
     # A miss the cache may store: where, and the answer to store (only with a ticket).

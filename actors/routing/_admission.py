@@ -43,7 +43,7 @@ class AdmissionResult:
     retry_after: float | None = None
     limits: list[LimitState] = field(default_factory=list)
     cache: CacheAnswer | None = None  # the cache's answer, when it was asked
-    charged: bool = False  # charged for good (an answer in hand): nothing to settle
+    charged: bool = False  # nothing reserved (a hit not counted): nothing to settle
     quota_refused: bool = False  # a quota refused it too (waiting for a rate limit won't do)
 
 
@@ -142,11 +142,12 @@ class Admission:
     ) -> AdmissionResult:
         """``lease_ms``: what is left of the request's deadline (how long it may lead
         identical requests, for the cache); ``lookup``: ask the cache too; ``answered``:
-        the answer is in hand (from the cache): charge one request, no tokens and no
-        cost, for good."""
+        the answer is in hand (from the cache): reserve one request, no tokens and no
+        cost. Reserved, not charged for good: should the request still fail (admission
+        unanswered, Redis stalled), its completion releases it like any other."""
         ask = self.ask_for(request, candidates, reservation_id, prompt_tokens)
         if answered:
-            ask = msgspec.structs.replace(ask, tokens=0, cost_usd=0.0, mode="record")
+            ask = msgspec.structs.replace(ask, tokens=0, cost_usd=0.0)
         timeout = self.config.timeout_ms / 1000
         names = self.bus.names
         answers: list[Message | Exception]

@@ -61,6 +61,10 @@ __all__ = ["Router"]
 # (the breaker cuts the call off at the budget and says so).
 _REPLY_SLACK_MS = 500
 
+# How long a request's completion event (which settles its reservations) is sent
+# again while Redis is unreachable.
+_SETTLE_RETRY_S = 60.0
+
 
 class Router(Actor):
     """Answers ``generate.request`` from ``{ns}:requests``.
@@ -469,8 +473,8 @@ class Router(Actor):
                 lookup=lookup and recalled is None, answered=recalled is not None,
             )  # fmt: skip
         self.log.debug("router.admission", admitted=admitted.admitted, kind=admitted.kind)
-        if recalled is not None and admitted.admitted:
-            return dataclasses.replace(admitted, cache=recalled, charged=True)
+        if recalled is not None and admitted.admitted:  # settled by its completion
+            return dataclasses.replace(admitted, cache=recalled)
         return admitted
 
     async def _try(
@@ -698,8 +702,10 @@ class Router(Actor):
                        attempts=getattr(result, "attempts", None))  # fmt: skip
         event = completed(request, result, elapsed, reservation, ticket, completion,
                           self.bus.now_ms(), charged=charged, spent=spent)  # fmt: skip
-        # With the reply's round trip; a lost event is logged by the bus.
-        self.bus.publish_soon(self.bus.names.events, event)
+        # With the reply's round trip. It settles what admission reserved: while Redis
+        # is unreachable it is sent again, for a minute (past that, the reservations
+        # expire by themselves: reservation_ttl_ms).
+        self.bus.publish_soon(self.bus.names.events, event, keep_trying_s=_SETTLE_RETRY_S)
         return result
 
 
