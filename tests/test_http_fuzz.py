@@ -14,6 +14,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -62,8 +63,15 @@ def _start(args: list[str], env: dict[str, str], ready: str) -> tuple[subprocess
     return process, line
 
 
+@dataclass(frozen=True)
+class Gateway:
+    url: str
+    ns: str
+    redis: redis.Redis
+
+
 @pytest.fixture(scope="module")
-def gateway(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def gateway(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
     env |= {"PYTHONUNBUFFERED": "1"}
     sim_port = _free_port()
@@ -85,8 +93,9 @@ def gateway(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     except BaseException:
         simulator.terminate()
         raise
+    client = redis.Redis.from_url(server_url)
     try:
-        yield line.split(" on ")[1].split(";")[0].strip()
+        yield Gateway(line.split(" on ")[1].split(";")[0].strip(), ns, client)
     finally:
         for process in (server, simulator):
             process.terminate()
@@ -95,7 +104,6 @@ def gateway(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 process.wait(30)
             except subprocess.TimeoutExpired:
                 process.kill()
-        client = redis.Redis.from_url(server_url)
         keys = list(client.scan_iter(match=f"{ns}:*", count=1000))
         if keys:
             client.delete(*keys)
@@ -104,10 +112,15 @@ def gateway(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 @schema.parametrize()
 @settings(deadline=None, suppress_health_check=list(HealthCheck), max_examples=EXAMPLES)
-def test_no_input_breaks_the_gateway(case: schemathesis.Case, gateway: str) -> None:
-    response = case.call(base_url=gateway, headers={"Authorization": f"Bearer {ADMIN}"},
+def test_no_input_breaks_the_gateway(case: schemathesis.Case, gateway: Gateway) -> None:
+    before = _settings(gateway)
+    response = case.call(base_url=gateway.url, headers={"Authorization": f"Bearer {ADMIN}"},
                          timeout=60)  # fmt: skip
     assert response.status_code != 500, (case.method, case.path, response.text[:500])
+    if 400 <= response.status_code < 500:
+        # Refused, so nothing changed: no setting written in part. (A 503 "interrupted"
+        # or a 504 says the request may have run: not a refusal.)
+        assert _settings(gateway) == before, (case.method, case.path, response.text[:300])
     if response.status_code >= 400:
         content_type = (response.headers.get("content-type") or [""])[0]  # lists, by name
         assert content_type.startswith("application/json"), (
@@ -116,3 +129,20 @@ def test_no_input_breaks_the_gateway(case: schemathesis.Case, gateway: str) -> N
         body = json.loads(response.text)
         assert isinstance(body, dict) and isinstance(body.get("error"), dict), body
         assert body["error"].get("message"), body  # it names the problem
+
+
+def _settings(gateway: Gateway) -> dict[bytes, bytes]:
+    """What management requests set and nothing else changes meanwhile: every key of the
+    namespace without an expiry, each as its DUMP, but streams and counters (metrics,
+    the cache's lookups: a refused request's lookup counts, as docs/features.md says)."""
+    client = gateway.redis
+    found = {}
+    for key in client.scan_iter(match=f"{gateway.ns}:*", count=1000):
+        if key.endswith((b":cache:stats",)) or b":metrics" in key:
+            continue
+        if client.type(key) == b"stream" or client.pttl(key) != -1:
+            continue
+        dumped = client.dump(key)
+        if dumped is not None:
+            found[key] = dumped
+    return found
