@@ -11,6 +11,7 @@ It knows nothing of LLMs. Use::
 
 from ._aio import Backoff, cancel_and_wait
 from ._bus import Bus
+from ._cluster import cluster_seeds, is_cluster_url
 from ._codec import Codec, Envelope, Failure, Message, added_ms, trace_context
 from ._config import BusConfig, StreamConfig
 from ._embedded import EmbeddedRedis, find_redis_server
@@ -59,7 +60,9 @@ __all__ = [
     "added_ms",
     "call_script",
     "cancel_and_wait",
+    "cluster_seeds",
     "find_redis_server",
+    "is_cluster_url",
     "lua_source",
     "trace_context",
     "user_tag",

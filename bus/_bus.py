@@ -21,7 +21,7 @@ from redis.commands.core import AsyncScript
 
 from . import _asks
 from ._aio import Backoff, WriteBatcher, cancel_and_wait
-from ._cluster import ClusterTopology, ClusterWriter, cluster_client, command_key, plain_url
+from ._cluster import ClusterTopology, ClusterWriter, cluster_client, command_key, is_cluster_url
 from ._codec import Codec, Message, xadd_command
 from ._config import BusConfig
 from ._errors import (
@@ -86,14 +86,13 @@ class Bus:
         self._read_timeout = (cfg.block_ms + cfg.command_timeout_ms) / 1000
         self.blocking: Redis | None = None
         self.topology: ClusterTopology | None = None
-        cluster_url = plain_url(redis_url)
-        if cluster_url is None:
+        if not is_cluster_url(redis_url):
             self.redis = _client(redis_url, timeout, connect)
             self.blocking = _client(redis_url, self._read_timeout, connect)
             pool = self.redis.connection_pool
             self.writer = WriteBatcher(Line(lambda: pool))
         else:
-            cluster = cluster_client(cluster_url, timeout, connect)
+            cluster = cluster_client(redis_url, timeout, connect)
             # The cluster client carries every command the actors send (each keyed
             # command to its slot's primary): typed as the plain client they use.
             self.redis = cast(Redis, cluster)

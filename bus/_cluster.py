@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis.exceptions
 from redis.asyncio import ConnectionPool
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -34,7 +34,8 @@ from ._errors import NotSent
 from ._line import Line, elsewhere
 
 __all__ = [
-    "CLUSTER_SCHEMES", "ClusterTopology", "ClusterWriter", "command_key", "plain_url",
+    "CLUSTER_SCHEMES", "ClusterTopology", "ClusterWriter", "cluster_seeds", "command_key",
+    "is_cluster_url",
 ]  # fmt: skip
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
@@ -46,15 +47,35 @@ _REFRESH_MIN_INTERVAL_S = 0.1
 _ATTEMPTS = 4
 
 
-def plain_url(url: str) -> str | None:
-    """The redis:// form of a cluster URL, or None when ``url`` names a single server."""
+def is_cluster_url(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster (``redis+cluster://``, ``rediss+cluster://``)."""
+    return urlsplit(url).scheme in CLUSTER_SCHEMES
+
+
+def cluster_seeds(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """A cluster URL as redis-py takes it: the ``redis://`` URL of its first node (its
+    credentials, TLS and options for every node), and every node it names.
+
+    ``redis+cluster://user:pass@10.0.0.5:6379,10.0.0.6:6379/?ssl_cert_reqs=none``:
+    more nodes than one, comma-separated, let a process start while one of them is down.
+    """
     parts = urlsplit(url)
     scheme = CLUSTER_SCHEMES.get(parts.scheme)
     if scheme is None:
-        return None
+        raise ValueError(f"not a cluster URL (redis+cluster:// or rediss+cluster://): {url!r}")
     if parts.path not in ("", "/", "/0"):
         raise ValueError(f"a Redis Cluster has only database 0, not {parts.path.lstrip('/')!r}")
-    return urlunsplit((scheme, parts.netloc, "", parts.query, ""))
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    nodes: list[tuple[str, int]] = []
+    for item in hosts.split(","):
+        host, colon, port = item.strip().rpartition(":")
+        if not colon or host.endswith(":"):  # no port given (or a bare IPv6 address)
+            host, port = item.strip(), "6379"
+        if not host or not port.isdigit():
+            raise ValueError(f"a cluster node must be host:port, not {item!r}")
+        nodes.append((host.strip("[]"), int(port)))
+    first = hosts.split(",")[0].strip()
+    return urlunsplit((scheme, f"{userinfo}{at}{first}", "", parts.query, "")), nodes
 
 
 def cluster_client(url: str, socket_timeout: float, connect_timeout: float) -> RedisCluster:
@@ -64,8 +85,10 @@ def cluster_client(url: str, socket_timeout: float, connect_timeout: float) -> R
     cluster without an owner for a slot (a failover takes a second or two), with its
     slot map refreshed in between.
     """
+    first, nodes = cluster_seeds(url)
     return RedisCluster.from_url(
-        url,
+        first,
+        startup_nodes=[ClusterNode(host, port) for host, port in nodes[1:]],
         protocol=2,
         socket_timeout=socket_timeout,
         socket_connect_timeout=connect_timeout,

@@ -24,8 +24,7 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.crc import key_slot
 
-from bus import find_redis_server
-from bus._cluster import plain_url
+from bus import cluster_seeds, find_redis_server, is_cluster_url
 
 __all__ = ["LocalCluster", "async_client", "local_cluster", "sync_client"]
 
@@ -86,7 +85,8 @@ class LocalCluster:
 
     @property
     def url(self) -> str:
-        return f"redis+cluster://127.0.0.1:{self.ports[0]}"
+        """Every node as a seed: a process starts even with one of them down."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
     def start(self) -> None:
         for port in self.ports:
@@ -168,6 +168,16 @@ class LocalCluster:
         _wait(promoted, "fail over")
         return old, new
 
+    def kill_primary_of(self, key: str) -> tuple[int, int]:
+        """SIGKILL the primary that serves ``key``; wait until its replica is promoted
+        (after ``NODE_TIMEOUT_MS`` and an election); (killed, promoted)."""
+        old = self.primary_of(key)
+        new = self.replica_of(old)
+        self.processes[old].send_signal(signal.SIGKILL)
+        self.processes[old].wait()
+        _wait(lambda: self.primary_of(key) == new, "promote a replica")
+        return old, new
+
     def client(self) -> redis.cluster.RedisCluster:
         return redis.cluster.RedisCluster(host="127.0.0.1", port=self.ports[0])
 
@@ -192,15 +202,19 @@ def local_cluster() -> Iterator[LocalCluster]:
 
 def sync_client(url: str, **settings: object) -> redis.Redis:
     """A client for ``url``, a single server or (``redis+cluster://``) a cluster."""
-    cluster = plain_url(url)
-    if cluster is None:
+    if not is_cluster_url(url):
         return redis.Redis.from_url(url, **settings)  # type: ignore[arg-type]
-    return redis.cluster.RedisCluster.from_url(cluster, **settings)  # type: ignore[return-value]
+    first, nodes = cluster_seeds(url)
+    seeds = [redis.cluster.ClusterNode(host, port) for host, port in nodes[1:]]
+    return redis.cluster.RedisCluster.from_url(first, startup_nodes=seeds, **settings)  # type: ignore[return-value]
 
 
 def async_client(url: str, **settings: object) -> redis.asyncio.Redis:
     """``sync_client``'s asyncio twin."""
-    cluster = plain_url(url)
-    if cluster is None:
+    if not is_cluster_url(url):
         return redis.asyncio.Redis.from_url(url, **settings)  # type: ignore[arg-type]
-    return redis.asyncio.cluster.RedisCluster.from_url(cluster, **settings)  # type: ignore[return-value]
+    first, nodes = cluster_seeds(url)
+    seeds = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in nodes[1:]]
+    return redis.asyncio.cluster.RedisCluster.from_url(  # type: ignore[return-value]
+        first, startup_nodes=seeds, **settings
+    )

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from bus import BusConfig
+from bus import BusConfig, cluster_seeds, is_cluster_url
 
 from ..providers import CatalogData, ProvidersConfig, Secret, apply_env, decode_hook
 from ._routing_config import BreakerConfig, Positive, RouterConfig
@@ -325,6 +325,11 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     catalog: CatalogData = CatalogData()
 
     def __post_init__(self) -> None:
+        if is_cluster_url(self.redis_url):
+            try:
+                cluster_seeds(self.redis_url)
+            except ValueError as exc:  # its message names no credential
+                raise ValueError(f"redis_url: {exc}") from None
         for key, who in self.auth.keys.items():
             if not re.fullmatch(r"[0-9a-fA-F]{64}", key):  # not the key itself, ever
                 raise ValueError(f"auth.keys: {key[:6]}... is not a SHA-256 (64 hex digits); "

@@ -61,6 +61,13 @@ def test_a_bad_value_names_the_field(tmp_path: Path, text: str, named: str) -> N
     assert named in str(caught.value)
 
 
+def test_a_bad_cluster_url_is_refused_without_its_password() -> None:
+    with pytest.raises(ConfigError, match="host:port") as caught:
+        load_config(env={"REDIS_URL": "redis+cluster://u:hunter2@10.0.0.5:port"})
+    assert "hunter2" not in str(caught.value)
+    assert load_config(env={"REDIS_URL": "redis+cluster://a:1,b:2"}).redis_url
+
+
 def test_a_missing_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml", env={})
