@@ -38,6 +38,10 @@ class BusConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     claim_interval_ms: Positive = 1_000
     # After this many deliveries an entry goes to the dead-letter stream.
     max_deliveries: Positive = 5
+    # An entry larger than this (all its fields) is not decoded: it goes to the
+    # dead-letter stream at once, with only its first KiB of data. Above the gateway's
+    # largest body (8 MiB): what the gateway takes always fits.
+    max_entry_bytes: Positive = 32 * 1024 * 1024
     # Every non-blocking Redis command, and every publish, gives up after this.
     command_timeout_ms: Positive = 2_000
     connect_timeout_ms: Positive = 1_000

@@ -13,6 +13,7 @@ import structlog
 from ._aio import Backoff, cancel_and_wait
 from ._codec import (
     CORR,
+    DATA,
     REPLY_TO,
     Envelope,
     Failure,
@@ -33,6 +34,10 @@ __all__ = ["DEFERRED", "Deferred", "Delivery", "Handler", "Subscription"]
 log = structlog.get_logger("bus")
 
 ERROR_TTL_MS = 86_400_000
+
+
+# How much of an oversize entry's data its dead letter keeps (enough to tell what it was).
+_OVERSIZE_KEPT = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +263,16 @@ class Subscription:
 
     async def _process(self, entry_id: bytes, fields: dict[bytes, bytes], deliveries: int) -> None:
         structlog.contextvars.bind_contextvars(stream=self.stream, message_id=entry_id.decode())
+        size, most = (
+            sum(len(k) + len(v) for k, v in fields.items()),
+            self._bus.config.max_entry_bytes,
+        )
+        if size > most:
+            kept = dict(fields)
+            kept[DATA] = kept.get(DATA, b"")[:_OVERSIZE_KEPT]
+            why = f"oversize: {size} bytes, over bus.max_entry_bytes ({most})"
+            await self._dead_letter(entry_id, kept, deliveries, why)
+            return
         try:
             envelope = self._bus.codec.decode(fields)
         except DecodeError as exc:

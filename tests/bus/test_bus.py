@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -283,6 +284,26 @@ async def test_poison_entry_goes_to_dead_letters_and_the_consumer_continues(
     assert reasons[2] == "undecodable: unknown message type 'no.such.type'"
     assert dead[1][1][b"garbage"] == b"1"
     assert handler.seen == [1]
+    await eventually(lambda: _pending(bus, stream, "workers", 0))
+    await sub.stop(1.0)
+
+
+async def test_an_oversize_entry_is_dead_lettered_unread_with_its_data_cut(
+    make_bus: MakeBus,
+) -> None:
+    bus = await make_bus(CODEC, max_entry_bytes=4096)
+    stream = f"{bus.names.ns}:jobs"
+    handler = Recorder()
+    sub = bus.subscribe(stream, "workers", handler)
+    await sub.start()
+    huge = json.dumps({"type": "test.job", "n": 7, "pad": "x" * 10_000})
+    await bus.redis.xadd(stream, {"type": "test.job", "data": huge})
+    assert await bus.ask(stream, Job(n=1), timeout=PATIENCE) == Done(n=1)  # it goes on
+    ((_id, fields),) = await eventually(lambda: _dead(bus, 1))
+    assert fields[b"reason"].decode().startswith("oversize: 10")
+    assert "bus.max_entry_bytes (4096)" in fields[b"reason"].decode()
+    assert fields[b"data"] == huge.encode()[:1024]  # enough to tell what it was
+    assert handler.seen == [1]  # never decoded nor handled
     await eventually(lambda: _pending(bus, stream, "workers", 0))
     await sub.stop(1.0)
 
