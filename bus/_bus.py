@@ -31,7 +31,7 @@ from ._errors import (
     Stopped,
 )
 from ._keepalive import Keepalive
-from ._line import Line
+from ._line import Line, elsewhere
 from ._names import Names
 from ._replies import Replies
 from ._scripts import Scripts, call
@@ -44,6 +44,8 @@ log = structlog.get_logger("bus")
 
 # How often a write that must not be lost is tried again while Redis is unreachable.
 _RESEND_S = 0.25
+# Error replies that say "not now" (a cluster failing over), not "never".
+_NOT_YET = (redis.exceptions.ResponseError,)
 
 # A clock sample whose round trip took longer is not trusted (its error is half that).
 _CLOCK_MAX_RTT_S = 0.1
@@ -153,9 +155,10 @@ class Bus:
         for tail in self._tails:
             await tail.stop()
         self._tails = []
-        for task in self._tasks:
+        for task in [*self._tasks, *self._background]:
             await cancel_and_wait(task)
         self._tasks = []
+        self._background.clear()
         self._replies.fail_all(Stopped("the bus was closed before the reply came"))
         if self._keepalive is not None:
             await asyncio.to_thread(self._keepalive.stop)
@@ -191,8 +194,14 @@ class Bus:
         that go to the same primary (a reply is on the asker's node, the entry it
         answers on its stream's). Results as ``writer.execute`` gives them."""
         results: list[Any] = []
-        for step in self._steps(commands):
+        steps = self._steps(commands)
+        for number, step in enumerate(steps):
             results.extend(await self.writer.execute(*step))
+            failed = next((r for r in results if isinstance(r, Exception)), None)
+            if failed is not None and number < len(steps) - 1:
+                # What follows must not run without it (an acknowledgement without its
+                # reply): as if Redis had failed, so that the entry is delivered again.
+                raise redis.exceptions.ConnectionError(f"a step failed, not sent on: {failed!r}")
         return results
 
     def in_order_soon(self, *commands: Sequence[Any]) -> None:
@@ -209,9 +218,10 @@ class Bus:
     async def _send_steps(self, steps: list[list[Sequence[Any]]]) -> None:
         try:
             for step in steps:
-                for result in await self.writer.execute(*step):
-                    if isinstance(result, Exception):
-                        log.warning("bus.write_failed", error=repr(result))
+                failed = [r for r in await self.writer.execute(*step) if isinstance(r, Exception)]
+                if failed:  # the steps after it must not run without it
+                    log.warning("bus.write_failed", error=repr(failed[0]))
+                    return
         except REDIS_DOWN as exc:
             log.warning("bus.write_failed", commands=sum(map(len, steps)), error=repr(exc))
 
@@ -316,11 +326,14 @@ class Bus:
         failure = done.exception() if not done.cancelled() else None
         if failure is None and not done.cancelled():
             (result,) = done.result()
-            if isinstance(result, Exception):  # Redis refused the command itself
+            if not isinstance(result, Exception):
+                return
+            if not elsewhere(result):  # Redis refused the command itself
                 log.warning("bus.write_failed", error=repr(result))
-            return
+                return
+            failure = result  # a cluster between owners: as good as unreachable
         loop = asyncio.get_running_loop()
-        if isinstance(failure, REDIS_DOWN) and loop.time() < give_up:
+        if isinstance(failure, (*REDIS_DOWN, *_NOT_YET)) and loop.time() < give_up:
             self.redis_errors["publish"] += 1
             loop.call_later(_RESEND_S, self._submit_until, command, give_up)
         else:

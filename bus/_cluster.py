@@ -44,7 +44,7 @@ CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 # failed connections to a dead primary, asks for one refresh, not one each).
 _REFRESH_MIN_INTERVAL_S = 0.1
 
-_ATTEMPTS = 4
+_ATTEMPTS = 6
 
 
 def is_cluster_url(url: str) -> bool:
@@ -171,7 +171,9 @@ class ClusterTopology:
 
     async def _initialize(self) -> None:
         # No node answered: the next failure asks again.
-        with contextlib.suppress(redis.exceptions.RedisError, OSError):
+        with contextlib.suppress(
+            redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError
+        ):
             await self.cluster.nodes_manager.initialize()
 
     async def aclose(self) -> None:
@@ -187,7 +189,7 @@ class ClusterWriter:
     the order of commands is kept on each primary, not across primaries (the bus
     sends in steps what must happen in order across keys: ``Bus.in_order``).
     A command answered ``MOVED`` (or ``TRYAGAIN``, ``CLUSTERDOWN``, ...) ran nowhere:
-    it is sent again where the slot went, up to four times in all.
+    it is sent again where the slot went, up to six times in all.
     """
 
     def __init__(self, topology: ClusterTopology) -> None:
@@ -211,19 +213,21 @@ class ClusterWriter:
         results: list[Any] = [None] * len(commands)
         todo = list(range(len(commands)))
         for attempt in range(_ATTEMPTS):
-            await self._send(commands, todo, results)
+            await self._send(commands, todo, results, first=attempt == 0)
             todo = [i for i in todo if elsewhere(results[i])]
             if not todo or attempt == _ATTEMPTS - 1:
                 break
             for i in todo:
                 await self._topology.moved(results[i])
             if not any(isinstance(results[i], redis.exceptions.MovedError) for i in todo):
-                await asyncio.sleep(0.05 * 2**attempt)  # no owner yet: a failover under way
+                # No owner yet (a failover under way, about a second): up to 1.15 s in all.
+                await asyncio.sleep(min(0.4, 0.05 * 2**attempt))
         return results
 
     async def _send(
-        self, commands: Sequence[Sequence[Any]], todo: list[int], results: list[Any]
-    ) -> None:
+        self, commands: Sequence[Sequence[Any]], todo: list[int], results: list[Any], *,
+        first: bool,
+    ) -> None:  # fmt: skip
         by_node: dict[tuple[str, int], list[int]] = {}
         for i in todo:
             by_node.setdefault(self._topology.address(command_key(commands[i])), []).append(i)
@@ -235,8 +239,11 @@ class ClusterWriter:
         failures = [r for r in sent if isinstance(r, BaseException)]
         if failures:
             await self._topology.moved(None)  # a primary is gone: a replica may take over
-            if len(failures) == len(sent) and all(isinstance(f, NotSent) for f in failures):
-                raise failures[0]  # nothing went out anywhere
+            nothing_sent = len(failures) == len(sent) and all(
+                isinstance(f, NotSent) for f in failures
+            )
+            if first and nothing_sent:  # (a later attempt: the first's commands ran)
+                raise failures[0]
             # Some commands may have run: the batch's outcome is unknown, not "not sent".
             raise redis.exceptions.ConnectionError(f"a cluster node failed: {failures[0]!r}")
         for (_address, indexes), replies in zip(by_node.items(), sent, strict=True):

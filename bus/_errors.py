@@ -72,6 +72,8 @@ class Stopped(BusError):
 # What a Redis call raises when the server cannot be reached or does not answer.
 REDIS_DOWN: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
+    # redis-py's cluster client when no node of a cluster can be reached.
+    redis.exceptions.RedisClusterException,
     redis.exceptions.TimeoutError,
     ConnectionError,
     TimeoutError,

@@ -13,7 +13,6 @@ import structlog
 from ._aio import Backoff, cancel_and_wait
 from ._codec import (
     CORR,
-    DATA,
     REPLY_TO,
     Envelope,
     Failure,
@@ -36,7 +35,8 @@ log = structlog.get_logger("bus")
 ERROR_TTL_MS = 86_400_000
 
 
-# How much of an oversize entry's data its dead letter keeps (enough to tell what it was).
+# How much of each field of an oversize entry its dead letter keeps (enough to tell
+# what it was).
 _OVERSIZE_KEPT = 1024
 
 
@@ -268,8 +268,7 @@ class Subscription:
             self._bus.config.max_entry_bytes,
         )
         if size > most:
-            kept = dict(fields)
-            kept[DATA] = kept.get(DATA, b"")[:_OVERSIZE_KEPT]
+            kept = {name[:_OVERSIZE_KEPT]: value[:_OVERSIZE_KEPT] for name, value in fields.items()}
             why = f"oversize: {size} bytes, over bus.max_entry_bytes ({most})"
             await self._dead_letter(entry_id, kept, deliveries, why)
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import msgspec
@@ -156,12 +157,14 @@ class Admission:
         cache = lookup and self.cache and request.use_cache is not False and not request.embed
         if cache:
             asks.append((cache_stream(names), CacheLookup(request=request, lease_ms=lease_ms)))
+        started = time.monotonic()
         try:  # every ask in one round trip
             answers = list(await self.bus.ask_all(asks, timeout))
         except BusError as exc:  # Redis is down
             answers = [exc, exc]
-        if ask.reservation_id:
-            await self._ask_again(asks, answers, timeout, request.request_id)
+        left = lease_ms / 1000 - (time.monotonic() - started)  # of the request's deadline
+        if ask.reservation_id and left > 0:
+            await self._ask_again(asks, answers, min(timeout, left), request.request_id)
         cached: CacheAnswer | None = None
         if cache and len(answers) == 3:
             found = answers.pop()
