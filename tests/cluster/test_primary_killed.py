@@ -49,7 +49,10 @@ async def test_a_primary_killed_under_load(make_node: MakeNode, doomed: LocalClu
     async def load() -> None:
         while not stop.is_set():
             try:
-                answer = await client.generate(GenerateRequest(prompt="hi", user_id=uid))
+                # A request whose reply was lost with the primary (not yet replicated)
+                # waits out its deadline: a short one, so that the test does not.
+                request = GenerateRequest(prompt="hi", user_id=uid, timeout_ms=5_000)
+                answer = await client.generate(request)
                 outcomes["answered" if isinstance(answer, GenerateResponse) else "other"] += 1
             except Exception as exc:  # its stream's slot has no owner yet: refused
                 outcomes[type(exc).__name__] += 1
