@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import faiss
 import numpy as np
-import openai
 
 from bus import Message
 
@@ -89,6 +87,10 @@ class OpenAIEmbedder:
     ) -> None:
         self.dimensions = dimensions
         self.model = model
+        # Imported here, as the provider adapters import their SDKs: only a deployment
+        # with the semantic cache on pays for it (0.4 s of a start otherwise).
+        import openai  # noqa: PLC0415
+
         self._client = openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url or None, timeout=timeout_s, max_retries=0
         )
@@ -345,6 +347,8 @@ class VectorIndex:
 
 
 def _graph(dimensions: int) -> Any:
+    import faiss  # noqa: PLC0415 - 0.15 s at import: only when the semantic cache is on
+
     graph = faiss.IndexHNSWFlat(dimensions, 32, faiss.METRIC_INNER_PRODUCT)
     graph.hnsw.efSearch = 64
     return graph
