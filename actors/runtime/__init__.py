@@ -7,6 +7,7 @@ from ._metrics import Metrics
 from ._redis import redis_for
 from ._supervisor import Supervisor
 from ._tracing import annotate, configure_tracing, shutdown_tracing, span, tracing_on
+from ._workers import Workers, reserve_port
 from .config import (
     LIMIT_FIELDS,
     QUOTA_FIELDS,
@@ -44,11 +45,13 @@ __all__ = [
     "RouterConfig",
     "SemanticConfig",
     "Supervisor",
+    "Workers",
     "annotate",
     "configure_logging",
     "configure_tracing",
     "load_config",
     "redis_for",
+    "reserve_port",
     "secrets_of",
     "shutdown_tracing",
     "span",

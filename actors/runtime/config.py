@@ -299,6 +299,9 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     # The bearer token of the management endpoints (AIO_ADMIN_TOKEN). Empty: they refuse
     # everyone, and `run.py serve` makes one at start.
     admin_token: Secret = Secret("")
+    # Let other processes of this user listen on the same port (SO_REUSEPORT; the
+    # kernel spreads connections over them): what `run.py serve --workers N` sets.
+    reuse_port: bool = False
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

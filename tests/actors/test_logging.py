@@ -163,7 +163,8 @@ async def test_serve_at_debug_follows_a_request_through_every_actor(
     )
     env = {k: v for k, v in _env(simulator).items() if k != "REDIS_URL"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "run.py", "serve", "--config", str(config), cwd=ROOT, env=env,
+        sys.executable, "run.py", "serve", "--workers", "1", "--config", str(config),
+        cwd=ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     assert proc.stdout is not None

@@ -57,8 +57,8 @@ async def test_a_worker_with_a_skewed_clock_decides_as_the_others(
         "OPENAI_API_KEY": "sk-o", "OPENAI_BASE_URL": f"{simulator.url}/v1",
     }  # fmt: skip
     worker = subprocess.Popen(
-        [sys.executable, "run.py", "serve", "--role", "worker", "--config", str(config),
-         "--log-level", "warning"],
+        [sys.executable, "run.py", "serve", "--workers", "1", "--role", "worker",
+         "--config", str(config), "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

@@ -71,7 +71,8 @@ async def stack(
     env |= {"REDIS_URL": redis_server.url, "PYTHONUNBUFFERED": "1", "OPENAI_API_KEY": "sk-o",
             "OPENAI_BASE_URL": f"{simulator.url}/v1", "AIO_ADMIN_TOKEN": "adm-outage"}  # fmt: skip
     process = subprocess.Popen(
-        [sys.executable, "run.py", "serve", "--config", str(config), "--log-level", "error"],
+        [sys.executable, "run.py", "serve", "--workers", "1", "--config", str(config),
+         "--log-level", "error"],
         cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     assert process.stdout is not None

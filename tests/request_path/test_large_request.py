@@ -54,6 +54,8 @@ async def workers(
                 sys.executable,
                 "run.py",
                 "serve",
+                "--workers",
+                "1",
                 "--role",
                 "worker",
                 "--config",

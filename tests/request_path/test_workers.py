@@ -63,8 +63,8 @@ async def spawn_worker(
 
     def spawn(name: str) -> subprocess.Popen[str]:
         worker = subprocess.Popen(
-            [sys.executable, "run.py", "serve", "--role", "worker", "--config", str(config),
-             "--log-level", "warning"],
+            [sys.executable, "run.py", "serve", "--workers", "1", "--role", "worker",
+             "--config", str(config), "--log-level", "warning"],
             cwd=ROOT, env=env | {"HOSTNAME": name}, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         workers.append(worker)
