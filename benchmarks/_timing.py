@@ -15,6 +15,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bus import EmbeddedRedis
+from bus._aio import cancel_and_wait
+from bus._bus import _client
 
 Call = Callable[[], Awaitable[object]]
 Measure = Callable[[str, str, argparse.Namespace], Awaitable[Any]]
@@ -118,3 +120,61 @@ def main(doc: str, measure: Measure, *, rounds: int) -> None:
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_on_each_redis(measure, args))
+
+
+class RawEcho:
+    """The floor: a bare XADD / XREADGROUP / XADD echo."""
+
+    def __init__(self, url: str, ns: str) -> None:
+        self.req, self.rep = f"{ns}:raw:req", f"{ns}:raw:rep"
+        self.r = _client(url, 2.0, 1.0)
+        self.blocking = _client(url, 10.0, 1.0)
+        self.server_conn = _client(url, 10.0, 1.0)
+        self.waiters: dict[bytes, asyncio.Future[None]] = {}
+        self.counter = 0
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.r.delete(self.req, self.rep)
+        await self.r.xgroup_create(self.req, "echo", id="$", mkstream=True)
+        self.tasks = [asyncio.create_task(self._serve()), asyncio.create_task(self._replies())]
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            await cancel_and_wait(t)
+        await self.r.delete(self.req, self.rep)
+        for c in (self.r, self.blocking, self.server_conn):
+            await c.aclose()
+
+    async def _serve(self) -> None:
+        while True:
+            resp: Any = await self.server_conn.xreadgroup(
+                "echo", "c", {self.req: ">"}, count=64, block=1000
+            )
+            for _s, entries in resp or ():
+                if len(entries) == 1:
+                    await self.r.xadd(self.rep, {b"corr": entries[0][1][b"corr"]})
+                    continue
+                pipe = self.r.pipeline(transaction=False)
+                for _id, fields in entries:
+                    pipe.xadd(self.rep, {b"corr": fields[b"corr"]})
+                await pipe.execute()
+
+    async def _replies(self) -> None:
+        last = b"0-0"
+        while True:
+            resp: Any = await self.blocking.xread({self.rep: last}, count=256, block=1000)
+            for _s, entries in resp or ():
+                for entry_id, fields in entries:
+                    last = entry_id
+                    fut = self.waiters.pop(fields[b"corr"], None)
+                    if fut is not None:
+                        fut.set_result(None)
+
+    async def call(self) -> None:
+        self.counter += 1
+        corr = b"%d" % self.counter
+        fut = asyncio.get_running_loop().create_future()
+        self.waiters[corr] = fut
+        await self.r.xadd(self.req, {b"type": b"ping", b"data": b"{}", b"corr": corr})
+        await fut

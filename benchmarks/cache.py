@@ -68,7 +68,7 @@ async def _serve(extra: str, env: dict[str, str], port: int) -> tuple[object, st
     config = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)  # noqa: SIM115
     config.write(gw._CONFIG + extra)
     config.close()
-    server = gw._start(["serve", "--port", str(port), "--log-level", "error",
+    server = gw._start(["serve", "--workers", "1", "--port", str(port), "--log-level", "error",
                         "--config", config.name], env)  # fmt: skip
     return server, config.name
 

@@ -1,22 +1,33 @@
-"""The whole request path against a direct call of the simulator, in one run.
+"""The whole request path against a direct call of the simulator, and against peer
+gateways, in one run.
 
     python benchmarks/gateway.py [--seconds 4] [--latencies 0,50] [--concurrency 1,16,64]
-                                 [--endpoint chat|embeddings]
+                                 [--endpoint chat|embeddings] [--workers N]
+                                 [--peers litellm,portkey]
 
 HTTP -> gateway -> bus -> router -> (limiter, quota keeper) -> breaker -> SDK ->
-simulator -> back, with ``run.py serve`` (one process, every actor; every limit and
-quota set, none reached) and ``run.py simulate`` each in a process of their own,
-against an OpenAI-compatible ``POST /v1/chat/completions`` (or ``/v1/embeddings``: 16
-texts of ``text-embedding-3-small``, as base64, the OpenAI SDK's default) sent to the
-gateway or straight to the simulator. Reported per simulator latency
-and concurrency: requests per second, the latency the gateway adds (p50, p99),
-the serving process's CPU per request and its resident memory.
+simulator -> back, with ``run.py serve`` (``--workers N`` processes, every actor; every
+limit and quota set, none reached) and ``run.py simulate`` each in processes of their
+own, against an OpenAI-compatible ``POST /v1/chat/completions`` (or ``/v1/embeddings``:
+16 texts of ``text-embedding-3-small``, as base64, the OpenAI SDK's default) sent to
+the gateway or straight to the simulator. With ``--peers``, LiteLLM's proxy and
+Portkey's gateway (pinned, installed on first use under benchmarks/.peers/, see
+_peers.py) front the same simulator, and each load runs on each target in turn
+(direct, ours, peers) so that all share the machine's state of the moment.
+
+Reported per simulator latency and concurrency and target: requests per second and
+their share of direct, the latency it adds (p50, p99), its CPU per request (ours: every
+process of the serve tree; "+redis": what Redis spent on it) and its resident memory
+(per process). Before the loads: start to first answer of each target, and the bare
+Redis Streams round trip (XADD, XREADGROUP, XADD, XREAD) on the same Redis, the floor
+of a request that crosses the bus.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -26,6 +37,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +46,11 @@ import aiohttp
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _peers import start_peer
+from _timing import RawEcho, latencies
+
 from actors.runtime.config import MAX_COUNT, MAX_USD
+from bus import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "Why does a gateway need a breaker?"
@@ -69,15 +86,56 @@ def _free_port() -> int:
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:  # exited meanwhile
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
 def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except FileNotFoundError:
+        return 0.0
+    for line in lines:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (serve's workers)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except FileNotFoundError:
+            continue
+        todo.extend(int(child) for child in children)
+    return found
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    headers: dict[str, str]
+    pids: Callable[[], list[int]]  # whose CPU and memory count
+    ready_s: float = 0.0
+
+    def cpu(self) -> float:
+        return sum(_cpu_seconds(pid) for pid in self.pids())
+
+    def rss(self) -> str:
+        """Resident memory per process (the largest, and how many processes)."""
+        sizes = [_rss_mib(pid) for pid in self.pids()]
+        sizes = [size for size in sizes if size > 1]  # the parent's share counts too
+        if len(sizes) <= 1:
+            return f"{sum(sizes):.0f}MiB"
+        return f"{max(sizes):.0f}MiBx{len(sizes)}"
 
 
 @dataclass
@@ -89,19 +147,20 @@ class Run:
 
 
 async def _load(
-    http: aiohttp.ClientSession, url: str, concurrency: int, seconds: float, body: bytes
+    http: aiohttp.ClientSession, target: Target, concurrency: int, seconds: float, body: bytes
 ) -> Run:
     latencies: list[float] = []
     stop_at = time.perf_counter() + seconds
-    headers = {"Content-Type": "application/json", "Authorization": "Bearer k"}
 
     async def user() -> None:
         while time.perf_counter() < stop_at:
             started = time.perf_counter()
-            async with http.post(url, data=body, headers=headers) as response:
+            async with http.post(target.url, data=body, headers=target.headers) as response:
                 await response.read()
                 if response.status != 200:
-                    raise RuntimeError(f"{url}: HTTP {response.status}: {await response.text()}")
+                    raise RuntimeError(
+                        f"{target.name}: HTTP {response.status}: {await response.text()}"
+                    )
             latencies.append((time.perf_counter() - started) * 1000)
 
     began = time.perf_counter()
@@ -129,16 +188,40 @@ def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     return process
 
 
-def _forget(namespace: str) -> None:
-    """Delete the benchmark's keys from the external Redis (the embedded one is gone)."""
-    url = os.environ.get("REDIS_URL")
-    if not url:
-        return
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
-    for start in range(0, len(keys), 1000):
-        client.delete(*keys[start : start + 1000])
-    client.close()
+def _first_answer_s(url: str, headers: dict[str, str], body: bytes, started: float) -> float:
+    """Seconds from ``started`` to the first 200 from ``url`` (polled every 10 ms)."""
+    while time.perf_counter() - started < 60:
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                if response.status == 200:
+                    return time.perf_counter() - started
+        except OSError:  # not listening yet, or not ready
+            pass
+        time.sleep(0.01)
+    raise RuntimeError(f"{url}: no answer within 60 s")
+
+
+class RedisCpu:
+    """CPU seconds Redis has spent (INFO cpu: its main thread and the rest)."""
+
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url)
+
+    def __call__(self) -> float:
+        cpu = self.client.info("cpu")
+        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+async def _bare_round_trip_ms(url: str) -> float:
+    """p50 of one bare Redis Streams round trip, one at a time (benchmarks/bus.py's floor)."""
+    echo = RawEcho(url, f"bench{os.getpid()}")
+    await echo.start()
+    try:
+        samples = await latencies(echo.call, 2000)
+    finally:
+        await echo.stop()
+    return statistics.median(samples) / 1000
 
 
 async def main() -> None:
@@ -147,26 +230,87 @@ async def main() -> None:
     parser.add_argument("--latencies", default="0,50")
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--endpoint", choices=sorted(BODIES), default="chat")
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers N")
+    parser.add_argument("--peers", default="", help="comma-separated: litellm, portkey")
     args = parser.parse_args()
-    sim_port, gw_port = _free_port(), _free_port()
+    peers = [name for name in args.peers.split(",") if name]
+    if peers and args.endpoint != "chat":
+        parser.error("--peers measure chat completions only")
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
     env |= {"PYTHONUNBUFFERED": "1"}
-    simulator = _start(["simulate", "--port", str(sim_port), "--log-level", "error"], env)
-    try:
-        await _measure(args, env, simulator, sim_port, gw_port)
-    finally:
-        simulator.terminate()
-        simulator.wait()
+    with contextlib.ExitStack() as stack:
+        if not env.get("REDIS_URL"):  # one of our own, so that its CPU is known
+            env["REDIS_URL"] = stack.enter_context(EmbeddedRedis()).url
+        sim_port = _free_port()
+        simulator = _start(["simulate", "--port", str(sim_port), "--log-level", "error"], env)
+        stack.callback(simulator.wait)
+        stack.callback(simulator.terminate)
+        await _measure(args, env, f"http://127.0.0.1:{sim_port}", peers, stack)
 
 
 async def _measure(
     args: argparse.Namespace,
     env: dict[str, str],
-    simulator: subprocess.Popen[str],
-    sim_port: int,
-    gw_port: int,
+    sim_url: str,
+    peers: list[str],
+    stack: contextlib.ExitStack,
 ) -> None:
-    sim_url = f"http://127.0.0.1:{sim_port}"
+    body = BODIES[args.endpoint].encode()
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer k"}
+    path = PATHS[args.endpoint]
+    direct = Target("direct", f"{sim_url}{path}", headers, lambda: [])
+    targets = [direct, _serve(args, env, sim_url, body, headers, stack)]
+    for name in peers:
+        peer = await asyncio.to_thread(start_peer, name, f"{sim_url}/v1", _free_port())
+        stack.callback(peer.stop)
+        targets.append(Target(peer.name, peer.url, peer.headers, lambda p=peer.pid: [p],
+                              peer.ready_s))  # fmt: skip
+    redis_cpu = RedisCpu(env["REDIS_URL"])
+    bare = await _bare_round_trip_ms(env["REDIS_URL"])
+    print(f"Redis: {os.environ.get('REDIS_URL') or 'embedded'}; bare Redis Streams round "
+          f"trip p50 {bare:.3f} ms")  # fmt: skip
+    for target in targets[1:]:
+        print(f"{target.name}: start to first answer {target.ready_s:.2f} s")
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        for target in targets[1:]:
+            await _load(http, target, 8, 1.0, body)  # warm up
+        print(f"{'target':>16} {'upstream':>8} {'conc':>4} {'req/s':>7} {'share':>5} "
+              f"{'added p50':>9} {'added p99':>9} {'CPU/req':>8} {'+redis':>7} "
+              f"{'RSS':>9}")  # fmt: skip
+        for latency in (int(x) for x in args.latencies.split(",")):
+            await _set_latency(http, sim_url, latency)
+            for concurrency in (int(x) for x in args.concurrency.split(",")):
+                base: Run | None = None
+                for target in targets:
+                    cpu_before, redis_before = target.cpu(), redis_cpu()
+                    run = await _load(http, target, concurrency, args.seconds, body)
+                    cpu_ms = (target.cpu() - cpu_before) * 1000 / run.requests
+                    redis_ms = (redis_cpu() - redis_before) * 1000 / run.requests
+                    if base is None:
+                        base = run
+                        print(f"{target.name:>16} {latency:>6}ms {concurrency:>4} "
+                              f"{run.rps:>7.0f} {1:>5.2f} {'':>9} {'':>9} {'':>8} {'':>7}",
+                              flush=True)  # fmt: skip
+                        continue
+                    print(
+                        f"{target.name:>16} {latency:>6}ms {concurrency:>4} {run.rps:>7.0f} "
+                        f"{run.rps / base.rps:>5.2f} {run.p50_ms - base.p50_ms:>7.2f}ms "
+                        f"{run.p99_ms - base.p99_ms:>7.2f}ms {cpu_ms:>6.2f}ms "
+                        f"{redis_ms:>5.2f}ms {target.rss():>9}",
+                        flush=True,
+                    )
+
+
+def _serve(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    sim_url: str,
+    body: bytes,
+    headers: dict[str, str],
+    stack: contextlib.ExitStack,
+) -> Target:
+    """Ours: ``run.py serve --workers N`` in front of the simulator, every limit checked."""
     serve_env = env | {
         "OPENAI_API_KEY": "sk-bench",
         "OPENAI_BASE_URL": f"{sim_url}/v1",
@@ -176,40 +320,27 @@ async def _measure(
     config = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)  # noqa: SIM115
     config.write(_CONFIG + _NO_CACHE)
     config.close()
+    stack.callback(_forget, env["REDIS_URL"], f"bench{os.getpid()}")
+    stack.callback(os.unlink, config.name)
+    port = _free_port()
     started = time.perf_counter()
-    server = _start(["serve", "--port", str(gw_port), "--log-level", "error",
-                     "--config", config.name], serve_env)  # fmt: skip
-    print(f"serve started in {time.perf_counter() - started:.2f} s; "
-          f"Redis: {os.environ.get('REDIS_URL') or 'embedded'}")  # fmt: skip
-    gateway_url = f"http://127.0.0.1:{gw_port}{PATHS[args.endpoint]}"
-    direct_url = f"{sim_url}{PATHS[args.endpoint]}"
-    body = BODIES[args.endpoint].encode()
-    try:
-        connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(connector=connector) as http:
-            await _load(http, gateway_url, 8, 1.0, body)  # warm up
-            print(f"{'upstream':>8} {'conc':>4} {'direct/s':>9} {'gateway/s':>9} {'ratio':>6} "
-                  f"{'added p50':>9} {'added p99':>9} {'CPU/req':>8} {'RSS':>8}")  # fmt: skip
-            for latency in (int(x) for x in args.latencies.split(",")):
-                await _set_latency(http, sim_url, latency)
-                for concurrency in (int(x) for x in args.concurrency.split(",")):
-                    direct = await _load(http, direct_url, concurrency, args.seconds, body)
-                    cpu_before = _cpu_seconds(server.pid)
-                    through = await _load(http, gateway_url, concurrency, args.seconds, body)
-                    cpu_ms = (_cpu_seconds(server.pid) - cpu_before) * 1000 / through.requests
-                    added50 = through.p50_ms - direct.p50_ms
-                    added99 = through.p99_ms - direct.p99_ms
-                    print(
-                        f"{latency:>6}ms {concurrency:>4} {direct.rps:>9.0f} {through.rps:>9.0f} "
-                        f"{through.rps / direct.rps:>6.2f} {added50:>7.2f}ms {added99:>7.2f}ms "
-                        f"{cpu_ms:>6.2f}ms {_rss_mib(server.pid):>6.0f}MiB",
-                        flush=True,
-                    )
-    finally:
-        server.terminate()
-        server.wait(15)
-        os.unlink(config.name)
-        _forget(f"bench{os.getpid()}")
+    server = _start(["serve", "--port", str(port), "--log-level", "error", "--config",
+                     config.name, "--workers", str(args.workers)], serve_env)  # fmt: skip
+    stack.callback(server.wait, 15)
+    stack.callback(server.terminate)
+    url = f"http://127.0.0.1:{port}{PATHS[args.endpoint]}"
+    ready = _first_answer_s(url, headers, body, started)
+    name = f"ours x{args.workers}" if args.workers > 1 else "ours"
+    return Target(name, url, headers, lambda: _tree(server.pid), ready)
+
+
+def _forget(url: str, namespace: str) -> None:
+    """Delete the benchmark's keys."""
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+    for start in range(0, len(keys), 1000):
+        client.delete(*keys[start : start + 1000])
+    client.close()
 
 
 if __name__ == "__main__":

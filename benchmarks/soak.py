@@ -113,7 +113,7 @@ class Soak:
             "OPENAI_API_KEY": "sk-soak", "OPENAI_BASE_URL": f"{self.sim}/v1",
             "ANTHROPIC_API_KEY": "sk-soak-a", "ANTHROPIC_BASE_URL": self.sim,
         }  # fmt: skip
-        common = ["--config", str(config), "--log-level", "error"]
+        common = ["--workers", "1", "--config", str(config), "--log-level", "error"]
         worker = ["serve", "--role", "worker", *common]
         self.spawn_worker = lambda name: _start(worker, serve_env | {"HOSTNAME": name},
                                                 "serving")[0]  # fmt: skip
