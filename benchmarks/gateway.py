@@ -3,7 +3,7 @@ gateways, in one run.
 
     python benchmarks/gateway.py [--seconds 4] [--latencies 0,50] [--concurrency 1,16,64]
                                  [--endpoint chat|embeddings] [--workers N]
-                                 [--peers litellm,portkey]
+                                 [--peers litellm,portkey] [--client wrk|python]
 
 HTTP -> gateway -> bus -> router -> (limiter, quota keeper) -> breaker -> SDK ->
 simulator -> back, with ``run.py serve`` (``--workers N`` processes, every actor; every
@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -170,6 +171,39 @@ async def _load(
     return Run(len(latencies) / wall, q[49], q[98], len(latencies))
 
 
+_WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+async def _load_wrk(target: Target, concurrency: int, seconds: float, body: bytes) -> Run:
+    """The same load from wrk (C, one thread): the client takes far less of the
+    machine's CPU than aiohttp's, which on 2 cores competes with what is measured."""
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)  # noqa: SIM115
+    headers = "".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n"
+                      for k, v in target.headers.items())  # fmt: skip
+    script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(body.decode())}\n{headers}')
+    script.close()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency",
+            "-s", script.name, target.url, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        out = (await process.communicate())[0].decode()
+    finally:
+        os.unlink(script.name)
+    if "Non-2xx" in out or "Socket errors" in out or process.returncode:
+        raise RuntimeError(f"{target.name}: wrk saw failures:\n{out}")
+    quantiles = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in ("50%", "99%"):
+            number = parts[1].rstrip("usm")
+            unit = parts[1][len(number) :]
+            quantiles[parts[0]] = float(number) * _WRK_UNITS[unit]
+    rps = float(out.split("Requests/sec:")[1].split()[0])
+    requests = int(out.split(" requests in ")[0].split()[-1])
+    return Run(rps, quantiles["50%"], quantiles["99%"], requests)
+
+
 async def _set_latency(http: aiohttp.ClientSession, simulator: str, latency_ms: int) -> None:
     async with http.post(f"{simulator}/_sim/knobs/openai", json={"latency_ms": latency_ms}) as r:
         r.raise_for_status()
@@ -232,6 +266,12 @@ async def main() -> None:
     parser.add_argument("--endpoint", choices=sorted(BODIES), default="chat")
     parser.add_argument("--workers", type=int, default=1, help="serve --workers N")
     parser.add_argument("--peers", default="", help="comma-separated: litellm, portkey")
+    parser.add_argument(
+        "--client",
+        choices=["wrk", "python"],
+        default="wrk" if shutil.which("wrk") else "python",
+        help="the load's client: wrk (apt install wrk; the default when installed) or aiohttp",
+    )
     args = parser.parse_args()
     peers = [name for name in args.peers.split(",") if name]
     if peers and args.endpoint != "chat":
@@ -268,7 +308,7 @@ async def _measure(
     redis_cpu = RedisCpu(env["REDIS_URL"])
     bare = await _bare_round_trip_ms(env["REDIS_URL"])
     print(f"Redis: {os.environ.get('REDIS_URL') or 'embedded'}; bare Redis Streams round "
-          f"trip p50 {bare:.3f} ms")  # fmt: skip
+          f"trip p50 {bare:.3f} ms; client: {args.client}")  # fmt: skip
     for target in targets[1:]:
         print(f"{target.name}: start to first answer {target.ready_s:.2f} s")
     connector = aiohttp.TCPConnector(limit=0)
@@ -284,7 +324,11 @@ async def _measure(
                 base: Run | None = None
                 for target in targets:
                     cpu_before, redis_before = target.cpu(), redis_cpu()
-                    run = await _load(http, target, concurrency, args.seconds, body)
+                    run = await (
+                        _load(http, target, concurrency, args.seconds, body)
+                        if args.client == "python"
+                        else _load_wrk(target, concurrency, args.seconds, body)
+                    )
                     cpu_ms = (target.cpu() - cpu_before) * 1000 / run.requests
                     redis_ms = (redis_cpu() - redis_before) * 1000 / run.requests
                     if base is None:
