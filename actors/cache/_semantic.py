@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bus import Message
 
@@ -27,6 +27,20 @@ from ..messages import CacheCleared, CacheStored
 from ..providers import ProvidersConfig
 from ..runtime import SemanticConfig
 from ._key import scope_of
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+
+    class _OnFirstUse:
+        """numpy, imported when first used: only a deployment with the semantic cache on
+        pays its import (0.12 s of every start otherwise)."""
+
+        def __getattr__(self, name: str) -> Any:
+            module: ModuleType = importlib.import_module("numpy")
+            return getattr(module, name)
+
+    np = _OnFirstUse()
 
 __all__ = [
     "Embedder",

@@ -6,8 +6,8 @@ the guard sees)."""
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-import numpy as np
 import structlog
 
 from ..messages import CacheAnswer, CachedAnswer, CacheTicket
@@ -17,6 +17,9 @@ from ._key import SHARED
 from ._memory import Memory
 from ._semantic import Embedder, Neighbour, VectorIndex
 from ._store import CacheStore
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["SemanticLevel"]
 

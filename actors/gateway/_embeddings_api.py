@@ -9,11 +9,11 @@ caller: asked as base64 (the OpenAI SDK's default), they are never parsed as flo
 from __future__ import annotations
 
 import base64
+import struct
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
-import numpy as np
 from aiohttp import web
 
 from bus import BusError
@@ -119,5 +119,4 @@ def embeddings_body(answer: GenerateResponse, encoding: str) -> dict[str, Any]:
 def _encoded(vector: bytes, encoding: str) -> str | list[float]:
     if encoding == "base64":
         return base64.b64encode(vector).decode()
-    values: list[float] = np.frombuffer(vector, dtype="<f4").tolist()
-    return values
+    return list(struct.unpack(f"<{len(vector) // 4}f", vector))  # float32, little-endian
