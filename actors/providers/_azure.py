@@ -21,6 +21,7 @@ class AzureOpenAIAdapter(OpenAIAdapter):
 
     name = "azure"
     config: AzureConfig
+    direct = False  # its deployment URLs, api-key header and api-version: the SDK's
 
     def __init__(self, config: AzureConfig, catalog: Catalog, default_model: str) -> None:
         super().__init__(config, catalog, default_model)

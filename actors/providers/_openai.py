@@ -1,15 +1,20 @@
 """OpenAI through ``openai.AsyncOpenAI``, on the SDK's aiohttp transport.
 
-Calls go through the client's documented low-level ``post`` (the SDK still does
-the URL, auth, headers, timeout and error mapping) and the answer is decoded with
-msgspec: the SDK's typed ``create()`` spends more CPU transforming parameters and
-building pydantic models than the whole call costs otherwise.
+Answers are decoded with msgspec: the SDK's typed ``create()`` spends more CPU
+transforming parameters and building pydantic models than the whole call costs
+otherwise. A whole-answer call (a chat completion, embeddings) goes out on aiohttp
+directly, with the headers the SDK sends: even its low-level ``post`` (pydantic
+request options, httpx URL parsing, header merging) took a third of the serving
+process's CPU under load (cProfile of ``serve`` under wrk; the before and after are in
+docs/performance.md). Streams, probes and Azure's calls still go through the SDK's
+``post``, which then does the URL, auth, headers, timeout and error mapping.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -129,10 +134,17 @@ class OpenAIAdapter(Adapter):
     """OpenAI's chat completions API; ``model`` is the model id."""
 
     name = "openai"
+    # Whole answers on aiohttp directly (see the module's docstring); Azure's URLs,
+    # auth and API versions stay the SDK's.
+    direct = True
 
     def __init__(self, config: ProviderConfig, catalog: Catalog, default_model: str) -> None:
         super().__init__(config, catalog, default_model)
         self.client = self._client()
+        self._session: aiohttp.ClientSession | None = None
+        self._url = str(self.client.base_url).rstrip("/")
+        sdk_headers = {k: v for k, v in self.client.default_headers.items() if isinstance(v, str)}
+        self._headers = sdk_headers | {"Authorization": f"Bearer {self.config.api_key}"}
 
     def _client(self) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
@@ -145,6 +157,50 @@ class OpenAIAdapter(Adapter):
 
     async def close(self) -> None:
         await self.client.close()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _post(self, path: str, body: dict[str, Any]) -> bytes:
+        """The answer's body to a JSON POST; a ``ProviderError`` for a refusal or a failure."""
+        if not self.direct:
+            sent = await self.client.post(path, body=body, cast_to=httpx2.Response)
+            return sent.content
+        if self._session is None:
+            # As the SDK's client: a connection pool of 1000, HTTP(S)_PROXY honoured, and
+            # its timeout on connecting and on each read (not on the whole answer).
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=1000),
+                timeout=aiohttp.ClientTimeout(sock_connect=self.timeout, sock_read=self.timeout),
+                trust_env=True,
+            )
+        try:
+            async with self._session.post(
+                self._url + path, data=msgspec.json.encode(body), headers=self._headers
+            ) as response:
+                content = await response.read()
+        except TimeoutError:  # aiohttp's socket timeouts are TimeoutErrors too
+            raise ProviderTimeout(self.name, f"no answer within {self.timeout:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise Unavailable(self.name, self.redact(_describe(exc))) from exc
+        if response.status >= 400:
+            raise self._refusal(response.status, content, response.headers)
+        return content
+
+    def _refusal(self, status: int, content: bytes, headers: Mapping[str, str]) -> ProviderError:
+        """The error for a refusal read off the wire, as the SDK would describe it."""
+        text = content.decode(errors="replace").strip()
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+        error = body.get("error", body) if isinstance(body, dict) else None
+        code = error.get("code") if isinstance(error, dict) else None
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            message = str(error["message"])
+        else:
+            message = f"Error code: {status} - {body if body is not None else text}"
+        code = code if isinstance(code, str) else None
+        return self._classified(status, code, self.redact(message), headers)
 
     def _target(self, model: str) -> str:
         """The name the API wants for ``model`` (Azure: its deployment)."""
@@ -184,10 +240,7 @@ class OpenAIAdapter(Adapter):
         return body
 
     async def _generate(self, request: ProviderRequest, model: str) -> Raw:
-        response = await self.client.post(
-            "/chat/completions", body=self._body(request, model), cast_to=httpx2.Response
-        )
-        answer = _decode(response.content)
+        answer = _decode(await self._post("/chat/completions", self._body(request, model)))
         if answer.error is not None:
             raise self._error_event(answer.error)
         if not answer.choices or answer.choices[0].message is None:
@@ -216,8 +269,7 @@ class OpenAIAdapter(Adapter):
             body["dimensions"] = request.dimensions
         if request.user:
             body["user"] = request.user
-        response = await self.client.post("/embeddings", body=body, cast_to=httpx2.Response)
-        answer = _decode_embeddings(response.content)
+        answer = _decode_embeddings(await self._post("/embeddings", body))
         if answer.error is not None:
             raise self._error_event(answer.error)
         vectors = sorted(answer.data, key=lambda v: v.index)
@@ -283,13 +335,16 @@ class OpenAIAdapter(Adapter):
         return read_error(self.name, self.timeout, exc)
 
     def _status_error(self, exc: openai.APIStatusError) -> ProviderError:
-        status = exc.status_code
-        message = _message(exc)
-        if exc.code == "context_length_exceeded":
+        return self._classified(exc.status_code, exc.code, _message(exc), exc.response.headers)
+
+    def _classified(
+        self, status: int, code: str | None, message: str, headers: Mapping[str, str]
+    ) -> ProviderError:
+        if code == "context_length_exceeded":
             return ContextTooLong(self.name, message, status=status)
-        if exc.code == "content_filter":
+        if code == "content_filter":
             return ContentFiltered(self.name, message, status=status)
-        return error_for_status(self.name, status, message, parse_retry_after(exc.response.headers))
+        return error_for_status(self.name, status, message, parse_retry_after(headers))
 
     def _error_event(self, error: _Error) -> ProviderError:
         """An error inside a 200 answer (a stream's error event)."""
