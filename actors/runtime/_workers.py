@@ -54,10 +54,11 @@ class Workers:
     ``child`` returns the process's exit code; it calls ``ready(said)`` once it serves,
     with a line about itself. ``on_ready([(pid, said), ...])`` runs in the parent once
     every first child is ready. The first child is started alone, the others once it
-    is ready (in parallel): a start that cannot succeed fails once. A child
-    that exits before it was ever ready with a non-zero code (a config error, Redis
-    not reachable) stops them all with that code: restarting would fail again. A
-    child that dies later is restarted, after a backoff when it keeps dying. SIGTERM
+    is ready (in parallel): a start that cannot succeed fails once. Until all have
+    been ready once, a child that exits with a non-zero code before it was ready (a
+    config error, Redis not reachable) stops them all with that code: restarting
+    would fail again. Afterwards a child that dies is restarted, after a backoff
+    when it keeps dying (a restart that cannot reach Redis included). SIGTERM
     or SIGINT to the parent reaches every child as SIGTERM; the parent returns when
     all have exited (after ``stop_timeout`` seconds, SIGKILL).
     """
@@ -100,7 +101,7 @@ class Workers:
                     code = os.waitstatus_to_exitcode(status)
                     if self._stopping:
                         continue
-                    if not child.ready and code > 0:
+                    if not child.ready and code > 0 and not self._announced:
                         log.error("workers.child_failed_to_start", pid=child.pid, exit=code)
                         self._stop(code)
                         continue
