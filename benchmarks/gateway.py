@@ -2,7 +2,7 @@
 gateways, in one run.
 
     python benchmarks/gateway.py [--seconds 4] [--latencies 0,50] [--concurrency 1,16,64]
-                                 [--endpoint chat|embeddings] [--workers N]
+                                 [--endpoint chat|embeddings] [--workers 1,2]
                                  [--peers litellm,portkey] [--client wrk|python]
 
 HTTP -> gateway -> bus -> router -> (limiter, quota keeper) -> breaker -> SDK ->
@@ -264,7 +264,7 @@ async def main() -> None:
     parser.add_argument("--latencies", default="0,50")
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--endpoint", choices=sorted(BODIES), default="chat")
-    parser.add_argument("--workers", type=int, default=1, help="serve --workers N")
+    parser.add_argument("--workers", default="1", help="serve --workers N, each N a target")
     parser.add_argument("--peers", default="", help="comma-separated: litellm, portkey")
     parser.add_argument(
         "--client",
@@ -299,7 +299,8 @@ async def _measure(
     headers = {"Content-Type": "application/json", "Authorization": "Bearer k"}
     path = PATHS[args.endpoint]
     direct = Target("direct", f"{sim_url}{path}", headers, lambda: [])
-    targets = [direct, _serve(args, env, sim_url, body, headers, stack)]
+    targets = [direct] + [_serve(args, int(n), env, sim_url, body, headers, stack)
+                          for n in args.workers.split(",")]  # fmt: skip
     for name in peers:
         peer = await asyncio.to_thread(start_peer, name, f"{sim_url}/v1", _free_port())
         stack.callback(peer.stop)
@@ -348,6 +349,7 @@ async def _measure(
 
 def _serve(
     args: argparse.Namespace,
+    workers: int,
     env: dict[str, str],
     sim_url: str,
     body: bytes,
@@ -362,19 +364,20 @@ def _serve(
     }
     # Admission runs as in production, every limit checked, none ever reached.
     config = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)  # noqa: SIM115
-    config.write(_CONFIG + _NO_CACHE)
+    namespace = f"bench{os.getpid()}w{workers}"  # each serve its own streams and groups
+    config.write(_CONFIG.replace(f"bench{os.getpid()}", namespace) + _NO_CACHE)
     config.close()
-    stack.callback(_forget, env["REDIS_URL"], f"bench{os.getpid()}")
+    stack.callback(_forget, env["REDIS_URL"], namespace)  # once it has stopped
     stack.callback(os.unlink, config.name)
     port = _free_port()
     started = time.perf_counter()
     server = _start(["serve", "--port", str(port), "--log-level", "error", "--config",
-                     config.name, "--workers", str(args.workers)], serve_env)  # fmt: skip
+                     config.name, "--workers", str(workers)], serve_env)  # fmt: skip
     stack.callback(server.wait, 15)
     stack.callback(server.terminate)
     url = f"http://127.0.0.1:{port}{PATHS[args.endpoint]}"
     ready = _first_answer_s(url, headers, body, started)
-    name = f"ours x{args.workers}" if args.workers > 1 else "ours"
+    name = f"ours x{workers}" if workers > 1 else "ours"
     return Target(name, url, headers, lambda: _tree(server.pid), ready)
 
 
