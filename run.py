@@ -23,7 +23,7 @@ from actors import CODEC, configure_logging
 from actors.demo import run_demo
 from actors.health import HealthProber
 from actors.node import Node, Role
-from actors.providers import Secret
+from actors.providers import Secret, adapter_class, vendor_of
 from actors.providers.simulator import PROVIDERS, Knobs, Simulator
 from actors.runtime import Workers, redis_for, reserve_port
 from actors.runtime._logging import secrets_of
@@ -92,6 +92,9 @@ def _serve_workers(config: Config, args: argparse.Namespace, made: str | None, c
             embedded = stack.enter_context(EmbeddedRedis(data_dir=args.data_dir))
             config = msgspec.structs.replace(config, redis_url=embedded.url)
         _say_token(made)
+        for name, provider in config.providers.items():  # imported once, shared by all
+            if provider.enabled and args.role != "gateway":
+                adapter_class(vendor_of(name))
 
         def child(_index: int, ready: Callable[[str], None]) -> int:
             try:
