@@ -11,7 +11,7 @@ It knows nothing of LLMs. Use::
 
 from ._aio import Backoff, cancel_and_wait
 from ._bus import Bus
-from ._cluster import cluster_seeds, is_cluster_url
+from ._cluster import cluster_seeds, is_cluster_url, sync_client
 from ._codec import Codec, Envelope, Failure, Message, added_ms, trace_context
 from ._config import BusConfig, StreamConfig
 from ._embedded import EmbeddedRedis, die_with_parent, find_redis_server
@@ -65,6 +65,7 @@ __all__ = [
     "find_redis_server",
     "is_cluster_url",
     "lua_source",
+    "sync_client",
     "trace_context",
     "user_tag",
 ]

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import redis
+import redis.cluster
 import redis.exceptions
 from redis.asyncio import ConnectionPool
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -36,6 +38,7 @@ from ._line import Line, elsewhere
 __all__ = [
     "CLUSTER_SCHEMES", "ClusterTopology", "ClusterWriter", "cluster_seeds", "command_key",
     "is_cluster_url",
+    "sync_client",
 ]  # fmt: skip
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
@@ -95,6 +98,20 @@ def cluster_client(url: str, socket_timeout: float, connect_timeout: float) -> R
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 6),
         health_check_interval=0,
     )
+
+
+def sync_client(url: str, **settings: Any) -> redis.Redis:
+    """A blocking client for ``url``: one server, or (``redis+cluster://``) a cluster
+    through redis-py's blocking ``RedisCluster`` (for threads, tools and tests)."""
+    if not is_cluster_url(url):
+        return redis.Redis.from_url(url, **settings)
+    first, nodes = cluster_seeds(url)
+    seeds = [redis.cluster.ClusterNode(host, port) for host, port in nodes[1:]]  # type: ignore[no-untyped-call]
+    # The same commands as one server's client: typed as one, for its callers.
+    cluster: redis.Redis = redis.cluster.RedisCluster.from_url(  # type: ignore[assignment]
+        first, startup_nodes=seeds, **settings
+    )
+    return cluster
 
 
 def command_key(command: Sequence[Any]) -> Any:

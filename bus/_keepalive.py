@@ -7,11 +7,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import redis
-import redis.cluster
 import structlog
 
-from ._cluster import cluster_seeds, is_cluster_url
+from ._cluster import sync_client
 from ._config import BusConfig
 from ._errors import REDIS_DOWN
 from ._scripts import lua_source
@@ -49,15 +47,7 @@ class Keepalive:
             "socket_connect_timeout": config.connect_timeout_ms / 1000,
             "health_check_interval": 0,
         }
-        self._client: redis.Redis | redis.cluster.RedisCluster
-        if is_cluster_url(url):
-            first, nodes = cluster_seeds(url)
-            seeds = [redis.cluster.ClusterNode(host, port) for host, port in nodes[1:]]  # type: ignore[no-untyped-call]
-            self._client = redis.cluster.RedisCluster.from_url(
-                first, startup_nodes=seeds, **settings
-            )
-        else:
-            self._client = redis.Redis.from_url(url, **settings)
+        self._client = sync_client(url, **settings)
         self._heartbeat = self._client.register_script(lua_source("bus", "heartbeat"))
         self._lease = self._client.register_script(lua_source("bus", "lease"))
         self._config = config

@@ -26,7 +26,7 @@ from redis.crc import key_slot
 
 from bus import cluster_seeds, find_redis_server, is_cluster_url
 
-__all__ = ["LocalCluster", "async_client", "local_cluster", "sync_client"]
+__all__ = ["LocalCluster", "async_client", "local_cluster"]
 
 # How long the cluster may take to form, or to finish a failover (generous: a busy
 # machine passes; a passing run takes a second or two).
@@ -200,17 +200,8 @@ def local_cluster() -> Iterator[LocalCluster]:
         cluster.stop()
 
 
-def sync_client(url: str, **settings: object) -> redis.Redis:
-    """A client for ``url``, a single server or (``redis+cluster://``) a cluster."""
-    if not is_cluster_url(url):
-        return redis.Redis.from_url(url, **settings)  # type: ignore[arg-type]
-    first, nodes = cluster_seeds(url)
-    seeds = [redis.cluster.ClusterNode(host, port) for host, port in nodes[1:]]
-    return redis.cluster.RedisCluster.from_url(first, startup_nodes=seeds, **settings)  # type: ignore[return-value]
-
-
 def async_client(url: str, **settings: object) -> redis.asyncio.Redis:
-    """``sync_client``'s asyncio twin."""
+    """``bus._cluster.sync_client``'s asyncio twin."""
     if not is_cluster_url(url):
         return redis.asyncio.Redis.from_url(url, **settings)  # type: ignore[arg-type]
     first, nodes = cluster_seeds(url)

@@ -25,9 +25,8 @@ import structlog
 from hypothesis import HealthCheck, settings
 
 from actors.runtime import configure_logging
-from bus import Bus, BusConfig, Codec, EmbeddedRedis, find_redis_server
+from bus import Bus, BusConfig, Codec, EmbeddedRedis, find_redis_server, sync_client
 from tests._audit import AUDIT, LogSink, scan_namespace, secret
-from tests._cluster import sync_client
 
 EXTERNAL = os.environ.get("REDIS_URL")
 
