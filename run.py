@@ -97,6 +97,8 @@ def _serve_workers(config: Config, args: argparse.Namespace, made: str | None, c
                 adapter_class(vendor_of(name))
 
         def child(_index: int, ready: Callable[[str], None]) -> int:
+            if held is not None:
+                held.close()  # the parent's reservation; the worker binds its own
             try:
                 _run_loop(_serve(config, args.role, None, None, args.wait_for_redis, ready))
             except BusUnavailable as exc:
@@ -190,12 +192,13 @@ async def _serve(
         node = await _started(config, url, role, wait_s)
         where = node.gateway.url if node.gateway else "no HTTP (worker)"
         providers = ", ".join(node.enabled) or "none"
+        gc.collect()
         gc.freeze()  # what start built lives as long as the process: the collector skips it
-        # A young-generation collection every 50,000 net allocations, not 700: at the
+        # A young-generation collection every 10,000 net allocations, not 700: at the
         # default, 200 collections a second took 5.6 % of the process's CPU under load
-        # (gc.callbacks, wrk at concurrency 32); at this one, none in 8 s, and resident
-        # memory stays flat (benchmarks/gateway.py).
-        gc.set_threshold(50_000, 10, 10)
+        # (gc.callbacks, wrk at concurrency 32). Not higher: garbage in cycles (a failed
+        # call's request held by its traceback) waits that long to be freed.
+        gc.set_threshold(10_000, 10, 10)
         if ready is not None:
             ready(f"{node.bus.node}|{where}|{providers}")
         else:

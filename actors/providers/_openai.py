@@ -6,14 +6,17 @@ otherwise. A whole-answer call (a chat completion, embeddings) goes out on aioht
 directly, with the headers the SDK sends: even its low-level ``post`` (pydantic
 request options, httpx URL parsing, header merging) took a third of the serving
 process's CPU under load (cProfile of ``serve`` under wrk; the before and after are in
-docs/performance.md). Streams, probes and Azure's calls still go through the SDK's
-``post``, which then does the URL, auth, headers, timeout and error mapping.
+docs/performance.md). Streams and Azure's calls still go through the SDK's ``post``
+(which then does the URL, auth, headers, timeout and error mapping), probes through
+its ``models.list()``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -142,6 +145,7 @@ class OpenAIAdapter(Adapter):
         super().__init__(config, catalog, default_model)
         self.client = self._client()
         self._session: aiohttp.ClientSession | None = None
+        self._proxy: str | None = None
         self._url = str(self.client.base_url).rstrip("/")
         sdk_headers = {k: v for k, v in self.client.default_headers.items() if isinstance(v, str)}
         self._headers = sdk_headers | {"Authorization": f"Bearer {self.config.api_key}"}
@@ -166,16 +170,22 @@ class OpenAIAdapter(Adapter):
             sent = await self.client.post(path, body=body, cast_to=httpx2.Response)
             return sent.content
         if self._session is None:
-            # As the SDK's client: a connection pool of 1000, HTTP(S)_PROXY honoured, and
-            # its timeout on connecting and on each read (not on the whole answer).
+            # As the SDK's client: a pool of 1000 connections kept 5 s, its timeout on
+            # getting a connection and on each read (not on the whole answer), and the
+            # HTTP(S)_PROXY of the environment, read once (aiohttp's trust_env would read
+            # ~/.netrc on every request, and clash with the Authorization header).
+            t = self.timeout
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=1000),
-                timeout=aiohttp.ClientTimeout(sock_connect=self.timeout, sock_read=self.timeout),
-                trust_env=True,
+                connector=aiohttp.TCPConnector(limit=1000, keepalive_timeout=5),
+                timeout=aiohttp.ClientTimeout(connect=t, sock_connect=t, sock_read=t),
             )
+            self._proxy = _proxy_for(self._url)
         try:
             async with self._session.post(
-                self._url + path, data=msgspec.json.encode(body), headers=self._headers
+                self._url + path,
+                data=msgspec.json.encode(body),
+                headers=self._headers,
+                proxy=self._proxy,
             ) as response:
                 content = await response.read()
         except TimeoutError:  # aiohttp's socket timeouts are TimeoutErrors too
@@ -196,9 +206,11 @@ class OpenAIAdapter(Adapter):
         error = body.get("error", body) if isinstance(body, dict) else None
         code = error.get("code") if isinstance(error, dict) else None
         if isinstance(error, dict) and isinstance(error.get("message"), str):
-            message = str(error["message"])
-        else:
-            message = f"Error code: {status} - {body if body is not None else text}"
+            message = str(error["message"])[:_MESSAGE_MAX]
+        elif body is not None:  # JSON of another shape, as the SDK words it
+            message = f"Error code: {status} - {body}"[:_MESSAGE_MAX]
+        else:  # not JSON (a proxy's HTML page, nothing): the status alone
+            message = f"Error code: {status}"
         code = code if isinstance(code, str) else None
         return self._classified(status, code, self.redact(message), headers)
 
@@ -352,6 +364,18 @@ class OpenAIAdapter(Adapter):
             return ContextTooLong(self.name, error.message)
         status = 429 if error.code == "rate_limit_exceeded" else 500
         return error_for_status(self.name, status, error.message or str(error.type))
+
+
+_MESSAGE_MAX = 1000  # of a refusal's message carried on
+
+
+def _proxy_for(url: str) -> str | None:
+    """The environment's proxy for ``url`` (HTTP(S)_PROXY, NO_PROXY), as httpx reads it."""
+    parts = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
 
 
 def _usage(usage: _Usage | None) -> Usage:

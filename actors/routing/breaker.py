@@ -176,7 +176,7 @@ class Breaker(Actor):
                            latency_ms=latency, message=error.message)  # fmt: skip
             await sender.settle()  # no text may reach the reader after our answer
             self._record(error, latency, trial)
-            return CallFailed(
+            failed = CallFailed(
                 provider=self.provider,
                 model=model,
                 kind=error.kind,
@@ -186,6 +186,10 @@ class Breaker(Actor):
                 latency_ms=latency,
                 started=sender.started,
             )
+            # The error's traceback holds this frame, whose locals hold the error: a cycle
+            # that only the collector (run rarely in serve) would free, request and all.
+            del error
+            return failed
         self.log.debug("breaker.call_finished", outcome="ok", latency_ms=completion.latency_ms,
                        finish_reason=completion.finish_reason, usage=completion.usage)  # fmt: skip
         self._record(None, completion.latency_ms, trial)

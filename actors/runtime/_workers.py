@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
+import math
 import os
 import selectors
 import signal
@@ -81,9 +82,11 @@ class Workers:
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
         self._selector.register(wake_r, selectors.EVENT_READ, None)
-        previous = {sig: signal.signal(sig, lambda *_: None) for sig in _SIGNALS}
+        # The wake-up pipe first, then the handlers: a signal between them is not lost.
         old_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        previous = {sig: signal.signal(sig, lambda *_: None) for sig in _SIGNALS}
         self._wake = (wake_r, wake_w)
+        gc.collect()  # start's garbage is not frozen for good
         gc.freeze()  # what exists now is shared with the children, untouched
         backoff = Backoff(0.5, _BACKOFF_MAX)
         due: dict[int, float] = {}  # index -> when to start it again
@@ -91,7 +94,8 @@ class Workers:
             self._spawn(0)  # the rest once it is ready: a start that fails, fails once
             while self._children or (due and not self._stopping):
                 wake_at = [*due.values()] if not self._stopping else [self._stop_deadline]
-                timeout = max(0.0, min(wake_at) - time.monotonic()) if wake_at else None
+                soonest = min(wake_at, default=math.inf)
+                timeout = None if soonest == math.inf else max(0.0, soonest - time.monotonic())
                 for key, _ in self._selector.select(timeout):
                     if key.data is None:
                         self._signals(wake_r)
@@ -130,9 +134,13 @@ class Workers:
     def _spawn(self, index: int) -> None:
         ready_r, ready_w = os.pipe()
         parent = os.getpid()
+        # No signal is handled between the fork and the child's own handlers (the
+        # parent's would run in the child, and write to the parent's wake-up pipe).
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child; coverage sees it only as a child
             os._exit(self._in_child(index, parent, ready_r, ready_w))
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
         os.close(ready_w)
         child = _Child(index, pid, ready_r, time.monotonic())
         self._children[pid] = child
@@ -144,11 +152,15 @@ class Workers:
             signal.set_wakeup_fd(-1)
             for sig in _SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)  # blocked for the fork
             die_with_parent(parent)  # a SIGKILLed parent leaves no worker behind
             os.close(ready_r)
-            for fd in (*self._wake, *(c.ready_fd for c in self._children.values())):
+            self._selector.close()
+            for fd in (
+                *self._wake,
+                *(c.ready_fd for c in self._children.values() if c.ready_fd >= 0),
+            ):
                 os.close(fd)
-            gc.unfreeze()
 
             def ready(said: str) -> None:
                 os.write(ready_w, said.encode()[:_SAID_MAX] or b" ")
@@ -211,7 +223,9 @@ class Workers:
             if pid == 0:
                 break
             child = self._children.pop(pid, None)
-            if child is None:  # not ours (the embedded Redis is a child too)
+            if child is None:  # not a worker: the embedded Redis is a child too
+                log.error("workers.other_child_exited", pid=pid,
+                          exit=os.waitstatus_to_exitcode(status))  # fmt: skip
                 continue
             if child.ready_fd >= 0:
                 self._selector.unregister(child.ready_fd)
@@ -220,6 +234,7 @@ class Workers:
         if self._stopping and self._children and time.monotonic() > self._stop_deadline:
             for pid in self._children:
                 _signal(pid, signal.SIGKILL)
+            self._stop_deadline = math.inf  # then wait for them (SIGCHLD wakes the loop)
         return done
 
     def _kill_all(self) -> None:
