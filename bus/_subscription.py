@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -192,6 +193,7 @@ class Subscription:
                     self._spawn(entry_id, fields, 1)
                 if unreachable:
                     self._log.info("bus.reconnected")
+                    claim_due = loop.time() + cfg.claim_idle_ms / 1000
                 lost_group = unreachable = False
                 backoff.reset()
             except redis.exceptions.ResponseError as exc:
@@ -210,6 +212,12 @@ class Subscription:
                 if not unreachable:
                     self._log.warning("bus.unreachable", error=repr(exc))
                 unreachable = True
+                # While Redis was out of reach, so were the owners' heartbeats and
+                # acknowledgements: every entry in flight looks idle right after. No
+                # claim until a whole claim_idle_ms after Redis answers again, or a live
+                # owner's entry, even one it has answered (its XACK queued behind the
+                # stall), is taken over and run twice (seen in the soak).
+                claim_due = math.inf
                 await backoff.sleep()
 
     def _spawn(self, entry_id: bytes, fields: dict[bytes, bytes], deliveries: int) -> None:
@@ -228,10 +236,11 @@ class Subscription:
         room = self.concurrency - len(self._tasks)
         if room <= 0:
             return
+        run_by = self._bus.now_ms() + cfg.command_timeout_ms  # else it claims nothing
         next_id, claimed, gone = await call(
             self._bus.scripts.claim,
             [self.stream],
-            [self.group, self.consumer, cfg.claim_idle_ms, self._claim_cursor, room],
+            [self.group, self.consumer, cfg.claim_idle_ms, self._claim_cursor, room, run_by],
         )
         self._claim_cursor = next_id
         if gone:

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from bus import Bus
+from bus import Bus, EmbeddedRedis
 from tests.bus.test_bus import CODEC, Done, Job, Recorder
 from tests.conftest import FAST, PATIENCE, MakeBus, eventually
 
@@ -71,6 +71,41 @@ async def test_a_long_handler_keeps_its_entry(make_bus: MakeBus) -> None:
     assert [d.deliveries for d in handler_a.deliveries] == [1]
     await sub_a.stop(1.0)
     await sub_b.stop(1.0)
+
+
+async def test_a_stall_longer_than_claim_idle_takes_no_live_entry_over(
+    make_bus: MakeBus,
+) -> None:
+    """Redis stalled (SIGSTOP) for longer than claim_idle_ms while a handler runs: each
+    entry in flight looks idle when it resumes (no heartbeat reached Redis), but its live
+    owner keeps it, because the other consumer, which saw the stall too, claims nothing
+    until claim_idle_ms after it. (Without that, an entry answered during the stall,
+    its XACK queued behind it, was taken over and run again: seen in the soak.)"""
+    with EmbeddedRedis() as server:
+        first = await make_bus(CODEC, url=server.url, node_prefix="first")
+        second = await make_bus(CODEC, url=server.url, node_prefix="second")
+        stream = f"{first.names.ns}:jobs"
+        handler_a, handler_b = Recorder(), Recorder()
+        sub_a = first.subscribe(stream, "workers", handler_a)
+        await sub_a.start()
+        # Past the command timeout (1 s), short of the name lease (3 s).
+        stall_s = 2 * FAST.claim_idle_ms / 1000
+        run_for = stall_s + 3 * FAST.claim_idle_ms / 1000
+        ask = asyncio.create_task(first.ask(stream, Job(n=1, sleep=run_for), timeout=PATIENCE))
+        await eventually(lambda: handler_a.active == 1)
+        sub_b = second.subscribe(stream, "workers", handler_b)
+        await sub_b.start()
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(stall_s)  # the fault's length, not a wait for a result
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        assert await ask == Done(n=1)
+        assert handler_b.deliveries == []
+        assert [d.deliveries for d in handler_a.deliveries] == [1]
+        await sub_a.stop(1.0)
+        await sub_b.stop(1.0)
 
 
 async def _no_pending(bus: Bus, stream: str) -> bool:
