@@ -24,6 +24,7 @@ import aiohttp
 import httpx2
 import msgspec
 import openai
+import structlog
 
 from ._adapter import Adapter, Raw, RawChunk, Scored, error_for_status, parse_retry_after
 from ._catalog import Catalog
@@ -44,6 +45,8 @@ from ._types import (
 )
 
 __all__ = ["OpenAIAdapter"]
+
+log = structlog.get_logger("providers")
 
 _FINISH: dict[str | None, FinishReason] = {
     "stop": "stop",
@@ -193,7 +196,11 @@ class OpenAIAdapter(Adapter):
         except aiohttp.ClientError as exc:
             raise Unavailable(self.name, self.redact(_describe(exc))) from exc
         if response.status >= 400:
-            raise self._refusal(response.status, content, response.headers)
+            refused = self._refusal(response.status, content, response.headers)
+            # What the SDK's own debug lines said of a refusal (as provider.sdk_error).
+            log.debug("provider.refused", provider=self.name, status=response.status,
+                      error=refused.message)  # fmt: skip
+            raise refused
         return content
 
     def _refusal(self, status: int, content: bytes, headers: Mapping[str, str]) -> ProviderError:
