@@ -14,6 +14,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from actors import configure_logging
 from bus import EmbeddedRedis
 from bus._aio import cancel_and_wait
 from bus._bus import _client
@@ -118,6 +119,9 @@ def main(doc: str, measure: Measure, *, rounds: int) -> None:
     parser.add_argument("--inflight", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=1.0)
     args = parser.parse_args()
+    # As serve logs (info and up): unconfigured, structlog prints every debug line of
+    # every message, and the bus would be measured printing.
+    configure_logging("warning")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_on_each_redis(measure, args))
 
