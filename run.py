@@ -66,9 +66,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     try:
         _run_loop(_serve(config, args.role, args.data_dir, made, args.wait_for_redis))
     except BusUnavailable as exc:
-        print(f"error: {exc} (tried for {args.wait_for_redis:g} s; --wait-for-redis)",
-              file=sys.stderr)  # fmt: skip
-        return 2
+        return _unreachable(exc, args.wait_for_redis)
     return 0
 
 
@@ -92,8 +90,8 @@ def _serve_workers(config: Config, args: argparse.Namespace, made: str | None, c
             embedded = stack.enter_context(EmbeddedRedis(data_dir=args.data_dir))
             config = msgspec.structs.replace(config, redis_url=embedded.url)
         _say_token(made)
-        for name, provider in config.providers.items():  # imported once, shared by all
-            if provider.enabled and args.role != "gateway":
+        if args.role != "gateway":  # the SDKs, imported once here, shared by all
+            for name in (name for name, p in config.providers.items() if p.enabled):
                 adapter_class(vendor_of(name))
 
         def child(_index: int, ready: Callable[[str], None]) -> int:
@@ -102,9 +100,7 @@ def _serve_workers(config: Config, args: argparse.Namespace, made: str | None, c
             try:
                 _run_loop(_serve(config, args.role, None, None, args.wait_for_redis, ready))
             except BusUnavailable as exc:
-                print(f"error: {exc} (tried for {args.wait_for_redis:g} s; --wait-for-redis)",
-                      file=sys.stderr, flush=True)  # fmt: skip
-                return 2
+                return _unreachable(exc, args.wait_for_redis)
             return 0
 
         def all_ready(ready: list[tuple[int, str]]) -> None:
@@ -116,6 +112,11 @@ def _serve_workers(config: Config, args: argparse.Namespace, made: str | None, c
         code = Workers(count, child, all_ready).run()
         print("stopped", flush=True)
         return code
+
+
+def _unreachable(exc: BusUnavailable, wait_s: float) -> int:
+    print(f"error: {exc} (tried for {wait_s:g} s; --wait-for-redis)", file=sys.stderr, flush=True)
+    return 2
 
 
 def _run_loop(main: Coroutine[Any, Any, None]) -> None:

@@ -18,7 +18,6 @@ import importlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bus import Message
@@ -37,8 +36,9 @@ else:
         pays its import (0.12 s of every start otherwise)."""
 
         def __getattr__(self, name: str) -> Any:
-            module: ModuleType = importlib.import_module("numpy")
-            return getattr(module, name)
+            global np  # noqa: PLW0603 - the module itself replaces this stand-in
+            np = importlib.import_module("numpy")
+            return getattr(np, name)
 
     np = _OnFirstUse()
 

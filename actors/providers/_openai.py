@@ -210,16 +210,15 @@ class OpenAIAdapter(Adapter):
             body = json.loads(text)
         except ValueError:
             body = None
-        error = body.get("error", body) if isinstance(body, dict) else None
-        code = error.get("code") if isinstance(error, dict) else None
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            message = str(error["message"])[:_MESSAGE_MAX]
-        elif body is not None:  # JSON of another shape, as the SDK words it
-            message = f"Error code: {status} - {body}"[:_MESSAGE_MAX]
-        else:  # not JSON (a proxy's HTML page, nothing): the status alone
-            message = f"Error code: {status}"
+        error = body.get("error", body) if isinstance(body, dict) else {}
+        error = error if isinstance(error, dict) else {}
+        code, message = error.get("code"), error.get("message")
+        if not isinstance(message, str):
+            # JSON of another shape as the SDK words it; not JSON (a proxy's HTML page,
+            # nothing): the status alone.
+            message = f"Error code: {status}" + (f" - {body}" if body is not None else "")
         code = code if isinstance(code, str) else None
-        return self._classified(status, code, self.redact(message), headers)
+        return self._classified(status, code, self.redact(message[:_MESSAGE_MAX]), headers)
 
     def _target(self, model: str) -> str:
         """The name the API wants for ``model`` (Azure: its deployment)."""

@@ -68,10 +68,9 @@ class Workers:
     child: Callable[[int, Callable[[str], None]], int]
     on_ready: Callable[[list[tuple[int, str]]], None] = lambda ready: None
     stop_timeout: float = 30.0
-    restarts: int = 0
     _children: dict[int, _Child] = field(default_factory=dict)  # by pid
     _selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
-    _stopping: int = 0  # once stopping: the exit code, -1 for 0
+    _exit: int | None = None  # once stopping: the exit code
     _stop_deadline: float = 0.0  # then SIGKILL
     _announced: bool = False
     _spread: bool = False  # the first ready: the others started
@@ -92,8 +91,8 @@ class Workers:
         due: dict[int, float] = {}  # index -> when to start it again
         try:
             self._spawn(0)  # the rest once it is ready: a start that fails, fails once
-            while self._children or (due and not self._stopping):
-                wake_at = [*due.values()] if not self._stopping else [self._stop_deadline]
+            while self._children or (due and self._exit is None):
+                wake_at = [*due.values()] if self._exit is None else [self._stop_deadline]
                 soonest = min(wake_at, default=math.inf)
                 timeout = None if soonest == math.inf else max(0.0, soonest - time.monotonic())
                 for key, _ in self._selector.select(timeout):
@@ -103,7 +102,7 @@ class Workers:
                         self._read_ready(key.data)
                 for child, status in self._reap():
                     code = os.waitstatus_to_exitcode(status)
-                    if self._stopping:
+                    if self._exit is not None:
                         continue
                     if not child.ready and code > 0 and not self._announced:
                         log.error("workers.child_failed_to_start", pid=child.pid, exit=code)
@@ -117,11 +116,10 @@ class Workers:
                                 exit=code, restart_in_s=round(delay, 2))  # fmt: skip
                     due[child.index] = time.monotonic() + delay
                 now = time.monotonic()
-                for index in [i for i, at in due.items() if at <= now and not self._stopping]:
+                for index in [i for i, at in due.items() if at <= now and self._exit is None]:
                     del due[index]
-                    self.restarts += 1
                     self._spawn(index)
-            return self._stopping if self._stopping > 0 else 0
+            return self._exit or 0
         finally:
             self._kill_all()
             signal.set_wakeup_fd(old_wakeup)
@@ -188,14 +186,14 @@ class Workers:
             return
         child.ready = True
         child.said = data.decode(errors="replace").strip()
-        if not self._spread and not self._stopping:
+        if not self._spread and self._exit is None:
             self._spread = True
             for index in range(1, self.count):
                 self._spawn(index)
         everyone = self._children.values()
         if not self._announced and len(everyone) == self.count and all(c.ready for c in everyone):
             self._announced = True
-            self.on_ready(sorted((c.pid, c.said) for c in self._children.values()))
+            self.on_ready(sorted((c.pid, c.said) for c in everyone))
 
     def _signals(self, wake_r: int) -> None:
         try:
@@ -206,9 +204,9 @@ class Workers:
             self._stop(0)
 
     def _stop(self, code: int) -> None:
-        if self._stopping:
+        if self._exit is not None:
             return
-        self._stopping = code if code else -1
+        self._exit = code
         self._stop_deadline = time.monotonic() + self.stop_timeout
         for pid in self._children:
             _signal(pid, signal.SIGTERM)
@@ -231,7 +229,7 @@ class Workers:
                 self._selector.unregister(child.ready_fd)
                 os.close(child.ready_fd)
             done.append((child, status))
-        if self._stopping and self._children and time.monotonic() > self._stop_deadline:
+        if self._exit is not None and self._children and time.monotonic() > self._stop_deadline:
             for pid in self._children:
                 _signal(pid, signal.SIGKILL)
             self._stop_deadline = math.inf  # then wait for them (SIGCHLD wakes the loop)
