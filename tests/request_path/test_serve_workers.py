@@ -10,10 +10,8 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import openai
@@ -21,17 +19,12 @@ import pytest
 
 from actors.providers.simulator import Simulator
 from actors.runtime.config import LIMIT_FIELDS, QUOTA_FIELDS
+from tests._serve import ROOT, Served, serve_env, serving
 from tests.conftest import PATIENCE, eventually
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-@dataclass
-class Served:
-    process: subprocess.Popen[str]
-    url: str
-    line: str
-    output: list[str]
+class Workers(Served):
+    """A served parent with its workers."""
 
     def children(self) -> list[int]:
         """The parent's children but the embedded Redis: its workers."""
@@ -65,48 +58,18 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def _env(simulator: Simulator) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
-    env.pop("REDIS_URL", None)  # the parent's embedded Redis, shared by its workers
-    return env | {"OPENAI_API_KEY": "sk-w", "OPENAI_BASE_URL": f"{simulator.url}/v1",
-                  "AIO_ADMIN_TOKEN": "adm-workers", "PYTHONUNBUFFERED": "1"}  # fmt: skip
-
-
 @pytest.fixture
-async def served(simulator: Simulator, tmp_path: Path) -> AsyncIterator[Served]:
+async def served(simulator: Simulator, tmp_path: Path) -> AsyncIterator[Workers]:
     config = tmp_path / "aio.toml"
     unlimited = "".join(f'{name} = "unlimited"\n' for name in LIMIT_FIELDS)
     no_quota = "".join(f'{name} = "unlimited"\n' for name in QUOTA_FIELDS)
     config.write_text(f'[bus]\nnamespace = "sw{uuid.uuid4().hex[:8]}"\n[health]\nenabled = false\n'
                       f"[limits]\n{unlimited}[quota]\n{no_quota}")  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "run.py", "serve", "--workers", "2", "--port", "0", "--config",
-         str(config), "--log-level", "warning"],
-        cwd=ROOT, env=_env(simulator), text=True, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    assert process.stdout is not None
-    output: list[str] = []
-    try:
-        line = await asyncio.to_thread(process.stdout.readline)
-        while line and not line.startswith("serving as"):
-            output.append(line)
-            line = await asyncio.to_thread(process.stdout.readline)
-        assert line, f"serve stopped before it was ready: {''.join(output)}"
-        stdout = process.stdout
-        threading.Thread(target=lambda: output.extend(stdout), daemon=True).start()
-        url = line.split(" on ")[1].split(";")[0].strip()
-        yield Served(process, url, line, output)
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                await asyncio.to_thread(process.wait, PATIENCE)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    async with serving(config, serve_env(simulator, "adm-workers"), workers=2) as served:
+        yield Workers(served.process, served.url, served.line, served.output)
 
 
-def _sdk(served: Served) -> openai.AsyncOpenAI:
+def _sdk(served: Workers) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(api_key="k", base_url=f"{served.url}/v1", max_retries=0)
 
 
@@ -137,7 +100,7 @@ def _connections_to(pid: int, port: int) -> int:
     return held
 
 
-async def test_workers_share_the_port_and_answer_through_the_sdk(served: Served) -> None:
+async def test_workers_share_the_port_and_answer_through_the_sdk(served: Workers) -> None:
     workers = served.children()
     assert len(workers) == 2, served.line
     assert re.search(r"; 2 workers: \S+ \(pid \d+\), \S+ \(pid \d+\); providers: openai",
@@ -156,7 +119,7 @@ async def test_workers_share_the_port_and_answer_through_the_sdk(served: Served)
             await client.close()
 
 
-async def test_a_killed_worker_is_replaced_and_the_rest_keep_answering(served: Served) -> None:
+async def test_a_killed_worker_is_replaced_and_the_rest_keep_answering(served: Workers) -> None:
     first, second = served.children()
     os.kill(first, signal.SIGKILL)
     async with _sdk(served) as client:
@@ -177,7 +140,7 @@ async def test_a_killed_worker_is_replaced_and_the_rest_keep_answering(served: S
         assert await eventually(lands_on_new)
 
 
-async def test_sigterm_stops_every_worker_and_the_embedded_redis(served: Served) -> None:
+async def test_sigterm_stops_every_worker_and_the_embedded_redis(served: Workers) -> None:
     workers, redis = served.children(), served.redis()
     assert len(workers) == 2 and len(redis) == 1
     served.process.send_signal(signal.SIGTERM)
@@ -185,7 +148,7 @@ async def test_sigterm_stops_every_worker_and_the_embedded_redis(served: Served)
     assert not any(_alive(pid) for pid in workers + redis)
 
 
-async def test_a_killed_parent_takes_its_workers_with_it(served: Served) -> None:
+async def test_a_killed_parent_takes_its_workers_with_it(served: Workers) -> None:
     workers = served.children()
     served.process.kill()
     await asyncio.to_thread(served.process.wait, PATIENCE)
