@@ -25,6 +25,10 @@ from .messages import (
     LimitsReport,
     MetricsCommand,
     MetricsSnapshot,
+    TimelineQuery,
+    TimelineReport,
+    UsersPage,
+    UsersQuery,
     WarmEntry,
     cache_stream,
     health_stream,
@@ -138,6 +142,20 @@ class Admin:
         answer = await self.bus.ask(metrics_stream(self.bus.names), MetricsCommand(action=action),
                                     self.timeout_s)  # fmt: skip
         assert isinstance(answer, MetricsSnapshot)
+        return answer
+
+    async def timeline(self, minutes: int = 60) -> TimelineReport:
+        """The deployment's traffic over the last ``minutes``, in ten-second steps."""
+        answer = await self.bus.ask(metrics_stream(self.bus.names), TimelineQuery(minutes=minutes),
+                                    self.timeout_s)  # fmt: skip
+        assert isinstance(answer, TimelineReport)
+        return answer
+
+    async def users(self, query: UsersQuery) -> UsersPage:
+        """One page of this day's or month's users, by cost, tokens, requests or
+        rejections."""
+        answer = await self.bus.ask(metrics_stream(self.bus.names), query, self.timeout_s)
+        assert isinstance(answer, UsersPage)
         return answer
 
     async def keys(

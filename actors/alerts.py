@@ -25,12 +25,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 from types import TracebackType
+from typing import Any, cast
 
+import msgspec
 import structlog
 
-from bus import Bus, Delivery, Message, Subscription, Tail
+from bus import Bus, DecodeError, Delivery, Message, Subscription, Tail
 
-__all__ = ["Alerts"]
+__all__ = ["Alerts", "recent_alerts"]
 
 log = structlog.get_logger("alerts")
 
@@ -134,3 +136,30 @@ class Alerts:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((message, done))
         await done  # acknowledged once the reader has handled it; raises if it failed
+
+
+async def recent_alerts(
+    bus: Bus, *, after: str | None = None, limit: int = 50
+) -> tuple[list[dict[str, Any]], str]:
+    """The alerts on ``{ns}:alerts`` after the entry id ``after``, oldest first, at most
+    ``limit`` of them (without ``after``: the latest ``limit``); and the id to ask
+    after next time. Each is ``{"id", "type", "data"}``; one that cannot be decoded
+    (a publisher's mistake) comes with ``error`` and empty ``data``."""
+    stream, redis = bus.names.alerts, cast(Any, bus.redis)
+    entries: list[tuple[bytes, dict[bytes, bytes]]]
+    if after:
+        entries = await redis.xrange(stream, min=f"({after}", count=limit)
+    else:
+        entries = list(reversed(await redis.xrevrange(stream, count=limit)))
+    rows: list[dict[str, Any]] = []
+    for entry_id, fields in entries:
+        row: dict[str, Any] = {"id": entry_id.decode(), "type": "", "data": {}}
+        try:
+            data = msgspec.to_builtins(bus.codec.decode(fields).message)
+            row["type"] = data.pop("type")
+            row["data"] = data
+        except DecodeError as exc:
+            row["type"] = fields.get(b"type", b"").decode(errors="replace")[:64]
+            row["error"] = str(exc)[:200]
+        rows.append(row)
+    return rows, rows[-1]["id"] if rows else (after or "")

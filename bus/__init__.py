@@ -25,6 +25,7 @@ from ._errors import (
     RemoteError,
     Stopped,
 )
+from ._inspect import DeadLetter, GroupInfo, StreamInfo
 from ._names import Names, user_tag
 from ._scripts import call as call_script
 from ._scripts import lua_source
@@ -41,12 +42,14 @@ __all__ = [
     "BusError",
     "BusUnavailable",
     "Codec",
+    "DeadLetter",
     "DecodeError",
     "Deferred",
     "Delivery",
     "EmbeddedRedis",
     "Envelope",
     "Failure",
+    "GroupInfo",
     "Handler",
     "Message",
     "Names",
@@ -54,6 +57,7 @@ __all__ = [
     "RemoteError",
     "Stopped",
     "StreamConfig",
+    "StreamInfo",
     "Subscription",
     "Tail",
     "TailHandler",

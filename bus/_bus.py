@@ -30,6 +30,7 @@ from ._errors import (
     BusUnavailable,
     Stopped,
 )
+from ._inspect import DeadLetter, StreamInfo, dead_letters, inspect_streams
 from ._keepalive import Keepalive
 from ._line import Line, elsewhere
 from ._names import Names
@@ -510,6 +511,17 @@ class Bus:
     async def _renew(self) -> None:
         await self.redis.pexpire(self.reply_stream, self.config.reply_ttl_ms)
         await self._sync_clock()
+
+    # -- a look at the bus -----------------------------------------------------
+
+    async def inspect(self, streams: Sequence[str]) -> list[StreamInfo]:
+        """Each of ``streams`` that exists: its length, and its groups' consumers,
+        pending entries and lag."""
+        return await inspect_streams(self.redis, streams)
+
+    async def dead_letters(self, count: int = 10) -> tuple[int, list[DeadLetter]]:
+        """How many entries ``{ns}:dead`` holds, and the latest ``count`` of them."""
+        return await dead_letters(self.redis, self.names.dead, count)
 
     async def trim(self) -> None:
         """Trim every stream this process uses to its retention; prune idle consumers."""

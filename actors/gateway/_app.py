@@ -43,6 +43,7 @@ from ._health_api import HealthApi
 from ._keys_api import KeysApi
 from ._limits_api import LimitsApi
 from ._metrics_api import MetricsApi
+from ._monitor_api import MonitorApi
 from ._openai import (
     ChatCompletionBody,
     cache_threshold,
@@ -97,6 +98,7 @@ class Gateway:
         self.callers = Callers(auth or AuthConfig(), admin)
         guard = AdminGuard(self.config.admin_token)
         metrics_api = MetricsApi(admin, metrics)
+        monitor_api = MonitorApi(admin)
         self.app = web.Application(
             client_max_size=self.config.max_body_bytes,
             middlewares=[json_errors(self.config.max_body_bytes), guard.middleware],
@@ -111,6 +113,7 @@ class Gateway:
             *EmbeddingsApi(self).routes(),
             *ResponsesApi(self).routes(),
             *metrics_api.public(),
+            *monitor_api.public(),
             web.get("/openapi.json", self.openapi),
             web.get("/health", self.health),
             *HealthApi(admin, ready).routes(),
@@ -126,6 +129,7 @@ class Gateway:
                 *CacheApi(admin).routes(),
                 *KeysApi(admin).routes(),
                 *metrics_api.management(),
+                *monitor_api.management(),
             ]
         )
         self._log = log.bind()

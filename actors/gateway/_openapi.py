@@ -182,6 +182,64 @@ def _cache_paths() -> dict[str, Any]:
     }
 
 
+def _query(name: str, low: int, high: int, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": "integer", "minimum": low, "maximum": high}}  # fmt: skip
+
+
+def _monitor_paths() -> dict[str, Any]:
+    """What the dashboard reads beside the stats (management: they name users)."""
+    bad = _json("ErrorBody", "A query parameter out of range, or unknown")
+    return {
+        "/ai-orchestration/users": {
+            "get": {
+                "summary": "One page of this day's or month's users: requests, tokens, cost "
+                "and rejections, by any of them",
+                "parameters": [
+                    {
+                        "name": "period",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"enum": ["daily", "monthly"]},
+                    },
+                    {
+                        "name": "sort",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"enum": ["cost", "tokens", "requests", "rejections"]},
+                    },
+                    _query("offset", 0, 1_000_000, "Users to skip (default 0)"),
+                    _query("limit", 1, 200, "Users in the page (default 20)"),
+                ],
+                "responses": {"200": {"description": "total, and the page"}, "400": bad},
+            }
+        },
+        "/ai-orchestration/alerts": {
+            "get": {
+                "summary": "The alerts on {ns}:alerts after an entry id, oldest first "
+                "(without one: the latest)",
+                "parameters": [
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "pattern": "^[0-9]+-[0-9]+$"},
+                    },
+                    _query("limit", 1, 500, "Alerts at most (default 50)"),
+                ],
+                "responses": {"200": {"description": "alerts, and last_id"}, "400": bad},
+            }
+        },
+        "/ai-orchestration/bus": {
+            "get": {
+                "summary": "The bus: each stream's length, its groups' consumers, pending "
+                "entries and lag; the dead letters (how many, the latest ten)",
+                "responses": {"200": {"description": "streams and dead_letters"}},
+            }
+        },
+    }
+
+
 def _stats_path() -> dict[str, Any]:
     return {
         "get": {
@@ -344,8 +402,28 @@ def openapi_document() -> dict[str, Any]:
                             "responses": {"200": {"description": "The stats, now empty"}},
                         }
                     },
+                    **_monitor_paths(),
                 }
             ),
+            "/ai-orchestration/monitoring/timeline": {
+                "get": {
+                    "summary": "The last hour's traffic in ten-second steps: requests, errors, "
+                    "rejections, cache hits, cost, latency p50 and p95",
+                    "parameters": [_query("minutes", 1, 60, "The window (default 60)")],
+                    "responses": {
+                        "200": {"description": "step_s and the points, oldest first"},
+                        "400": _json("ErrorBody", "minutes out of range"),
+                        "504": _json("ErrorBody", "No metrics actor answered in time"),
+                    },
+                }
+            },
+            "/dashboard": {
+                "get": {
+                    "summary": "The operators' dashboard (a page; its data needs the admin "
+                    "token, typed into its login form)",
+                    "responses": {"200": {"description": "text/html"}},
+                }
+            },
             "/ai-orchestration/stats": _stats_path(),
             "/ai-orchestration/monitoring/stats": _stats_path(),
             "/metrics": {

@@ -62,7 +62,19 @@ from ._health import (
 )
 from ._keys import KeyEntry, KeysCommand, KeysReport
 from ._kinds import KINDS, CallFailure, Chain, Kind, RequestFailure, kind_of
-from ._metrics import MetricsCommand, MetricsSnapshot, PeriodUsage, UserUsage
+from ._metrics import (
+    MetricsCommand,
+    MetricsSnapshot,
+    PeriodUsage,
+    TimelinePoint,
+    TimelineQuery,
+    TimelineReport,
+    UsersPage,
+    UsersQuery,
+    UsersSort,
+    UserStanding,
+    UserUsage,
+)
 from ._request import (
     FALLBACK_TEXT,
     Attempt,
@@ -79,6 +91,7 @@ from ._request import (
     fallback_answer,
 )
 from ._streams import (
+    actor_streams,
     cache_stream,
     health_stream,
     keys_stream,
@@ -158,9 +171,17 @@ __all__ = [
     "Strategy",
     "StreamDelta",
     "StreamInterrupted",
+    "TimelinePoint",
+    "TimelineQuery",
+    "TimelineReport",
     "UserId",
+    "UserStanding",
     "UserUsage",
+    "UsersPage",
+    "UsersQuery",
+    "UsersSort",
     "WarmEntry",
+    "actor_streams",
     "cache_stream",
     "fallback_answer",
     "health_stream",
@@ -213,6 +234,10 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     HealthReport,
     MetricsCommand,
     MetricsSnapshot,
+    TimelineQuery,
+    TimelineReport,
+    UsersQuery,
+    UsersPage,
     KeysCommand,
     KeysReport,
 )

@@ -37,6 +37,10 @@ class RequestCompleted(Message, tag="request.completed", frozen=True, kw_only=Tr
     content: str = ""
     finish_reason: str = ""
     fallback_from: str = ""  # the model asked for, when a fallback model answered
+    # A cache hit's: what the answer cost when it was made (its model's prices now),
+    # and its tokens; what the hit saved.
+    saved_usd: float = 0.0
+    saved_tokens: int = 0
 
 
 class RequestCancelled(Message, tag="request.cancelled", frozen=True, kw_only=True):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -48,3 +48,66 @@ class MetricsSnapshot(Message, tag="metrics.snapshot", frozen=True, kw_only=True
     dead_letters: int = 0
     taken_at_ms: int = 0
     usage: list[PeriodUsage] = []  # this day's and this month's
+
+
+class TimelineQuery(Message, tag="metrics.timeline", frozen=True, kw_only=True):
+    """To the metrics actors (``{ns}:metrics``): the deployment's traffic over the last
+    ``minutes``, in steps of ten seconds. The reply is a ``metrics.timeline_report``."""
+
+    minutes: Annotated[int, msgspec.Meta(ge=1, le=60)] = 60
+
+
+class TimelinePoint(msgspec.Struct, frozen=True, kw_only=True):
+    """One step of the timeline: the requests that ended in it."""
+
+    t: int  # the step's start, in seconds since the epoch (Redis's clock)
+    requests: int = 0  # every request that ended, refused ones too
+    errors: int = 0  # failed, not for a limit or quota
+    rejected: int = 0  # refused for a rate limit or quota
+    cache_hits: int = 0
+    cost_usd: float = 0.0
+    p50_ms: float | None = None  # of the durations of requests not refused (None: none)
+    p95_ms: float | None = None
+
+
+class TimelineReport(Message, tag="metrics.timeline_report", frozen=True, kw_only=True):
+    """The answer to ``metrics.timeline``: every step of the window, oldest first,
+    empty ones too."""
+
+    step_s: int
+    points: list[TimelinePoint] = []
+
+
+UsersSort = Literal["cost", "tokens", "requests", "rejections"]
+
+
+class UsersQuery(Message, tag="metrics.users", frozen=True, kw_only=True):
+    """To the metrics actors: one page of the users of this day or month, by ``sort``
+    (most first). The reply is a ``metrics.users_page``."""
+
+    period: Literal["daily", "monthly"] = "daily"
+    sort: UsersSort = "cost"
+    offset: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
+    limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 20
+
+
+class UserStanding(msgspec.Struct, frozen=True, kw_only=True):
+    """What one user used in a period, and how often it was refused."""
+
+    user_id: str
+    requests: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+    rejections: int = 0  # requests refused for a rate limit or quota
+
+
+class UsersPage(Message, tag="metrics.users_page", frozen=True, kw_only=True):
+    """The answer to ``metrics.users``: ``total`` users in the period, and the page."""
+
+    period: Literal["daily", "monthly"]
+    label: str  # 2026-11-29, 2026-11
+    sort: UsersSort
+    offset: int
+    limit: int
+    total: int
+    users: list[UserStanding] = []

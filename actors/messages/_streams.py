@@ -16,9 +16,12 @@ key                    type    what
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bus import Names
 
 __all__ = [
+    "actor_streams",
     "cache_stream",
     "health_stream",
     "keys_stream",
@@ -50,3 +53,12 @@ def metrics_stream(names: Names) -> str:
 
 def keys_stream(names: Names) -> str:
     return f"{names.ns}:keys"
+
+
+def actor_streams(names: Names, providers: Sequence[str]) -> list[str]:
+    """Every stream that consumer groups read: the bus's own, the actors' and each
+    provider's breaker's (the replies aside: each process reads its own, in no group)."""
+    return [names.requests, names.events, names.alerts, limiter_stream(names),
+            quota_stream(names), cache_stream(names), health_stream(names),
+            metrics_stream(names), keys_stream(names), names.echo,
+            *(names.calls(provider) for provider in providers)]  # fmt: skip

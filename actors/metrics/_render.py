@@ -31,6 +31,8 @@ _HELP = {
     "aio_tokens_total": "Tokens of answered requests, by provider, model and type",
     "aio_cost_usd_total": "Cost of answered requests in US dollars",
     "aio_cache_hits_total": "Requests answered from the cache, by level",
+    "aio_cache_saved_usd_total": "What the answers served from the cache cost when made, in USD",
+    "aio_cache_saved_tokens_total": "Tokens of the answers served from the cache",
     "aio_rejections_total": "Requests refused for a rate limit or quota, by limit",
     "aio_limit_wait_seconds": "Time requests waited for a rate limit's room (wait_on_limit)",
     "aio_fallbacks_total": "Requests answered by another model than their first candidate's",
@@ -145,8 +147,9 @@ def quantile(
 
 def stats(snapshot: MetricsSnapshot) -> dict[str, Any]:
     """The deployment in one JSON object: requests, cache, providers (calls, errors,
-    latency quantiles), rejections, breakers, health, tokens and cost, and what users
-    used this day and month (the top users by tokens)."""
+    latency quantiles), rejections, breakers, health, tokens and cost (in all and per
+    provider and model), what the cache saved, and what users used this day and month
+    (the top users by tokens)."""
     requests: dict[str, float] = defaultdict(float)
     hits: dict[str, float] = defaultdict(float)
     rejections: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -155,11 +158,15 @@ def stats(snapshot: MetricsSnapshot) -> dict[str, Any]:
     breakers: dict[str, str] = {}
     health: dict[str, str] = {}
     tokens: dict[str, float] = defaultdict(float)
+    saved: dict[str, float] = defaultdict(float)  # usd, tokens
+    models: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     cost = 0.0
     for key, value in snapshot.series.items():
         _kind, name, labels, bucket = parse_key(key)
         if name == "aio_requests_total":
             requests[labels["outcome"]] += value
+            if labels["provider"] != "none":
+                models[labels["provider"], labels["model"]]["requests"] += value
         elif name == "aio_cache_hits_total":
             hits[labels["level"]] += value
         elif name == "aio_rejections_total":
@@ -174,8 +181,14 @@ def stats(snapshot: MetricsSnapshot) -> dict[str, Any]:
             health[labels["provider"]] = {0.0: "down", 1.0: "degraded"}.get(value, "healthy")
         elif name == "aio_tokens_total":
             tokens[labels["type"]] += value
+            models[labels["provider"], labels["model"]][labels["type"] + "_tokens"] += value
         elif name == "aio_cost_usd_total":
             cost += value
+            models[labels["provider"], labels["model"]]["cost_usd"] += value
+        elif name == "aio_cache_saved_usd_total":
+            saved["usd"] += value
+        elif name == "aio_cache_saved_tokens_total":
+            saved["tokens"] += value
     total = sum(requests.values())
     providers = {}
     for provider, outcomes in sorted(calls.items()):
@@ -193,17 +206,33 @@ def stats(snapshot: MetricsSnapshot) -> dict[str, Any]:
     return {
         "requests": {"total": int(total), **{k: int(v) for k, v in sorted(requests.items())}},
         "cache": {"hits": {k: int(v) for k, v in sorted(hits.items())},
-                  "hit_rate": round(sum(hits.values()) / total, 4) if total else 0.0},
+                  "hit_rate": round(sum(hits.values()) / total, 4) if total else 0.0,
+                  "hit_rate_by_level": {k: round(v / total, 4) if total else 0.0
+                                        for k, v in sorted(hits.items())},
+                  "saved_usd": round(saved["usd"], 9), "saved_tokens": int(saved["tokens"])},
         "providers": providers,
         "rejections": {k: {t: int(n) for t, n in v.items()} for k, v in rejections.items()},
         "breakers": breakers,
         "health": health,
         "tokens": {k: int(v) for k, v in tokens.items()},
+        "models": _models(models),
         "cost_usd": round(cost, 9),
         "usage": {u.period: msgspec.to_builtins(u) for u in snapshot.usage},
         "pending": snapshot.pending,
         "dead_letters": snapshot.dead_letters,
     }  # fmt: skip
+
+
+def _models(models: dict[tuple[str, str], dict[str, float]]) -> list[dict[str, Any]]:
+    """Requests, tokens and cost per provider and model, the costliest first."""
+    rows = [
+        {"provider": provider, "model": model, "requests": int(numbers["requests"]),
+         "input_tokens": int(numbers["input_tokens"]),
+         "output_tokens": int(numbers["output_tokens"]),
+         "cost_usd": round(numbers["cost_usd"], 9)}
+        for (provider, model), numbers in models.items()
+    ]  # fmt: skip
+    return sorted(rows, key=lambda row: (-row["cost_usd"], -row["requests"], row["model"]))
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -120,8 +120,13 @@ def _completed(done: RequestCompleted) -> Iterator[Update]:
     yield from _observe("aio_request_duration_seconds", {"outcome": done.outcome},
                         done.latency_ms / 1000, DURATION_BUCKETS)  # fmt: skip
     if done.cache_hit:
-        yield Update("add", key_of("c", "aio_cache_hits_total",
-                                   {"level": done.cache_level or "unknown"}), 1.0)  # fmt: skip
+        level = {"level": done.cache_level or "unknown"}
+        yield Update("add", key_of("c", "aio_cache_hits_total", level), 1.0)
+        if done.saved_usd:
+            yield Update("add", key_of("c", "aio_cache_saved_usd_total", level), done.saved_usd)
+        if done.saved_tokens:
+            yield Update("add", key_of("c", "aio_cache_saved_tokens_total", level),
+                         float(done.saved_tokens))  # fmt: skip
     if done.error_kind in ("rate_limited", "quota_exceeded"):
         yield Update("add", key_of("c", "aio_rejections_total", {
             "kind": done.error_kind, "limit_type": done.limit_type or "unknown"}), 1.0)  # fmt: skip

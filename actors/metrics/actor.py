@@ -13,14 +13,14 @@ from ..messages import (
     MetricsCommand,
     MetricsSnapshot,
     RequestCompleted,
-    cache_stream,
-    health_stream,
-    limiter_stream,
+    TimelineQuery,
+    UsersQuery,
+    actor_streams,
     metrics_stream,
-    quota_stream,
 )
 from ..runtime import Actor
 from ._series import BREAKER_STATES, key_of, updates
+from ._timeline import TimelineBook
 from ._usage import UsageBook
 
 __all__ = ["MetricsActor"]
@@ -32,9 +32,10 @@ _FLUSH_S = 0.5
 class MetricsActor(Actor):
     """Reads ``{ns}:events`` as group ``metrics`` (each event counted once, by one of
     the processes) into one Redis hash, ``{ns}:metrics:series``, so that every process
-    shows the whole deployment; answers ``metrics.command`` on ``{ns}:metrics``.
-    Changes reach Redis every half second, summed (a crash loses at most that much);
-    so does each user's usage of the day and month (``_usage``)."""
+    shows the whole deployment; answers ``metrics.command``, ``metrics.timeline`` and
+    ``metrics.users`` on ``{ns}:metrics``. Changes reach Redis every half second,
+    summed (a crash loses at most that much); so do each user's usage of the day and
+    month (``_usage``) and the last hour's traffic in ten-second steps (``_timeline``)."""
 
     group: ClassVar[str] = "metrics"
 
@@ -58,6 +59,7 @@ class MetricsActor(Actor):
         self._adds: dict[str, float] = {}
         self._sets: dict[str, float] = {}
         self.usage = UsageBook(bus.names.ns, timezone)  # per user, by day and month
+        self.timeline = TimelineBook(bus.names.ns)  # the last hour, in steps
 
     async def on_start(self) -> None:
         self.spawn(self._flushing(), "metrics-flush")
@@ -75,12 +77,13 @@ class MetricsActor(Actor):
 
     async def flush(self) -> None:
         """Write what was gathered, in one round trip."""
-        if not (self._adds or self._sets):
+        if not (self._adds or self._sets):  # (every request.completed adds to them)
             return
         adds, sets = self._adds, self._sets
         self._adds, self._sets = {}, {}
         pipe = self.bus.redis.pipeline(transaction=False)
         used = self.usage.drain(pipe)
+        steps = self.timeline.drain(pipe)
         for key, value in adds.items():
             pipe.hincrbyfloat(self.series, key, value)
         if sets:
@@ -92,6 +95,7 @@ class MetricsActor(Actor):
                 self._adds[key] = self._adds.get(key, 0.0) + value
             self._sets = sets | self._sets
             self.usage.restore(used)
+            self.timeline.restore(steps)
             raise
 
     async def handle(self, message: Message, delivery: Delivery) -> Message | Deferred | None:
@@ -100,13 +104,21 @@ class MetricsActor(Actor):
                 self._adds, self._sets = {}, {}
                 await self.bus.redis.delete(self.series)
                 await self.usage.clear(self.bus.redis)
+                await self.timeline.clear(self.bus.redis)
                 self._last = None
             else:
                 await self.flush()  # this process's latest too
             return await self.snapshot()
+        if isinstance(message, TimelineQuery):
+            await self.flush()
+            return await self.timeline.read(self.bus.redis, self.bus.now_ms(), message.minutes)
+        if isinstance(message, UsersQuery):
+            await self.flush()
+            return await self.usage.page(self.bus.redis, self.bus.now_ms(), message)
         if delivery.stream == self.bus.names.events:
             if isinstance(message, RequestCompleted):
                 self.usage.observe(message)
+                self.timeline.observe(message)
             for update in updates(message):
                 if update.op == "add":
                     self._adds[update.key] = self._adds.get(update.key, 0.0) + update.value
@@ -129,9 +141,7 @@ class MetricsActor(Actor):
         raw: Any = await redis.hgetall(self.series)
         series = {bytes(k).decode(): float(v) for k, v in raw.items()}
         names = self.bus.names
-        streams = [names.requests, names.events, limiter_stream(names), quota_stream(names),
-                   cache_stream(names), health_stream(names), metrics_stream(names)]  # fmt: skip
-        streams += [names.calls(provider) for provider in self.providers]
+        streams = actor_streams(names, self.providers)
         pending: dict[str, int] = {}
         for stream in streams:
             try:

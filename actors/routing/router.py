@@ -702,6 +702,11 @@ class Router(Actor):
                        attempts=getattr(result, "attempts", None))  # fmt: skip
         event = completed(request, result, elapsed, reservation, ticket, completion,
                           self.bus.now_ms(), charged=charged, spent=spent)  # fmt: skip
+        if isinstance(result, GenerateResponse) and result.cache_hit:
+            saved = self.planner.catalog.cost(result.model, result.usage)
+            event = msgspec.structs.replace(
+                event, saved_usd=saved, saved_tokens=result.usage.total_tokens
+            )
         # With the reply's round trip. It settles what admission reserved: while Redis
         # is unreachable it is sent again, for a minute (past that, the reservations
         # expire by themselves: reservation_ttl_ms).

@@ -32,6 +32,9 @@ MANAGEMENT: list[tuple[str, str, Any]] = [
     ("POST", "/ai-orchestration/keys", {"user_id": "ann"}),
     ("GET", "/ai-orchestration/keys", None),
     ("POST", "/ai-orchestration/keys/abc/revoke", None),
+    ("GET", "/ai-orchestration/users", None),
+    ("GET", "/ai-orchestration/alerts", None),
+    ("GET", "/ai-orchestration/bus", None),
 ]
 
 
@@ -171,4 +174,4 @@ async def test_openapi_marks_the_management_endpoints(
                 assert ("415" in operation["responses"]) == (method != "get")
             else:
                 assert "security" not in operation, (method, path)
-    assert len(management) == 16
+    assert len(management) == 19

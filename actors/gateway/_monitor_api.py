@@ -1,0 +1,119 @@
+"""What the dashboard reads beside the stats: the traffic of the last hour, the users
+page by page, the alerts as they arrive, and the bus itself.
+
+``GET /ai-orchestration/monitoring/timeline`` is public, like the stats (numbers, no
+user); the others name users or show the system's insides: management endpoints.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from bus import REDIS_DOWN, BusError
+
+from ..admin import Admin
+from ..alerts import recent_alerts
+from ..messages import UsersQuery, actor_streams
+from ._bodies import BadInput, bus_failure, error_response, json_response
+
+__all__ = ["MonitorApi"]
+
+_ENTRY_ID = re.compile(r"\d{1,20}-\d{1,20}")
+_DEAD_SHOWN = 10
+
+
+class MonitorApi:
+    """``GET /ai-orchestration/monitoring/timeline``, ``/ai-orchestration/users``,
+    ``/ai-orchestration/alerts`` and ``/ai-orchestration/bus``."""
+
+    def __init__(self, admin: Admin) -> None:
+        self.admin = admin
+
+    def public(self) -> list[web.RouteDef]:
+        return [web.get("/ai-orchestration/monitoring/timeline", self.timeline)]
+
+    def management(self) -> list[web.RouteDef]:
+        return [
+            web.get("/ai-orchestration/users", self.users),
+            web.get("/ai-orchestration/alerts", self.alerts),
+            web.get("/ai-orchestration/bus", self.bus),
+        ]
+
+    async def timeline(self, request: web.Request) -> web.Response:
+        """``?minutes=`` (1 to 60, default 60): one point per ten seconds, oldest first."""
+        try:
+            minutes = _number(request, "minutes", 60, 1, 60)
+            report = await self.admin.timeline(minutes)
+        except BadInput as exc:
+            return error_response(400, "invalid_request", str(exc))
+        except BusError as exc:
+            return error_response(*bus_failure(exc))
+        return json_response(report)
+
+    async def users(self, request: web.Request) -> web.Response:
+        """``?period=daily|monthly&sort=cost|tokens|requests|rejections&offset=&limit=``."""
+        known = {"period", "sort", "offset", "limit"}
+        try:
+            unknown = sorted(set(request.query) - known)
+            if unknown:
+                raise BadInput(f"unknown query parameter {unknown[0]!r} (takes {sorted(known)})")
+            try:
+                query = msgspec.convert(dict(request.query), UsersQuery, strict=False)
+            except msgspec.ValidationError as exc:
+                raise BadInput(f"query: {exc}") from None
+            page = await self.admin.users(query)
+        except BadInput as exc:
+            return error_response(400, "invalid_request", str(exc))
+        except BusError as exc:
+            return error_response(*bus_failure(exc))
+        return json_response(page)
+
+    async def alerts(self, request: web.Request) -> web.Response:
+        """``?after=<entry id>&limit=`` (1 to 500, default 50): the alerts after that
+        one, oldest first; without ``after``, the latest. ``last_id`` goes in the next
+        ``after``."""
+        try:
+            limit = _number(request, "limit", 50, 1, 500)
+            after = request.query.get("after") or None
+            if after is not None and not _ENTRY_ID.fullmatch(after):
+                raise BadInput(
+                    f"after: {after[:40]!r} is no stream entry id (like 1764410000000-0)"
+                )
+            rows, last = await recent_alerts(self.admin.bus, after=after, limit=limit)
+        except BadInput as exc:
+            return error_response(400, "invalid_request", str(exc))
+        except REDIS_DOWN as exc:
+            return error_response(503, "unavailable", f"Redis is unreachable: {exc!r}")
+        return json_response({"alerts": rows, "last_id": last})
+
+    async def bus(self, _request: web.Request) -> web.Response:
+        """Every stream a group reads: its length, groups, consumers, pending and lag;
+        and the dead letters (how many, and the latest ten)."""
+        bus = self.admin.bus
+        try:
+            streams = await bus.inspect(actor_streams(bus.names, self.admin.providers))
+            count, latest = await bus.dead_letters(_DEAD_SHOWN)
+        except REDIS_DOWN as exc:
+            return error_response(503, "unavailable", f"Redis is unreachable: {exc!r}")
+        body: dict[str, Any] = {
+            "streams": streams,
+            "dead_letters": {"stream": bus.names.dead, "count": count, "latest": latest},
+        }
+        return json_response(body)
+
+
+def _number(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadInput(f"{name}: {text[:40]!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise BadInput(f"{name}: {value} is out of range ({low} to {high})")
+    return value
