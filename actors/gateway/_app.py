@@ -37,6 +37,7 @@ from ._bodies import (
 )
 from ._cache_api import CacheApi
 from ._callers import Callers, Refused
+from ._dashboard import Dashboard
 from ._embeddings_api import EmbeddingsApi
 from ._errors import Runner, json_errors
 from ._health_api import HealthApi
@@ -114,6 +115,7 @@ class Gateway:
             *ResponsesApi(self).routes(),
             *metrics_api.public(),
             *monitor_api.public(),
+            *Dashboard().routes(),  # the page only: its data needs the token
             web.get("/openapi.json", self.openapi),
             web.get("/health", self.health),
             *HealthApi(admin, ready).routes(),
