@@ -101,6 +101,27 @@ class Admin:
         assert isinstance(answer, LimitsReport)
         return answer
 
+    async def standings(
+        self, users: Sequence[tuple[str, str]]
+    ) -> list[tuple[LimitsReport | BusError, LimitsReport | BusError]]:
+        """The rate limits and the quotas of each ``(user_id, tier)``, asked all at once
+        (one round trip): each a report, or the error its ask met."""
+        names = self.bus.names
+        asks = [
+            (stream(names), LimitsCommand(action="usage", user_id=user, tier=tier))
+            for user, tier in users
+            for stream in (limiter_stream, quota_stream)
+        ]
+        answers = await self.bus.ask_all(asks, self.timeout_s) if asks else []
+        shown: list[LimitsReport | BusError] = []
+        for answer in answers:
+            if isinstance(answer, AdminRefused):  # (a usage report is never refused)
+                shown.append(BusError(answer.message))
+                continue
+            assert isinstance(answer, LimitsReport | BusError)
+            shown.append(answer)
+        return list(zip(shown[::2], shown[1::2], strict=True))
+
     async def cache(
         self,
         action: Literal["stats", "clear"],

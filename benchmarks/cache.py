@@ -111,7 +111,8 @@ async def http_path(requests: int) -> None:
     finally:
         simulator.terminate()
         simulator.wait()
-        gw._forget(f"bench{os.getpid()}")
+        if "REDIS_URL" in env:  # else serve's embedded Redis, gone with it
+            gw._forget(env["REDIS_URL"], f"bench{os.getpid()}")
     base_cpu, base_p50 = rows["provider call"]
     print(f"{'':>14} {'CPU/req':>8} {'ratio':>6} {'p50':>8} {'ratio':>6}")
     for name, (cpu, p50) in rows.items():

@@ -99,7 +99,7 @@ class Gateway:
         self.callers = Callers(auth or AuthConfig(), admin)
         guard = AdminGuard(self.config.admin_token)
         metrics_api = MetricsApi(admin, metrics)
-        monitor_api = MonitorApi(admin)
+        monitor_api = MonitorApi(admin, self.callers)
         self.app = web.Application(
             client_max_size=self.config.max_body_bytes,
             middlewares=[json_errors(self.config.max_body_bytes), guard.middleware],

@@ -95,15 +95,21 @@ class Callers:
     async def tier_of(self, user_id: str) -> str:
         """The tier of a user: its configured key's, else its newest stored key's, else
         none (the defaults). ``BusError`` when the keyring cannot be asked."""
-        for configured_user, tier in self._configured.values():
-            if configured_user == user_id:
-                return tier
-        if not self.config.tiers:
-            return ""
-        listed = await self.admin.keys("list")
-        tiers = [k.tier for k in sorted(listed.keys, key=lambda k: k.created_ms)
-                 if k.user_id == user_id]  # fmt: skip
-        return tiers[-1] if tiers else ""
+        return (await self.tiers_of([user_id]))[user_id]
+
+    async def tiers_of(self, user_ids: list[str]) -> dict[str, str]:
+        """``tier_of`` for several users, with one look at the keyring for them all."""
+        found = dict.fromkeys(user_ids, "")
+        configured = {user: tier for user, tier in self._configured.values()}
+        if self.config.tiers and not set(found) <= set(configured):
+            listed = await self.admin.keys("list")
+            for key in sorted(listed.keys, key=lambda k: k.created_ms):  # the newest last
+                if key.user_id in found:
+                    found[key.user_id] = key.tier
+        for user in found:
+            if user in configured:
+                found[user] = configured[user]
+        return found
 
 
 def _presented(request: web.Request) -> str:

@@ -17,8 +17,9 @@ from bus import REDIS_DOWN, BusError
 
 from ..admin import Admin
 from ..alerts import recent_alerts
-from ..messages import UsersQuery, actor_streams
+from ..messages import LimitsReport, UsersPage, UsersQuery, actor_streams
 from ._bodies import BadInput, bus_failure, error_response, json_response
+from ._callers import Callers
 
 __all__ = ["MonitorApi"]
 
@@ -30,8 +31,9 @@ class MonitorApi:
     """``GET /ai-orchestration/monitoring/timeline``, ``/ai-orchestration/users``,
     ``/ai-orchestration/alerts`` and ``/ai-orchestration/bus``."""
 
-    def __init__(self, admin: Admin) -> None:
+    def __init__(self, admin: Admin, callers: Callers) -> None:
         self.admin = admin
+        self.callers = callers  # whose tiers say which limits a user has
 
     def public(self) -> list[web.RouteDef]:
         return [web.get("/ai-orchestration/monitoring/timeline", self.timeline)]
@@ -55,22 +57,44 @@ class MonitorApi:
         return json_response(report)
 
     async def users(self, request: web.Request) -> web.Response:
-        """``?period=daily|monthly&sort=cost|tokens|requests|rejections&offset=&limit=``."""
-        known = {"period", "sort", "offset", "limit"}
+        """``?period=daily|monthly&sort=cost|tokens|requests|rejections&offset=&limit=``;
+        with ``&limits=true`` each user's rate limits and quotas too (as
+        ``/rate-limits/{user_id}`` and ``/quotas/{user_id}`` show them), asked of the
+        limiter and the quota keeper in one round trip for the whole page."""
+        known = {"period", "sort", "offset", "limit", "limits"}
         try:
-            unknown = sorted(set(request.query) - known)
+            query = dict(request.query)
+            unknown = sorted(set(query) - known)
             if unknown:
                 raise BadInput(f"unknown query parameter {unknown[0]!r} (takes {sorted(known)})")
+            with_limits = _flag(query.pop("limits", "false"), "limits")
             try:
-                query = msgspec.convert(dict(request.query), UsersQuery, strict=False)
+                asked = msgspec.convert(query, UsersQuery, strict=False)
             except msgspec.ValidationError as exc:
                 raise BadInput(f"query: {exc}") from None
-            page = await self.admin.users(query)
+            page = await self.admin.users(asked)
+            body = msgspec.to_builtins(page)
+            if with_limits:
+                await self._with_limits(page, body["users"])
         except BadInput as exc:
             return error_response(400, "invalid_request", str(exc))
         except BusError as exc:
             return error_response(*bus_failure(exc))
-        return json_response(page)
+        return json_response(body)
+
+    async def _with_limits(self, page: UsersPage, rows: list[dict[str, Any]]) -> None:
+        users = [user.user_id for user in page.users]
+        tiers = await self.callers.tiers_of(users)
+        standings = await self.admin.standings([(user, tiers[user]) for user in users])
+        for row, (limits, quotas) in zip(rows, standings, strict=True):
+            row["tier"] = tiers[row["user_id"]] or None
+            for name, report in (("rate_limits", limits), ("quotas", quotas)):
+                if isinstance(report, LimitsReport):
+                    row[name] = msgspec.to_builtins(report.limits if name == "rate_limits"
+                                                    else report.quotas)  # fmt: skip
+                else:  # that user's row says so; the page is still shown
+                    row[name] = None
+                    row[name + "_error"] = str(report) or type(report).__name__
 
     async def alerts(self, request: web.Request) -> web.Response:
         """``?after=<entry id>&limit=`` (1 to 500, default 50): the alerts after that
@@ -104,6 +128,12 @@ class MonitorApi:
             "dead_letters": {"stream": bus.names.dead, "count": count, "latest": latest},
         }
         return json_response(body)
+
+
+def _flag(text: str, name: str) -> bool:
+    if text not in ("true", "false"):
+        raise BadInput(f"{name}: {text[:40]!r} is neither true nor false")
+    return text == "true"
 
 
 def _number(request: web.Request, name: str, default: int, low: int, high: int) -> int:

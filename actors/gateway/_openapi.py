@@ -210,6 +210,13 @@ def _monitor_paths() -> dict[str, Any]:
                     },
                     _query("offset", 0, 1_000_000, "Users to skip (default 0)"),
                     _query("limit", 1, 200, "Users in the page (default 20)"),
+                    {
+                        "name": "limits",
+                        "in": "query",
+                        "required": False,
+                        "description": "true: each user's rate limits and quotas too",
+                        "schema": {"enum": ["true", "false"]},
+                    },
                 ],
                 "responses": {"200": {"description": "total, and the page"}, "400": bad},
             }

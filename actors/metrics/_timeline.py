@@ -106,11 +106,3 @@ class TimelineBook:
                 )
             )
         return TimelineReport(step_s=STEP_S, points=points)
-
-    async def clear(self, redis: Any) -> None:
-        """Forget every step (a reset)."""
-        self.forget()
-        pipe = redis.pipeline(transaction=False)
-        async for key in redis.scan_iter(match=f"{self.prefix}:*"):
-            pipe.delete(key)  # one key a command: each may live on its own shard
-        await pipe.execute()

@@ -174,13 +174,5 @@ class UsageBook:
                          offset=query.offset, limit=query.limit, total=int(total),
                          users=rows)  # fmt: skip
 
-    async def clear(self, redis: Any) -> None:
-        """Forget every period's usage (a reset)."""
-        self.forget()
-        pipe = redis.pipeline(transaction=False)
-        async for key in redis.scan_iter(match=f"{self.ns}:metrics:usage:*"):
-            pipe.delete(key)  # one key a command: each may live on its own shard
-        await pipe.execute()
-
     def _key(self, period: str) -> str:
         return f"{self.ns}:metrics:usage:{period}"

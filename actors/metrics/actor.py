@@ -102,9 +102,9 @@ class MetricsActor(Actor):
         if isinstance(message, MetricsCommand):
             if message.action == "reset":
                 self._adds, self._sets = {}, {}
-                await self.bus.redis.delete(self.series)
-                await self.usage.clear(self.bus.redis)
-                await self.timeline.clear(self.bus.redis)
+                self.usage.forget()
+                self.timeline.forget()
+                await self._delete_all()
                 self._last = None
             else:
                 await self.flush()  # this process's latest too
@@ -126,6 +126,14 @@ class MetricsActor(Actor):
                     self._sets[update.key] = update.value
             return None
         raise Rejected(f"metrics does not take {type(message).__name__}")
+
+    async def _delete_all(self) -> None:
+        """Every key of the metrics: the series, the usage, the timeline (a reset)."""
+        redis = self.bus.redis
+        pipe = redis.pipeline(transaction=False)
+        async for key in redis.scan_iter(match=f"{self.bus.names.ns}:metrics:*"):
+            pipe.delete(key)  # one key a command: each may live on its own shard
+        await pipe.execute()
 
     async def snapshot(self) -> MetricsSnapshot:
         """The numbers as they stand (taken at most once a second: scrapes are cheap)."""

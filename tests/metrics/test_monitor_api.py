@@ -58,6 +58,12 @@ async def test_the_timeline_counts_each_step_and_refuses_a_bad_window(
     for bad in ("0", "61", "x"):
         async with http.get(f"{url}/ai-orchestration/monitoring/timeline?minutes={bad}") as r:
             assert r.status == 400 and "minutes" in (await r.json())["error"]["message"]
+    async with http.post(f"{url}/ai-orchestration/monitoring/reset", headers=ADMIN,
+                         json={}) as response:  # fmt: skip
+        assert response.status == 200
+    after = await _get(http, f"{url}/ai-orchestration/monitoring/timeline?minutes=2")
+    assert not any(p["requests"] for p in after["points"])  # the reset forgot every step
+    assert not [k async for k in node.bus.redis.scan_iter(match=f"{node.bus.names.ns}:metrics:*")]
 
 
 async def test_users_are_paged_by_each_measure(
@@ -88,10 +94,22 @@ async def test_users_are_paged_by_each_measure(
     costs = [u["cost_usd"] for u in everyone["users"]]
     assert len(costs) == 5 and costs == sorted(costs, reverse=True) and costs[-1] > 0
     assert "<b>x</b>" in {u["user_id"] for u in everyone["users"]}
+    # With each user's rate limits and quotas, for the whole page in one call.
+    standing = await _get(http, f"{users}?sort=rejections&limit=2&limits=true")
+    u3 = standing["users"][0]
+    assert u3["user_id"] == "u3" and u3["tier"] is None
+    assert u3["quotas"] and all(row["limit"] is None for row in u3["quotas"])  # none set
+    (per_minute,) = [r for r in u3["rate_limits"] if r["limit_type"] == "requests_per_minute"]
+    assert (per_minute["limit"], per_minute["used"]) == (2, 2)
+    async with http.get(f"{url}/ai-orchestration/rate-limits/u3", headers=ADMIN) as response:
+        alone = (await response.json())["limits"]  # as one user's shows, but for the clock
+    assert [r | {"reset_s": 0} for r in alone] == [r | {"reset_s": 0} for r in u3["rate_limits"]]
+    assert "rate_limits" not in (await _get(http, f"{users}?limit=1"))["users"][0]
     beyond = await _get(http, f"{users}?offset=10")
     assert beyond["users"] == [] and beyond["total"] == 5
     for query, named in (("sort=name", "sort"), ("limit=0", "limit"), ("offset=-1", "offset"),
-                         ("period=weekly", "period"), ("colour=red", "colour")):  # fmt: skip
+                         ("period=weekly", "period"), ("colour=red", "colour"),
+                         ("limits=yes", "limits")):  # fmt: skip
         found = await _get(http, f"{users}?{query}", status=400)
         assert named in found["error"]["message"], found
 

@@ -10,7 +10,7 @@
   const TOKEN_KEY = "aio-admin-token";
   const API = "/ai-orchestration";
   const POLL_MS = 2000;
-  const LIMITS_MS = 5000; // per-user quota/limit look-ups are costlier: at most this often
+  const LIMITS_MS = 5000; // the users' quotas and limits are costlier: at most this often
   const PAGE_SIZE = 20;
   const MAX_ALERTS = 200;
   const MAX_POINTS = 360;
@@ -242,15 +242,37 @@
     return chart;
   }
 
-  function renderTimeline(tl) {
+  // The hour is read whole once a minute; in between only its last minute, merged in
+  // here (a step can still grow while its requests finish; older ones hardly change).
+  const timeline = { points: new Map(), step: 10, fullAt: 0 };
+  const FULL_MS = 60000;
+
+  function timelinePath() {
+    const full = Date.now() - timeline.fullAt >= FULL_MS;
+    return "/monitoring/timeline?minutes=" + (full ? 60 : 1);
+  }
+
+  function takeTimeline(tl, path) {
+    const got = (tl && Array.isArray(tl.points) && tl.points) || [];
+    if (path.endsWith("=60")) {
+      timeline.points.clear();
+      timeline.fullAt = Date.now();
+    }
+    if (isNum(tl && tl.step_s) && tl.step_s > 0) timeline.step = tl.step_s;
+    for (const p of got) if (isNum(p.t)) timeline.points.set(p.t, p);
+    const newest = Math.max(0, ...timeline.points.keys());
+    for (const t of timeline.points.keys()) if (t <= newest - MAX_POINTS * timeline.step) timeline.points.delete(t);
+  }
+
+  function renderTimeline() {
     if (typeof uPlot === "undefined") return; // vendor script failed: keep the rest working
     if (!charts.rps) {
       charts.rps = makeChart("chart-rps", [["req/s", "--blue"], ["errors/s", "--red"]]);
       // Dots: a step with requests between empty ones (null, not 0) is no line at all.
       charts.latency = makeChart("chart-latency", [["p50 ms", "--blue"], ["p95 ms", "--amber"]], true);
     }
-    const step = isNum(tl && tl.step_s) && tl.step_s > 0 ? tl.step_s : 10;
-    const points = ((tl && tl.points) || []).slice(-MAX_POINTS);
+    const step = timeline.step;
+    const points = [...timeline.points.values()].sort((a, b) => a.t - b.t).slice(-MAX_POINTS);
     const num = (v) => (isNum(v) ? v : null);
     const x = points.map((p) => p.t);
     charts.rps.setData([x, points.map((p) => (isNum(p.requests) ? p.requests / step : null)), points.map((p) => (isNum(p.errors) ? p.errors / step : null))]);
@@ -320,12 +342,20 @@
   }
 
   // ---------------------------------------------------------------- users
-  const users = { period: "daily", sort: "cost", offset: 0, total: 0, list: [] };
-  const limitsCache = new Map(); // user -> {at, quota, limit}, oldest first, bounded
+  const users = { period: "daily", sort: "cost", offset: 0, total: 0, list: [], limitsAt: 0, limitsKey: "" };
+  const limitsCache = new Map(); // user -> {quota, limit}, oldest first, bounded
   const LIMITS_KEPT = 100;
 
+  function usersKey() {
+    return new URLSearchParams({ period: users.period, sort: users.sort, offset: String(users.offset), limit: String(PAGE_SIZE) });
+  }
+
+  /** The page, with its users' quotas and rate limits (one call for all of them) when
+   *  the page changed, one of its users is not known, or LIMITS_MS have passed. */
   function usersPath() {
-    const q = new URLSearchParams({ period: users.period, sort: users.sort, offset: String(users.offset), limit: String(PAGE_SIZE) });
+    const q = usersKey();
+    const known = users.list.every((u) => limitsCache.has(String(u.user_id)));
+    if (q.toString() !== users.limitsKey || !known || Date.now() - users.limitsAt >= LIMITS_MS) q.set("limits", "true");
     return "/users?" + q;
   }
 
@@ -340,29 +370,24 @@
     return best;
   }
 
-  /** Fetches quotas and rate limits of the users shown, in parallel, each user at most
-   *  every LIMITS_MS; one user's failure only marks that user's cells "?". */
-  async function loadLimits(list) {
+  /** Remembers the quota and limit use that came with a page asked with limits=true;
+   *  a user whose limits could not be read gets "?" in its cells. */
+  function takeLimits(page) {
+    const list = (page && page.users) || [];
+    if (!list.length || !("quotas" in list[0])) return; // asked without them
     const now = Date.now();
+    for (const u of list) {
+      const user = String(u.user_id);
+      limitsCache.delete(user); // re-insert so the Map stays ordered oldest first
+      limitsCache.set(user, {
+        quota: Array.isArray(u.quotas) ? highestUse(u.quotas, "quota_type") : undefined,
+        limit: Array.isArray(u.rate_limits) ? highestUse(u.rate_limits, "limit_type") : undefined,
+      });
+    }
+    users.limitsAt = now;
+    users.limitsKey = usersKey().toString();
+    // Kept across pages so paging back and forth shows the last known use at once.
     const shown = new Set(list.map((u) => String(u.user_id)));
-    const due = [...shown].filter((u) => !limitsCache.has(u) || now - limitsCache.get(u).at >= LIMITS_MS);
-    const one = (path) => api(path).then((v) => ({ ok: v }), (err) => {
-      if (err instanceof AuthError) throw err;
-      return { err };
-    });
-    await Promise.all(
-      due.map(async (user) => {
-        const enc = encodeURIComponent(user);
-        const [q, l] = await Promise.all([one("/quotas/" + enc), one("/rate-limits/" + enc)]);
-        limitsCache.delete(user); // re-insert so the Map stays ordered oldest first
-        limitsCache.set(user, {
-          at: now,
-          quota: q.ok ? highestUse(q.ok.quotas, "quota_type") : undefined,
-          limit: l.ok ? highestUse(l.ok.limits, "limit_type") : undefined,
-        });
-      })
-    );
-    // Kept across pages so paging back and forth does not re-ask within LIMITS_MS.
     for (const k of limitsCache.keys()) {
       if (limitsCache.size <= LIMITS_KEPT) break;
       if (!shown.has(k)) limitsCache.delete(k);
@@ -508,20 +533,22 @@
 
   /** One complete refresh: everything fetched in parallel, rendered only when all came. */
   async function refresh() {
-    const [stats, health, breakers, timeline, page, alertRes, bus] = await Promise.all([
+    const stepsPath = timelinePath();
+    const [stats, health, breakers, steps, page, alertRes, bus] = await Promise.all([
       api("/stats"),
       api("/health"),
       api("/circuit-breakers"),
-      api("/monitoring/timeline?minutes=60"),
+      api(stepsPath),
       api(usersPath()),
       api(alertsPath()),
       api("/bus"),
     ]);
-    await loadLimits((page && page.users) || []);
     return () => {
+      takeLimits(page);
       renderProviders(stats, health, breakers);
       renderStats(stats || {});
-      renderTimeline(timeline);
+      takeTimeline(steps, stepsPath);
+      renderTimeline();
       renderUsers(page || {});
       renderAlerts(alertRes);
       renderBus(bus);
@@ -590,6 +617,8 @@
     $("alerts-feed").replaceChildren();
     alerts.lastId = null;
     alerts.seen.clear();
+    timeline.points.clear();
+    timeline.fullAt = 0;
     limitsCache.clear();
     $("action-result").hidden = true;
     showStatus("");
