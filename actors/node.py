@@ -294,6 +294,7 @@ class Node:
             metrics=self.metrics,
             ready=self.ready,
             auth=config.auth,
+            probing=config.health.enabled,
         )
         await gateway.start()
         self.gateway = gateway

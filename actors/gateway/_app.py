@@ -75,7 +75,8 @@ class Gateway:
 
     It holds no state of its own: requests go to the router through ``client``,
     management to the actors that own the state through ``admin``; ``models`` says
-    which models the enabled providers serve, ``bounds`` how large a request may be.
+    which models the enabled providers serve, ``bounds`` how large a request may be,
+    ``probing`` whether a health prober runs (``health.enabled``).
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class Gateway:
         metrics: Metrics,
         ready: Callable[[], Awaitable[str]] | None = None,
         auth: AuthConfig | None = None,
+        probing: bool = True,
     ) -> None:
         self.config = config
         self.client = client
@@ -118,7 +120,7 @@ class Gateway:
             *Dashboard().routes(),  # the page only: its data needs the token
             web.get("/openapi.json", self.openapi),
             web.get("/health", self.health),
-            *HealthApi(admin, ready).routes(),
+            *HealthApi(admin, ready, probing=probing).routes(),
         ]
         guard.exempt(self.app.add_routes(public))
         # Every other route is a management one: it needs the admin token.

@@ -30,9 +30,12 @@ class HealthApi:
     ``/healthz`` (alive) and ``/readyz`` (Redis answers, this process's actors run).
     Public: probes and load balancers carry no admin token."""
 
-    def __init__(self, admin: Admin, ready: Callable[[], Awaitable[str]] | None) -> None:
+    def __init__(
+        self, admin: Admin, ready: Callable[[], Awaitable[str]] | None, *, probing: bool = True
+    ) -> None:
         self.admin = admin
         self.ready = ready
+        self.probing = probing  # false: health.enabled is off, no prober runs anywhere
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -46,6 +49,8 @@ class HealthApi:
         return await asyncio.gather(self.admin.health(), self.admin.breakers())
 
     async def health(self, _request: web.Request) -> web.Response:
+        if not self.probing:  # no prober to ask: the breakers alone, and why
+            return await self._breakers_only()
         try:
             report, breakers = await self._both()
         except BusError as exc:
@@ -65,6 +70,17 @@ class HealthApi:
             for p in report.providers
         ]
         return json_response({"status": report.status, "providers": rows})
+
+    async def _breakers_only(self) -> web.Response:
+        try:
+            breakers = await self.admin.breakers()
+        except BusError as exc:
+            return error_response(*bus_failure(exc))
+        why = "health probing is off (health.enabled = false)"
+        rows = [{"provider": b.provider, "status": "unknown", "latency_ms": None,
+                 "error_rate": None, "calls": 0, "checked_at": None, "breaker": b.state,
+                 "why": why} for b in breakers]  # fmt: skip
+        return json_response({"status": "unknown", "providers": rows})
 
     async def healthy(self, _request: web.Request) -> web.Response:
         """The providers a request may go to now: healthy, their breaker closed."""

@@ -14,13 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import async_playwright
+from playwright.async_api import async_playwright, expect
 
 from actors.providers.simulator import Simulator
 from tests._serve import ROOT, Served, serve_env, serving
+from tests.conftest import PATIENCE
 from tests.request_path.conftest import simulator  # noqa: F401  (a fixture)
 
 TOKEN = "adm-dashboard-7d1f0c"
+
+# Every expectation waits for its condition up to this long (Playwright's default, 5 s,
+# is a bet on the machine's speed); a met condition returns at once.
+expect.set_options(timeout=PATIENCE * 1000)
 
 # Flags for a headless Chromium on a machine with no network beyond loopback (it
 # would otherwise try Google's hosts at every start) and no user namespace (root).
@@ -59,9 +64,22 @@ async def browser() -> AsyncIterator[Any]:
 
 @pytest.fixture
 async def served(simulator: Simulator, tmp_path: Path) -> AsyncIterator[Served]:  # noqa: F811
-    """``serve`` with limits low enough to be hit, a breaker quick to open and slow to
-    close by itself, and the prober looking every second."""
-    config = tmp_path / "aio.toml"
+    """``serve`` in one process (see ``_config``)."""
+    async with serving(_config(tmp_path), serve_env(simulator, TOKEN)) as running:
+        yield running
+
+
+@pytest.fixture
+async def served_by_two(simulator: Simulator, tmp_path: Path) -> AsyncIterator[Served]:  # noqa: F811
+    """``serve --workers 2``: the page reads whichever worker answers."""
+    async with serving(_config(tmp_path), serve_env(simulator, TOKEN), workers=2) as running:
+        yield running
+
+
+def _config(folder: Path) -> Path:
+    """Limits low enough to be hit, a breaker quick to open and slow to close by itself,
+    the prober looking every second."""
+    config = folder / "aio.toml"
     config.write_text(f"""
 [bus]
 namespace = "db{uuid.uuid4().hex[:8]}"
@@ -82,5 +100,4 @@ daily_request_limit = 40
 interval_ms = 1000
 jitter_ms = 100
 """)
-    async with serving(config, serve_env(simulator, TOKEN)) as running:
-        yield running
+    return config

@@ -197,7 +197,10 @@ async def test_without_the_right_token_nothing_is_shown(browser: Any, served: Se
 
 
 @pytest.mark.timeout(300)
-async def test_a_phone_sized_screen_and_thousands_of_users(browser: Any, served: Served) -> None:
+async def test_a_phone_sized_screen_and_thousands_of_users(
+    browser: Any, served_by_two: Served
+) -> None:
+    served = served_by_two
     users = 1200
     gate = asyncio.Semaphore(32)
     async with openai.AsyncOpenAI(api_key="k", base_url=f"{served.url}/v1",

@@ -211,3 +211,15 @@ async def test_the_bus_view_shows_groups_pending_and_dead_letters(
     groups = {g["group"] for g in streams[names.events]["groups"]}
     assert {"metrics", "limiter", "quota"} <= groups
     assert names.calls("openai") in streams
+
+
+async def test_with_the_prober_off_health_says_so_and_shows_the_breakers(
+    make_node: MakeNode, http: aiohttp.ClientSession
+) -> None:
+    node = await make_node(providers=("openai",))  # health.enabled = false
+    assert node.gateway is not None
+    found = await _get(http, f"{node.gateway.url}/ai-orchestration/health")
+    assert found["status"] == "unknown"
+    (row,) = found["providers"]
+    assert (row["provider"], row["status"], row["breaker"]) == ("openai", "unknown", "closed")
+    assert "health.enabled" in row["why"]

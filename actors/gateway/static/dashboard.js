@@ -531,27 +531,39 @@
   // ---------------------------------------------------------------- polling
   const poll = { timer: null, busy: false, again: false, session: 0, active: false };
 
-  /** One complete refresh: everything fetched in parallel, rendered only when all came. */
+  /** One refresh: everything fetched in parallel, rendered when all came. A section
+   *  whose call failed keeps what it showed (the others go on) and the failure is
+   *  named in the status line; a 401 anywhere ends the session. */
   async function refresh() {
+    const failed = [];
+    const soft = (path) =>
+      api(path).catch((err) => {
+        if (err instanceof AuthError) throw err;
+        failed.push(path.split("?")[0] + ": " + err.message);
+        return null;
+      });
     const stepsPath = timelinePath();
     const [stats, health, breakers, steps, page, alertRes, bus] = await Promise.all([
-      api("/stats"),
-      api("/health"),
-      api("/circuit-breakers"),
-      api(stepsPath),
-      api(usersPath()),
-      api(alertsPath()),
-      api("/bus"),
+      soft("/stats"),
+      soft("/health"),
+      soft("/circuit-breakers"),
+      soft(stepsPath),
+      soft(usersPath()),
+      soft(alertsPath()),
+      soft("/bus"),
     ]);
     return () => {
-      takeLimits(page);
-      renderProviders(stats, health, breakers);
-      renderStats(stats || {});
-      takeTimeline(steps, stepsPath);
+      if (stats || health || breakers) renderProviders(stats, health, breakers);
+      if (stats) renderStats(stats);
+      if (steps) takeTimeline(steps, stepsPath);
       renderTimeline();
-      renderUsers(page || {});
-      renderAlerts(alertRes);
-      renderBus(bus);
+      if (page) {
+        takeLimits(page);
+        renderUsers(page);
+      }
+      if (alertRes) renderAlerts(alertRes);
+      if (bus) renderBus(bus);
+      return failed;
     };
   }
 
@@ -563,8 +575,8 @@
     try {
       const render = await refresh();
       if (session !== poll.session) return; // logged out meanwhile: drop the answers
-      render();
-      showStatus("");
+      const failed = render();
+      showStatus(failed.length ? "Not updated: " + failed.join("; ") : "");
       setText("updated", "Updated " + fmtTime(new Date()));
       document.body.dataset.loaded = "1";
     } catch (err) {
