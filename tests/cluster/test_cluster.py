@@ -1,5 +1,6 @@
 """The whole system on a Redis Cluster: the request path, exact limits across two
-processes, keys spread over the primaries, and a primary failed over under load."""
+processes, the dashboard's reads, keys spread over the primaries, and a primary failed
+over under load."""
 
 from __future__ import annotations
 
@@ -23,6 +24,11 @@ from tests.limits.test_exactness import (  # noqa: F401  (run here, on the clust
     _counted,
     test_a_redelivered_request_is_charged_once,
     test_two_processes_admit_exactly_the_limit,
+)
+from tests.metrics.test_monitor_api import (  # noqa: F401  (run here, on the cluster)
+    test_the_bus_view_shows_groups_pending_and_dead_letters,
+    test_the_timeline_counts_each_step_and_refuses_a_bad_window,
+    test_users_are_paged_by_each_measure,
 )
 from tests.request_path.conftest import MakeNode
 from tests.request_path.test_gateway import (  # noqa: F401  (run here, on the cluster)
