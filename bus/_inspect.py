@@ -46,6 +46,14 @@ def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
+def _int(value: Any) -> int | None:
+    """A count as Redis gave it, or None for what is none (a hand-written field)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 async def inspect_streams(redis: Any, streams: Sequence[str]) -> list[StreamInfo]:
     """The streams of ``streams`` that exist, in that order."""
     pipe = redis.pipeline(transaction=False)
@@ -57,7 +65,7 @@ async def inspect_streams(redis: Any, streams: Sequence[str]) -> list[StreamInfo
     found: list[tuple[str, int, list[dict[str, Any]]]] = []
     for index, stream in enumerate(streams):
         exists, length, groups = answers[3 * index : 3 * index + 3]
-        if exists != 1:
+        if exists != 1 or isinstance(length, Exception):  # none, or not a stream
             continue
         found.append((stream, int(length), groups if isinstance(groups, list) else []))
     pipe = redis.pipeline(transaction=False)
@@ -71,15 +79,14 @@ async def inspect_streams(redis: Any, streams: Sequence[str]) -> list[StreamInfo
         for group in groups:
             members = next(consumers)
             idles = [int(m["idle"]) for m in members] if isinstance(members, list) else []
-            lag = group.get("lag")
             rows.append(
                 GroupInfo(
                     group=_text(group["name"]),
-                    consumers=int(group["consumers"]),
-                    pending=int(group["pending"]),
-                    lag=None if lag is None else int(lag),
+                    consumers=_int(group.get("consumers")) or 0,
+                    pending=_int(group.get("pending")) or 0,
+                    lag=_int(group.get("lag")),
                     idle_ms=min(idles) if idles else None,
-                    last_delivered_id=_text(group["last-delivered-id"]),
+                    last_delivered_id=_text(group.get("last-delivered-id", "")),
                 )
             )
         infos.append(StreamInfo(stream=stream, length=length, groups=rows))
@@ -101,7 +108,7 @@ async def dead_letters(redis: Any, stream: str, count: int) -> tuple[int, list[D
                 group=_text(fields.get(b"source_group", b"")),
                 reason=_text(fields.get(b"reason", b"")),
                 type=_text(fields.get(b"type", b"")),
-                deliveries=int(fields.get(b"deliveries", b"0") or 0),
+                deliveries=_int(fields.get(b"deliveries")) or 0,  # anyone may write here
             )
         )
     return int(total), latest

@@ -49,10 +49,11 @@ async def serving(
     assert process.stdout is not None
     output: list[str] = []
     try:
-        line = await asyncio.to_thread(process.stdout.readline)
-        while line and not line.startswith("serving as"):
-            output.append(line)
+        async with asyncio.timeout(PATIENCE):  # (then the process is stopped below)
             line = await asyncio.to_thread(process.stdout.readline)
+            while line and not line.startswith("serving as"):
+                output.append(line)
+                line = await asyncio.to_thread(process.stdout.readline)
         assert line, f"serve stopped before it was ready: {''.join(output)}"
         stdout = process.stdout
         threading.Thread(target=lambda: output.extend(stdout), daemon=True).start()

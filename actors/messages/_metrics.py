@@ -76,6 +76,7 @@ class TimelineReport(Message, tag="metrics.timeline_report", frozen=True, kw_onl
 
     step_s: int
     points: list[TimelinePoint] = []
+    now_ms: int = 0  # when it was read (Redis's clock): how far the last step has run
 
 
 UsersSort = Literal["cost", "tokens", "requests", "rejections"]

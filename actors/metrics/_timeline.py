@@ -105,4 +105,4 @@ class TimelineBook:
                     p95_ms=None if p95 is None else round(p95 * 1000, 3),
                 )
             )
-        return TimelineReport(step_s=STEP_S, points=points)
+        return TimelineReport(step_s=STEP_S, points=points, now_ms=now_ms)

@@ -14,6 +14,7 @@ from ..messages import (
     MetricsSnapshot,
     RequestCompleted,
     TimelineQuery,
+    TimelineReport,
     UsersQuery,
     actor_streams,
     metrics_stream,
@@ -54,6 +55,10 @@ class MetricsActor(Actor):
         self.providers = list(providers)  # whose call streams are looked at
         self.breakers = breakers  # the breakers' states as this process sees them
         self._last: tuple[float, MetricsSnapshot] | None = None
+        self._timelines: dict[int, tuple[float, TimelineReport]] = {}  # by minutes, as _last
+        # One flush at a time: two in flight could land out of order (a gauge's older
+        # value over its newer one).
+        self._flushing_now = asyncio.Lock()
         # Changes gathered here and written together every _FLUSH_S (a request's ~20
         # series would otherwise be ~20 Redis commands each): adds summed, sets last.
         self._adds: dict[str, float] = {}
@@ -77,6 +82,10 @@ class MetricsActor(Actor):
 
     async def flush(self) -> None:
         """Write what was gathered, in one round trip."""
+        async with self._flushing_now:
+            await self._flush()
+
+    async def _flush(self) -> None:
         if not (self._adds or self._sets):  # (every request.completed adds to them)
             return
         adds, sets = self._adds, self._sets
@@ -106,12 +115,12 @@ class MetricsActor(Actor):
                 self.timeline.forget()
                 await self._delete_all()
                 self._last = None
+                self._timelines.clear()
             else:
                 await self.flush()  # this process's latest too
             return await self.snapshot()
         if isinstance(message, TimelineQuery):
-            await self.flush()
-            return await self.timeline.read(self.bus.redis, self.bus.now_ms(), message.minutes)
+            return await self._timeline(message.minutes)
         if isinstance(message, UsersQuery):
             await self.flush()
             return await self.usage.page(self.bus.redis, self.bus.now_ms(), message)
@@ -134,6 +143,17 @@ class MetricsActor(Actor):
         async for key in redis.scan_iter(match=f"{self.bus.names.ns}:metrics:*"):
             pipe.delete(key)  # one key a command: each may live on its own shard
         await pipe.execute()
+
+    async def _timeline(self, minutes: int) -> TimelineReport:
+        """The last ``minutes`` (read at most once a second: the endpoint is public)."""
+        now = time.monotonic()
+        kept = self._timelines.get(minutes)
+        if kept is not None and now - kept[0] < _FRESH_S:
+            return kept[1]
+        await self.flush()
+        report = await self.timeline.read(self.bus.redis, self.bus.now_ms(), minutes)
+        self._timelines[minutes] = (now, report)
+        return report
 
     async def snapshot(self) -> MetricsSnapshot:
         """The numbers as they stand (taken at most once a second: scrapes are cheap)."""

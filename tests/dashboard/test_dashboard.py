@@ -98,7 +98,10 @@ async def _every_section_filled(page: Page) -> None:
     await expect(openai_row.locator(".calls")).to_have_text(re.compile(r"^[1-9]"))
     await expect(page.locator("#requests-total")).to_have_text("8", timeout=WAIT_MS)
     await expect(page.locator("#chart-rps canvas").first).to_be_attached()
-    await expect(page.locator("#chart-latency canvas").first).to_be_attached()
+    await expect(page.locator("#chart-rps")).to_have_attribute("data-requests", "8")
+    await expect(page.locator("#chart-latency")).to_have_attribute(
+        "data-points", re.compile("^[1-9]")
+    )
     await expect(page.locator("#models")).to_contain_text("gpt-4o-mini")
     await expect(page.locator("#cost-total")).to_have_text(re.compile(r"^\$0\.0*[1-9]"))
     await expect(page.locator("#cache-hit-rate")).to_have_text("12.5%")  # 1 of 8

@@ -10,6 +10,7 @@ import aiohttp
 import msgspec
 import pytest
 
+from actors.providers.simulator import Simulator
 from actors.runtime.config import CacheConfig
 from tests.conftest import eventually
 from tests.request_path.conftest import ADMIN, NO_LIMITS, MakeNode
@@ -31,12 +32,13 @@ async def _chat(http: aiohttp.ClientSession, url: str, user: str, text: str) -> 
 
 
 async def test_the_timeline_counts_each_step_and_refuses_a_bad_window(
-    make_node: MakeNode, http: aiohttp.ClientSession
+    make_node: MakeNode, http: aiohttp.ClientSession, simulator: Simulator
 ) -> None:
     limits = msgspec.structs.replace(NO_LIMITS, requests_per_minute=3)
     node = await make_node(providers=("openai",), cache=CacheConfig(), limits=limits)
     assert node.gateway is not None
     url = node.gateway.url
+    simulator.state.update("openai", {"latency_ms": 300})  # the calls' bucket: 250-500 ms
     statuses = [await _chat(http, url, "ann", text) for text in ("a", "b", "a", "c")]
     assert statuses == [200, 200, 200, 429]  # the third from the cache, the fourth refused
 
@@ -52,12 +54,19 @@ async def test_the_timeline_counts_each_step_and_refuses_a_bad_window(
     assert sum(p["cache_hits"] for p in points) == 1
     assert sum(p["errors"] for p in points) == 0
     assert sum(p["cost_usd"] for p in points) > 0
+    # The four ended within a few seconds: in the last steps, not anywhere in the window.
     busy = [p for p in points if p["requests"]]
-    assert all(p["p50_ms"] is not None and p["p95_ms"] >= p["p50_ms"] for p in busy)
+    assert busy and all(p["t"] >= timeline["now_ms"] / 1000 - 30 for p in busy)
+    assert points[-1]["t"] <= timeline["now_ms"] / 1000 < points[-1]["t"] + 10
+    # Three timed (the refusal is not): two calls of 300 ms and a hit of a few ms.
+    if len(busy) == 1:
+        assert 250 <= busy[0]["p50_ms"] <= 500 and 250 <= busy[0]["p95_ms"] <= 500
     assert all(p["p50_ms"] is None for p in points if not p["requests"])
-    for bad in ("0", "61", "x"):
+    assert "type" not in timeline  # the bus's tag is not the HTTP API's
+    for bad in ("0", "61", "x", "\uff15", "1_0", " 5", "5&minutes=5", "5&colour=red"):
         async with http.get(f"{url}/ai-orchestration/monitoring/timeline?minutes={bad}") as r:
-            assert r.status == 400 and "minutes" in (await r.json())["error"]["message"]
+            message = (await r.json())["error"]["message"]
+            assert r.status == 400 and ("minutes" in message or "colour" in message), message
     async with http.post(f"{url}/ai-orchestration/monitoring/reset", headers=ADMIN,
                          json={}) as response:  # fmt: skip
         assert response.status == 200
@@ -181,7 +190,13 @@ async def test_alerts_are_read_after_an_id_and_a_bad_entry_does_not_break_the_fe
     assert later["last_id"] == bob["id"]
     limited = await _get(http, f"{alerts}?limit=1")
     assert [a["id"] for a in limited["alerts"]] == [bob["id"]]  # the latest
-    for bad in ("after=1-x", "after=%3Cscript%3E", "limit=0", "limit=501"):
+    paged = await _get(http, f"{alerts}?after={first['last_id']}&limit=1")
+    assert [a["id"] for a in paged["alerts"]] == [wrong["id"]]  # the next one after
+    last = f"{2**64 - 1}-{2**64 - 1}"
+    assert await _get(http, f"{alerts}?after={last}") == {"alerts": [], "last_id": last}
+    for bad in ("after=1-x", "after=%3Cscript%3E", "limit=0", "limit=501",
+                f"after={2**64}-0", "after=99999999999999999999-0", "limit=5&limit=6",
+                "since=1-0"):  # fmt: skip
         await _get(http, f"{alerts}?{bad}", status=400)
 
 
@@ -213,6 +228,11 @@ async def test_the_bus_view_shows_groups_pending_and_dead_letters(
     groups = {g["group"] for g in streams[names.events]["groups"]}
     assert {"metrics", "limiter", "quota"} <= groups
     assert names.calls("openai") in streams
+    # Anyone who can write to Redis can write a dead letter by hand: shown, not a 500.
+    await node.bus.redis.xadd(names.dead, {"reason": "<b>by hand</b>", "deliveries": "abc"})
+    by_hand = (await _get(http, f"{url}/ai-orchestration/bus"))["dead_letters"]
+    assert by_hand["count"] == 2 and by_hand["latest"][0]["deliveries"] == 0
+    await _get(http, f"{url}/ai-orchestration/bus?x=1", status=400)
 
 
 async def test_with_the_prober_off_health_says_so_and_shows_the_breakers(

@@ -4,6 +4,7 @@ other file reachable, revalidated with an ETag; the page public, its data not.""
 from __future__ import annotations
 
 import aiohttp
+import yarl
 
 from tests.request_path.conftest import MakeNode
 
@@ -35,9 +36,11 @@ async def test_the_page_and_its_files_and_nothing_else(
     async with http.get(f"{url}/dashboard/static/dashboard.js",
                         headers={"If-None-Match": etag}) as response:  # fmt: skip
         assert response.status == 304 and await response.read() == b""
+    # Sent as written (encoded=True: the client would resolve the dots itself).
     for path in ("/dashboard/static/nope.js", "/dashboard/static/../_app.py",
-                 "/dashboard/static/%2e%2e/_app.py", "/dashboard/static/vendor/uplot/LICENSE",
-                 "/dashboard/static//etc/passwd"):  # fmt: skip
-        async with http.get(f"{url}{path}") as response:
+                 "/dashboard/static/%2e%2e/_app.py", "/dashboard/static/..%2f_app.py",
+                 "/dashboard/static/vendor/uplot/LICENSE", "/dashboard/static//etc/passwd",
+                 "/dashboard/static/dashboard.js%00"):  # fmt: skip
+        async with http.get(yarl.URL(f"{url}{path}", encoded=True)) as response:
             assert response.status == 404, path
             assert b"import" not in await response.read()
