@@ -70,13 +70,26 @@ class TimelinePoint(msgspec.Struct, frozen=True, kw_only=True):
     p95_ms: float | None = None
 
 
+class ProviderRecent(msgspec.Struct, frozen=True, kw_only=True):
+    """One provider's calls over the last minutes (not since the numbers began)."""
+
+    provider: str
+    calls: int  # that ended, answered or failed (a hedge's cancelled call is neither)
+    errors: int
+    error_rate: float
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+
+
 class TimelineReport(Message, tag="metrics.timeline_report", frozen=True, kw_only=True):
     """The answer to ``metrics.timeline``: every step of the window, oldest first,
-    empty ones too."""
+    empty ones too; and each provider's calls over the last ``recent_s`` seconds."""
 
     step_s: int
     points: list[TimelinePoint] = []
     now_ms: int = 0  # when it was read (Redis's clock): how far the last step has run
+    recent_s: int = 0
+    providers: list[ProviderRecent] = []
 
 
 UsersSort = Literal["cost", "tokens", "requests", "rejections"]

@@ -29,6 +29,7 @@ from ..messages import (
 __all__ = [
     "BREAKER_STATES",
     "DURATION_BUCKETS",
+    "SKIPPED",
     "TOKEN_BUCKETS",
     "Update",
     "buckets_of",
@@ -46,7 +47,7 @@ TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4
 BREAKER_STATES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 _BREAKER = BREAKER_STATES
 # Attempts that made no call (skipped before one), for the counts of calls.
-_SKIPPED = frozenset({"breaker_open", "key_invalid", "provider_down"})
+SKIPPED = frozenset({"breaker_open", "key_invalid", "provider_down"})
 
 
 def buckets_of(name: str) -> tuple[float, ...]:
@@ -141,7 +142,7 @@ def _completed(done: RequestCompleted) -> Iterator[Update]:
             yield from _observe("aio_limit_wait_seconds", {}, attempt.latency_ms / 1000,
                                 DURATION_BUCKETS)  # fmt: skip
             continue
-        if attempt.outcome in _SKIPPED:
+        if attempt.outcome in SKIPPED:
             continue
         labels = {"provider": attempt.provider, "model": attempt.model}
         yield Update("add", key_of("c", "aio_provider_calls_total",

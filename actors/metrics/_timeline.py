@@ -1,8 +1,10 @@
 """The deployment's traffic over the last hour, in steps of ten seconds: requests,
-errors, refusals, cache hits, cost and the requests' duration (for p50 and p95).
+errors, refusals, cache hits, cost and the requests' duration (for p50 and p95); and
+each provider's calls, errors and their duration, summed over the last five minutes.
 
 Kept apart from the series, which are totals since a reset: a chart needs the same
-numbers per step. Each step is one hash that expires an hour after it ends, so the
+numbers per step, and an operator a provider's latency and errors now, not since the
+numbers began. Each step is one hash that expires an hour after it ends, so the
 timeline holds at most 360 of them whatever the traffic; a step's numbers come from
 every process's events (each counted once, by the metrics group).
 
@@ -12,7 +14,9 @@ Redis keys::
                                          requests, errors, rejected, cache_hits,
                                          cost_usd, timed (requests not refused), and
                                          one field per duration bucket (its upper
-                                         bound, as in the series) for those
+                                         bound, as in the series) for those; per
+                                         provider p|{name}|calls, errors, timed and
+                                         its calls' duration buckets
 """
 
 from __future__ import annotations
@@ -20,15 +24,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..messages import RequestCompleted, TimelinePoint, TimelineReport, kind_of
+from ..messages import ProviderRecent, RequestCompleted, TimelinePoint, TimelineReport, kind_of
 from ._render import quantile
-from ._series import DURATION_BUCKETS
+from ._series import DURATION_BUCKETS, SKIPPED
 
 __all__ = ["STEP_S", "TimelineBook"]
 
 STEP_S = 10
 _KEEP_S = 3600 + 2 * STEP_S  # a step is read for an hour after it ends
 _COUNTS = ("requests", "errors", "rejected", "cache_hits")
+RECENT_S = 300  # each provider's numbers: over the last five minutes
+_NOT_CALLS = SKIPPED | {"waited", "cancelled"}  # no call, or one that never ended
 
 
 class TimelineBook:
@@ -56,9 +62,17 @@ class TimelineBook:
             add("cache_hits")
         if event.cost_usd:
             add("cost_usd", event.cost_usd)
-        seconds = event.latency_ms / 1000
-        add(repr(float(next((b for b in DURATION_BUCKETS if seconds <= b), math.inf))))
+        add(_bucket(event.latency_ms))
         add("timed")
+        for attempt in event.attempts:  # each provider's calls, for its recent numbers
+            if attempt.outcome in _NOT_CALLS:
+                continue
+            add(f"p|{attempt.provider}|calls")
+            if attempt.outcome != "ok":
+                add(f"p|{attempt.provider}|errors")
+            if attempt.latency_ms:
+                add(f"p|{attempt.provider}|{_bucket(attempt.latency_ms)}")
+                add(f"p|{attempt.provider}|timed")
 
     def drain(self, pipe: Any) -> dict[int, dict[str, float]]:
         """Queue what was gathered on ``pipe``; the gathered, to put back on failure."""
@@ -81,28 +95,65 @@ class TimelineBook:
         self._gathered = {}
 
     async def read(self, redis: Any, now_ms: int, minutes: int) -> TimelineReport:
-        """Every step of the last ``minutes``, oldest first, the current one last."""
+        """Every step of the last ``minutes``, oldest first, the current one last; and
+        each provider's numbers over the last ``RECENT_S`` (read along)."""
         last = now_ms // 1000 // STEP_S * STEP_S
-        steps = [last - STEP_S * i for i in range(minutes * 60 // STEP_S - 1, -1, -1)]
+        count = max(minutes * 60, RECENT_S) // STEP_S
+        steps = [last - STEP_S * i for i in range(count - 1, -1, -1)]
         pipe = redis.pipeline(transaction=False)
         for step in steps:
             pipe.hgetall(f"{self.prefix}:{step}")
-        found = await pipe.execute()
-        points = []
-        for step, raw in zip(steps, found, strict=True):
-            if not raw:
-                points.append(TimelinePoint(t=step))
-                continue
-            fields = {bytes(k).decode(): float(v) for k, v in raw.items()}
-            fields["count"] = fields.get("timed", 0.0)
-            p50, p95 = (quantile(fields, q) for q in (0.5, 0.95))
-            points.append(
-                TimelinePoint(
-                    t=step,
-                    **{name: int(fields.get(name, 0.0)) for name in _COUNTS},
-                    cost_usd=round(fields.get("cost_usd", 0.0), 9),
-                    p50_ms=None if p50 is None else round(p50 * 1000, 3),
-                    p95_ms=None if p95 is None else round(p95 * 1000, 3),
-                )
-            )
-        return TimelineReport(step_s=STEP_S, points=points, now_ms=now_ms)
+        found = [{bytes(k).decode(): float(v) for k, v in raw.items()}
+                 for raw in await pipe.execute()]  # fmt: skip
+        shown = minutes * 60 // STEP_S
+        points = [_point(step, fields) for step, fields in zip(steps[-shown:], found[-shown:],
+                                                                strict=True)]  # fmt: skip
+        recent = found[-(RECENT_S // STEP_S) :]
+        return TimelineReport(step_s=STEP_S, points=points, now_ms=now_ms, recent_s=RECENT_S,
+                              providers=_providers(recent))  # fmt: skip
+
+
+def _bucket(latency_ms: float) -> str:
+    """The duration bucket a latency falls in, as a field's name (its upper bound)."""
+    seconds = latency_ms / 1000
+    return repr(float(next((b for b in DURATION_BUCKETS if seconds <= b), math.inf)))
+
+
+def _point(step: int, fields: dict[str, float]) -> TimelinePoint:
+    if not fields:
+        return TimelinePoint(t=step)
+    p50, p95 = (quantile({**fields, "count": fields.get("timed", 0.0)}, q) for q in (0.5, 0.95))
+    return TimelinePoint(
+        t=step,
+        **{name: int(fields.get(name, 0.0)) for name in _COUNTS},
+        cost_usd=round(fields.get("cost_usd", 0.0), 9),
+        p50_ms=_ms(p50),
+        p95_ms=_ms(p95),
+    )
+
+
+def _providers(steps: list[dict[str, float]]) -> list[ProviderRecent]:
+    """Each provider's calls, errors and latency over ``steps``, summed."""
+    summed: dict[str, dict[str, float]] = {}
+    for fields in steps:
+        for field, value in fields.items():
+            if field.startswith("p|"):
+                _p, provider, name = field.split("|", 2)
+                mine = summed.setdefault(provider, {})
+                mine[name] = mine.get(name, 0.0) + value
+    found = []
+    for provider, fields in sorted(summed.items()):
+        calls, errors = int(fields.get("calls", 0.0)), int(fields.get("errors", 0.0))
+        timed = {
+            **fields,
+            "count": sum(v for k, v in fields.items() if k[0].isdigit() or k == "inf"),
+        }
+        p50, p95 = (quantile(timed, q) for q in (0.5, 0.95))
+        found.append(ProviderRecent(provider=provider, calls=calls, errors=errors,
+                                    error_rate=round(errors / calls, 4) if calls else 0.0,
+                                    p50_ms=_ms(p50), p95_ms=_ms(p95)))  # fmt: skip
+    return found
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)

@@ -135,6 +135,8 @@ async def _a_failing_provider_seen_open(page: Page, served: Served, simulator: S
     openai_row = page.locator("tr[data-provider='openai']")
     await expect(openai_row.locator(".breaker")).to_have_text("open", timeout=WAIT_MS)
     await expect(openai_row.locator(".why")).to_contain_text("failure rate")
+    # The last five minutes' error rate: the failures show now, not diluted by the past.
+    await expect(openai_row.locator(".error-rate")).not_to_have_text(re.compile(r"^(0\.0%|—)$"))
     opened = page.locator("#alerts-feed li[data-type='breaker.opened']")
     await expect(opened).to_contain_text("openai", timeout=WAIT_MS)
     await page.screenshot(path=artifacts() / "dashboard-breaker-open.png", full_page=True)

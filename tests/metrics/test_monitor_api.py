@@ -63,6 +63,11 @@ async def test_the_timeline_counts_each_step_and_refuses_a_bad_window(
         assert 250 <= busy[0]["p50_ms"] <= 500 and 250 <= busy[0]["p95_ms"] <= 500
     assert all(p["p50_ms"] is None for p in points if not p["requests"])
     assert "type" not in timeline  # the bus's tag is not the HTTP API's
+    # Each provider over the last five minutes: the two calls made (no hit, no refusal).
+    assert timeline["recent_s"] == 300
+    (recent,) = timeline["providers"]
+    assert (recent["provider"], recent["calls"], recent["errors"]) == ("openai", 2, 0)
+    assert 250 <= recent["p50_ms"] <= recent["p95_ms"] <= 500
     for bad in ("0", "61", "x", "\uff15", "1_0", " 5", "5&minutes=5", "5&colour=red"):
         async with http.get(f"{url}/ai-orchestration/monitoring/timeline?minutes={bad}") as r:
             message = (await r.json())["error"]["message"]

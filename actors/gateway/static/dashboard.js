@@ -166,13 +166,15 @@
   }
 
   // ---------------------------------------------------------------- providers
-  function renderProviders(stats, health, breakers) {
+  function renderProviders(stats, health, breakers, recent) {
     const byStats = (stats && stats.providers) || {};
+    const byRecent = new Map((recent || []).map((p) => [String(p.provider), p]));
     const byHealth = new Map(((health && health.providers) || []).map((p) => [String(p.provider), p]));
     const byBreaker = new Map(((breakers && breakers.circuit_breakers) || []).map((b) => [String(b.provider), b]));
     const names = new Set([...Object.keys(byStats), ...byHealth.keys(), ...byBreaker.keys()]);
     const rows = [...names].sort().map((name) => ({
       name,
+      r: byRecent.get(name) || { calls: 0, errors: 0, error_rate: null, p50_ms: null, p95_ms: null },
       s: byStats[name] || {},
       h: byHealth.get(name) || {},
       b: byBreaker.get(name) || {},
@@ -190,16 +192,17 @@
     return tr;
   }
 
-  function updateProviderRow(tr, { name, s, h, b }) {
-    const lat = s.latency_ms || {};
+  /** Latency, errors and calls of the last five minutes (the timeline's), not since
+   *  the numbers began: a provider failing now shows now. */
+  function updateProviderRow(tr, { name, r, s, h, b }) {
     const status = h.status || s.health || "unknown";
     const state = b.state || s.breaker || "";
     setCell(tr, "name", name);
     setStateClass(setCell(tr, "health", String(status)), "health-", status, HEALTH_STATES);
-    setCell(tr, "p50", fmtMs(lat.p50));
-    setCell(tr, "p95", fmtMs(lat.p95));
-    setCell(tr, "error-rate", fmtPct(isNum(s.error_rate) ? s.error_rate : h.error_rate));
-    setCell(tr, "calls", fmtInt(isNum(s.calls) ? s.calls : h.calls));
+    setCell(tr, "p50", fmtMs(r.p50_ms));
+    setCell(tr, "p95", fmtMs(r.p95_ms));
+    setCell(tr, "error-rate", r.calls ? fmtPct(r.error_rate) : DASH);
+    setCell(tr, "calls", fmtInt(r.calls));
     const cell = setCell(tr, "breaker", String(state));
     setStateClass(cell, "state-", state, BREAKER_STATES);
     // Extra breaker facts go in a tooltip so the cell's text stays exactly the state.
@@ -245,7 +248,7 @@
 
   // The hour is read whole once a minute; in between only its last minute, merged in
   // here (a step can still grow while its requests finish; older ones hardly change).
-  const timeline = { points: new Map(), step: 10, fullAt: 0, nowS: 0 };
+  const timeline = { points: new Map(), step: 10, fullAt: 0, nowS: 0, providers: null };
   const FULL_MS = 60000;
 
   function timelinePath() {
@@ -261,6 +264,7 @@
     }
     if (isNum(tl && tl.step_s) && tl.step_s > 0) timeline.step = tl.step_s;
     if (isNum(tl && tl.now_ms)) timeline.nowS = tl.now_ms / 1000;
+    if (tl && Array.isArray(tl.providers)) timeline.providers = tl.providers;
     for (const p of got) if (isNum(p.t)) timeline.points.set(p.t, p);
     const newest = Math.max(0, ...timeline.points.keys());
     for (const t of timeline.points.keys()) if (t <= newest - MAX_POINTS * timeline.step) timeline.points.delete(t);
@@ -566,9 +570,9 @@
       soft("/bus"),
     ]);
     return () => {
-      if (stats || health || breakers) renderProviders(stats, health, breakers);
-      if (stats) renderStats(stats);
       if (steps) takeTimeline(steps, stepsPath);
+      if (stats || health || breakers) renderProviders(stats, health, breakers, timeline.providers);
+      if (stats) renderStats(stats);
       renderTimeline();
       if (page) {
         takeLimits(page);
@@ -647,6 +651,7 @@
     alerts.seen.clear();
     timeline.points.clear();
     timeline.fullAt = 0;
+    timeline.providers = null;
     limitsCache.clear();
     $("action-result").hidden = true;
     showStatus("");
