@@ -295,8 +295,8 @@
   function renderStats(stats) {
     const req = stats.requests || {};
     setText("requests-total", fmtInt(req.total));
-    setText("requests-failed", fmtInt(req.failed));
-    setText("requests-fallback", fmtInt(req.fallback));
+    setText("requests-failed", fmtInt(req.failed || 0)); // an outcome not seen yet: none
+    setText("requests-fallback", fmtInt(req.fallback || 0));
     setText("requests-dead", fmtInt(stats.dead_letters));
 
     const tokens = stats.tokens || {};
