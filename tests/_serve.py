@@ -62,7 +62,7 @@ async def serving(
     finally:
         if process.poll() is None:
             process.terminate()
-            try:
-                await asyncio.to_thread(process.wait, PATIENCE)
+            try:  # longer than serve's own wait for its workers (30 s, then SIGKILL)
+                await asyncio.to_thread(process.wait, PATIENCE + 15)
             except subprocess.TimeoutExpired:
                 process.kill()

@@ -151,7 +151,10 @@ class Workers:
             for sig in _SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)  # blocked for the fork
-            die_with_parent(parent)  # a SIGKILLed parent leaves no worker behind
+            # A SIGKILLed parent leaves no worker behind. SIGKILL, not SIGTERM: a worker
+            # whose parent is gone has no one to restart or stop it, and a graceful stop
+            # that hung would leave it holding the port for good (seen once in a test).
+            die_with_parent(parent, signal.SIGKILL)
             os.close(ready_r)
             self._selector.close()
             for fd in (
