@@ -25,7 +25,7 @@ from actors.health import HealthProber
 from actors.node import Node, Role
 from actors.providers import Secret, adapter_class, vendor_of
 from actors.providers.simulator import PROVIDERS, Knobs, Simulator
-from actors.runtime import Workers, redis_for, reserve_port
+from actors.runtime import Workers, log_waiting_tasks, redis_for, reserve_port
 from actors.runtime._logging import secrets_of
 from actors.runtime.config import Config, ConfigError, load_config
 from bus import BusUnavailable, EmbeddedRedis
@@ -179,6 +179,9 @@ def _loopback(host: str) -> bool:
         return False
 
 
+_SLOW_STOP_S = 20.0
+
+
 async def _serve(
     config: Config,
     role: Role,
@@ -215,7 +218,13 @@ async def _serve(
         finally:
             if ready is None:
                 print("stopping: draining in-flight requests", flush=True)
-            await node.stop()
+            # A stop should take a few seconds; one still running after this says what
+            # it waits on (a worker's stop once hung past serve's 30 s: cause unknown).
+            slow = loop.call_later(_SLOW_STOP_S, log_waiting_tasks, "serve.stop_slow")
+            try:
+                await node.stop()
+            finally:
+                slow.cancel()
 
 
 def _key_hash(_args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 counters, and the choice of Redis."""
 
 from ._actor import Actor
-from ._logging import Redactor, configure_logging, secrets_of
+from ._logging import Redactor, configure_logging, log_waiting_tasks, secrets_of
 from ._metrics import Metrics
 from ._redis import redis_for
 from ._supervisor import Supervisor
@@ -50,6 +50,7 @@ __all__ = [
     "configure_logging",
     "configure_tracing",
     "load_config",
+    "log_waiting_tasks",
     "redis_for",
     "reserve_port",
     "secrets_of",

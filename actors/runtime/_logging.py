@@ -10,6 +10,8 @@ and whatever a library put in its message are covered too.
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json as _json
 import logging
 import os
@@ -24,7 +26,7 @@ import structlog
 
 from ..providers import ENV, Secret
 
-__all__ = ["SECRET_ENV", "Redactor", "configure_logging", "secrets_of"]
+__all__ = ["SECRET_ENV", "Redactor", "configure_logging", "log_waiting_tasks", "secrets_of"]
 
 # Headers whose value is a credential, and the text that shows where one is written:
 # ``Authorization: Bearer x``, ``"x-api-key": "x"``, ``api-key=x``,
@@ -242,3 +244,14 @@ def _level(name: str) -> int:
     if not isinstance(level, int):
         raise ValueError(f"unknown log level {name!r}")
     return level
+
+
+def log_waiting_tasks(event: str, **fields: Any) -> None:
+    """Log, as one error line, where every task of the running loop waits (its stack,
+    no locals): for a stop that does not end, what it waits on."""
+    stacks = []
+    for task in asyncio.all_tasks():
+        out = io.StringIO()
+        task.print_stack(limit=10, file=out)
+        stacks.append(out.getvalue())
+    structlog.get_logger("runtime").error(event, tasks=len(stacks), stacks=stacks, **fields)

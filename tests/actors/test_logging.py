@@ -24,10 +24,11 @@ import aiohttp
 import msgspec
 import pytest
 import redis.asyncio
+import structlog.testing
 
 from actors.providers import Secret
 from actors.providers.simulator import Simulator
-from actors.runtime._logging import Redactor, secrets_of
+from actors.runtime._logging import Redactor, log_waiting_tasks, secrets_of
 from actors.runtime.config import load_config
 from tests.conftest import _delete_namespace
 
@@ -327,3 +328,19 @@ def test_secrets_come_from_the_config_and_the_environment() -> None:
     assert {"from-env", "redis-pw", "adm-env", "g"} <= set(found)
     assert "/root" not in found and "aio" not in found
     assert set(secrets_of(Future(), {})) == {"adm", "c1", "c2", "typed"}
+
+
+async def test_waiting_tasks_are_logged_with_where_they_wait() -> None:
+    stuck = asyncio.Event()
+
+    async def waits_for_ever() -> None:
+        await stuck.wait()
+
+    task = asyncio.create_task(waits_for_ever(), name="stuck-one")
+    await asyncio.sleep(0)  # it runs to its wait
+    with structlog.testing.capture_logs() as logs:
+        log_waiting_tasks("serve.stop_slow", after_s=20)
+    task.cancel()
+    (line,) = [entry for entry in logs if entry["event"] == "serve.stop_slow"]
+    assert line["log_level"] == "error" and line["after_s"] == 20 and line["tasks"] >= 2
+    assert any("waits_for_ever" in stack for stack in line["stacks"])
