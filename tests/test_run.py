@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from actors.providers.simulator import Simulator
+from bus import sync_client
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -170,12 +171,25 @@ def _admin_status(base: str, token: str | None) -> int:
         return exc.code
 
 
+def _forget(env: dict[str, str], namespace: str) -> None:
+    """Delete what a serve on ``REDIS_URL`` left there (its embedded Redis goes with it)."""
+    if "REDIS_URL" not in env:
+        return
+    client = sync_client(env["REDIS_URL"])
+    try:
+        for key in list(client.scan_iter(match=f"{namespace}:*")):
+            client.delete(key)
+    finally:
+        client.close()
+
+
 @pytest.mark.parametrize("chosen", [None, "my-chosen-token"])
 def test_serve_requires_the_admin_token_it_makes_or_is_given(
     tmp_path: Path, chosen: str | None
 ) -> None:
     config = tmp_path / "serve.toml"
-    config.write_text(f'[bus]\nnamespace = "run{uuid.uuid4().hex[:8]}"\n')
+    namespace = f"run{uuid.uuid4().hex[:8]}"
+    config.write_text(f'[bus]\nnamespace = "{namespace}"\n')
     env = _env_without_token() | ({} if chosen is None else {"AIO_ADMIN_TOKEN": chosen})
     server = subprocess.Popen(
         [sys.executable, "run.py", "serve", "--port", "0", "--config", str(config)],
@@ -202,6 +216,7 @@ def test_serve_requires_the_admin_token_it_makes_or_is_given(
     finally:
         server.send_signal(signal.SIGINT)
         out, err = server.communicate(timeout=60)
+        _forget(env, namespace)
     assert server.returncode == 0, err
     printed = "".join(seen) + out + err
     assert token is not None and printed.count(token) == (1 if chosen is None else 0)
