@@ -250,3 +250,10 @@ async def test_with_the_prober_off_health_says_so_and_shows_the_breakers(
     (row,) = found["providers"]
     assert (row["provider"], row["status"], row["breaker"]) == ("openai", "unknown", "closed")
     assert "health.enabled" in row["why"]
+    healthy = await _get(http, f"{node.gateway.url}/ai-orchestration/healthy-providers")
+    assert healthy == {"providers": ["openai"]}  # its breaker is closed; nothing says else
+    async with http.post(f"{node.gateway.url}/ai-orchestration/circuit-breakers/openai/open",
+                         headers=ADMIN, json={}) as response:  # fmt: skip
+        assert response.status == 200
+    healthy = await _get(http, f"{node.gateway.url}/ai-orchestration/healthy-providers")
+    assert healthy == {"providers": []}
