@@ -100,7 +100,9 @@ class Callers:
     async def tiers_of(self, user_ids: list[str]) -> dict[str, str]:
         """``tier_of`` for several users, with one look at the keyring for them all."""
         found = dict.fromkeys(user_ids, "")
-        configured = {user: tier for user, tier in self._configured.values()}
+        configured: dict[str, str] = {}
+        for user, tier in self._configured.values():
+            configured.setdefault(user, tier)  # a user's first configured key says
         if self.config.tiers and not set(found) <= set(configured):
             listed = await self.admin.keys("list")
             for key in sorted(listed.keys, key=lambda k: k.created_ms):  # the newest last
