@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from ..messages import MetricsSnapshot
 from ._series import DURATION_BUCKETS, buckets_of, parse_key
 
-__all__ = ["prometheus_text", "quantile", "stats"]
+__all__ = ["milliseconds", "prometheus_text", "quantile", "stats"]
 
 _HELP = {
     "aio_requests_total": "Requests answered or failed, by provider, model and outcome",
@@ -199,7 +199,9 @@ def stats(snapshot: MetricsSnapshot) -> dict[str, Any]:
             "calls": int(made),
             "errors": int(failed),
             "error_rate": round(failed / made, 4) if made else 0.0,
-            "latency_ms": {f"p{int(q * 100)}": _ms(quantile(fields, q)) for q in (0.5, 0.95, 0.99)},
+            "latency_ms": {
+                f"p{int(q * 100)}": milliseconds(quantile(fields, q)) for q in (0.5, 0.95, 0.99)
+            },
             "breaker": breakers.get(provider, "closed"),
             "health": health.get(provider),
         }
@@ -235,5 +237,6 @@ def _models(models: dict[tuple[str, str], dict[str, float]]) -> list[dict[str, A
     return sorted(rows, key=lambda row: (-row["cost_usd"], -row["requests"], row["model"]))
 
 
-def _ms(seconds: float | None) -> float | None:
+def milliseconds(seconds: float | None) -> float | None:
+    """Seconds as milliseconds, to the microsecond (None stays None)."""
     return None if seconds is None else round(seconds * 1000, 3)

@@ -32,6 +32,7 @@ __all__ = [
     "SKIPPED",
     "TOKEN_BUCKETS",
     "Update",
+    "bucket_of",
     "buckets_of",
     "key_of",
     "parse_key",
@@ -85,10 +86,14 @@ def parse_key(key: str) -> tuple[str, str, dict[str, str], str]:
     return kind, name, json.loads(labels), bucket
 
 
+def bucket_of(value: float, buckets: tuple[float, ...] = DURATION_BUCKETS) -> str:
+    """The bucket ``value`` falls in, as its field is named: its upper bound."""
+    return repr(float(next((b for b in buckets if value <= b), math.inf)))
+
+
 def _observe(name: str, labels: dict[str, str], value: float,
              buckets: tuple[float, ...]) -> Iterator[Update]:  # fmt: skip
-    bucket = next((b for b in buckets if value <= b), math.inf)
-    yield Update("add", key_of("h", name, labels, repr(float(bucket))), 1.0)
+    yield Update("add", key_of("h", name, labels, bucket_of(value, buckets)), 1.0)
     yield Update("add", key_of("h", name, labels, "sum"), value)
     yield Update("add", key_of("h", name, labels, "count"), 1.0)
 

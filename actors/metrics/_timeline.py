@@ -21,12 +21,11 @@ Redis keys::
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from ..messages import ProviderRecent, RequestCompleted, TimelinePoint, TimelineReport, kind_of
-from ._render import quantile
-from ._series import DURATION_BUCKETS, SKIPPED
+from ._render import milliseconds, quantile
+from ._series import SKIPPED, bucket_of
 
 __all__ = ["STEP_S", "TimelineBook"]
 
@@ -114,9 +113,7 @@ class TimelineBook:
 
 
 def _bucket(latency_ms: float) -> str:
-    """The duration bucket a latency falls in, as a field's name (its upper bound)."""
-    seconds = latency_ms / 1000
-    return repr(float(next((b for b in DURATION_BUCKETS if seconds <= b), math.inf)))
+    return bucket_of(latency_ms / 1000)
 
 
 def _point(step: int, fields: dict[str, float]) -> TimelinePoint:
@@ -127,8 +124,8 @@ def _point(step: int, fields: dict[str, float]) -> TimelinePoint:
         t=step,
         **{name: int(fields.get(name, 0.0)) for name in _COUNTS},
         cost_usd=round(fields.get("cost_usd", 0.0), 9),
-        p50_ms=_ms(p50),
-        p95_ms=_ms(p95),
+        p50_ms=milliseconds(p50),
+        p95_ms=milliseconds(p95),
     )
 
 
@@ -144,16 +141,10 @@ def _providers(steps: list[dict[str, float]]) -> list[ProviderRecent]:
     found = []
     for provider, fields in sorted(summed.items()):
         calls, errors = int(fields.get("calls", 0.0)), int(fields.get("errors", 0.0))
-        timed = {
-            **fields,
-            "count": sum(v for k, v in fields.items() if k[0].isdigit() or k == "inf"),
-        }
+        timed = {**fields, "count": fields.get("timed", 0.0)}
         p50, p95 = (quantile(timed, q) for q in (0.5, 0.95))
+        rate = round(errors / calls, 4) if calls else 0.0
         found.append(ProviderRecent(provider=provider, calls=calls, errors=errors,
-                                    error_rate=round(errors / calls, 4) if calls else 0.0,
-                                    p50_ms=_ms(p50), p95_ms=_ms(p95)))  # fmt: skip
+                                    error_rate=rate, p50_ms=milliseconds(p50),
+                                    p95_ms=milliseconds(p95)))  # fmt: skip
     return found
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 3)
